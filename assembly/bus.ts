@@ -1,0 +1,223 @@
+/**
+ * DOC: bus — the root of one bus and its heap
+ *
+ * Everything of a bus lives in linear memory the core manages itself,
+ * reachable from one root that `bus_init` lays out once at `__heap_base`.
+ * Nothing is kept in the AssemblyScript heap or in data segments (a worker
+ * that attaches re-instantiates the module, which rewrites data segments),
+ * and no module global holds bus state: every thread finds the root at the
+ * same fixed address.
+ *
+ * Memory map:
+ *
+ *   0 .. __heap_base      static data of the module (read-only strings)
+ *   root                  Root (below), aligned to 64
+ *   root + ROOT_SIZE      the heap: TLSF blocks up to `heapEnd`; grows with
+ *                         memory.grow, never beyond `maxPages`
+ *
+ * Root layout (all u32):
+ *
+ *   +0   magic       BUS1_MAGIC
+ *   +4   version     ABI_VERSION
+ *   +8   heapLock    futex word guarding the heap (taken by the threads build)
+ *   +12  heapEnd     end of the heap region (a multiple of 64 KiB)
+ *   +16  maxPages    bound from the `maxMemoryBytes` option
+ *   +20  serial      last peer serial handed out (tie-break of the order)
+ *   +24  users       list of User records
+ *   +28  peerFree    first free peer slot + 1, 0 if none
+ *   +32  peerSlots   number of peer slots ever made
+ *   +36  limits      default per-user limits: slices, handles, bytes, objects
+ *   +52  reserved
+ *   +64  tlsf        the heap's TLSF control block
+ *   +64+TLSF_SIZE    peer directory: PEER_DIR_SIZE page pointers
+ *
+ * Peer slots: a peer is named across the ABI by (slot, generation); the
+ * generation changes whenever a slot is freed, so a stale reference can never
+ * reach a new peer. Slots live in pages of PEER_PAGE_SLOTS entries that are
+ * never moved, so a reader needs no lock to find a peer.
+ */
+
+import { tlsf_init, tlsf_add_region, tlsf_extend_region, tlsf_alloc, tlsf_free, block_body, block_of_body, TLSF_SIZE } from "./tlsf";
+
+export const BUS1_MAGIC: u32 = 0x31737562; // "bus1"
+export const ABI_VERSION: u32 = 1;
+
+// @ts-ignore: decorator
+@inline export const PAGE_SIZE: u32 = 65536;
+// @ts-ignore: decorator
+@inline export const PEER_PAGE_SLOTS: u32 = 512;
+// @ts-ignore: decorator
+@inline export const PEER_DIR_SIZE: u32 = 1024;
+
+// @ts-ignore: decorator
+@inline const ROOT_TLSF: u32 = 64;
+// @ts-ignore: decorator
+@inline const ROOT_PEER_DIR: u32 = ROOT_TLSF + TLSF_SIZE;
+// @ts-ignore: decorator
+@inline const ROOT_SIZE: u32 = (ROOT_PEER_DIR + PEER_DIR_SIZE * 4 + 63) & ~63;
+
+@unmanaged export class Root {
+  magic: u32;
+  version: u32;
+  heapLock: u32;
+  heapEnd: u32;
+  maxPages: u32;
+  serial: u32;
+  users: u32;
+  peerFree: u32;
+  peerSlots: u32;
+  limSlices: u32;
+  limHandles: u32;
+  limBytes: u32;
+  limObjects: u32;
+}
+
+/** The root's address: the same in every instance of the module. */
+// @ts-ignore: decorator
+@inline export function root_addr(): usize {
+  return (__heap_base + 63) & ~63;
+}
+
+// @ts-ignore: decorator
+@inline export function root(): Root {
+  return changetype<Root>(root_addr());
+}
+
+// @ts-ignore: decorator
+@inline function heap_tlsf(): usize {
+  return root_addr() + ROOT_TLSF;
+}
+
+/**
+ * Lays out a new bus in this memory. `maxPages` bounds the memory; the caller
+ * has checked the limits.
+ */
+export function bus_setup(maxPages: u32, slices: u32, handles: u32, bytes: u32, objects: u32): i32 {
+  let base = root_addr();
+  let heapStart = base + ROOT_SIZE;
+  let end = (heapStart + 2 * 16 + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
+  let have = <usize>memory.size() << 16;
+  if (end > have && memory.grow(<i32>((end - have) >> 16)) < 0) return -1;
+  memory.fill(base, 0, ROOT_SIZE);
+  let r = root();
+  r.magic = BUS1_MAGIC;
+  r.version = ABI_VERSION;
+  r.maxPages = maxPages;
+  r.heapEnd = <u32>end;
+  r.limSlices = slices;
+  r.limHandles = handles;
+  r.limBytes = bytes;
+  r.limObjects = objects;
+  tlsf_init(heap_tlsf());
+  tlsf_add_region(heap_tlsf(), heapStart, end);
+  return 0;
+}
+
+/** Grows the heap so that a block with a body of `size` bytes fits. */
+function heap_grow(size: u32): bool {
+  let r = root();
+  let have = <usize>memory.size();
+  let need = ((<usize>size + 64 + PAGE_SIZE - 1) >> 16);
+  // grow by at least a quarter of what we have, to keep growth rare
+  let want = max(need, have >> 2);
+  if (have + want > <usize>r.maxPages) want = need;
+  if (have + want > <usize>r.maxPages) return false;
+  let oldEnd = <usize>r.heapEnd;
+  if (memory.grow(<i32>want) < 0) return false;
+  let newEnd = <usize>memory.size() << 16;
+  // another instance may have grown the memory too: the heap takes all of it
+  tlsf_extend_region(heap_tlsf(), oldEnd, newEnd);
+  r.heapEnd = <u32>newEnd;
+  return true;
+}
+
+/** Allocates `size` bytes (8-aligned) from the heap; 0 when out of memory. */
+export function heap_alloc(size: u32): usize {
+  let t = heap_tlsf();
+  let b = tlsf_alloc(t, size);
+  if (!b) {
+    if (!heap_grow(size)) return 0;
+    b = tlsf_alloc(t, size);
+    if (!b) return 0;
+  }
+  return block_body(b);
+}
+
+/** Allocates and zeroes. */
+export function heap_calloc(size: u32): usize {
+  let p = heap_alloc(size);
+  if (p) memory.fill(p, 0, size);
+  return p;
+}
+
+export function heap_free(p: usize): void {
+  tlsf_free(heap_tlsf(), block_of_body(p));
+}
+
+/** Bytes of memory the heap spans (for statistics). */
+export function heap_bytes(): u32 {
+  return root().heapEnd - <u32>(root_addr() + ROOT_SIZE);
+}
+
+// ---- peer slots ---------------------------------------------------------------
+
+// @ts-ignore: decorator
+@inline function peer_dir(): usize {
+  return root_addr() + ROOT_PEER_DIR;
+}
+
+/** Address of slot `i`'s entry (peer ptr u32, generation u32), or 0. */
+export function slot_addr(i: u32): usize {
+  let page = i / PEER_PAGE_SLOTS;
+  if (page >= PEER_DIR_SIZE) return 0;
+  let p = load<u32>(peer_dir() + page * 4);
+  if (!p) return 0;
+  return p + (i % PEER_PAGE_SLOTS) * 8;
+}
+
+/** Takes a free slot for `peer`; returns its index, or -1 when out of memory. */
+export function slot_take(peer: usize): i32 {
+  let r = root();
+  let i: u32;
+  if (r.peerFree) {
+    i = r.peerFree - 1;
+    let e = slot_addr(i);
+    r.peerFree = load<u32>(e) >> 1;
+    store<u32>(e, <u32>peer);
+    return <i32>i;
+  }
+  i = r.peerSlots;
+  let page = i / PEER_PAGE_SLOTS;
+  if (page >= PEER_DIR_SIZE) return -1;
+  if (i % PEER_PAGE_SLOTS == 0) {
+    let p = heap_calloc(PEER_PAGE_SLOTS * 8);
+    if (!p) return -1;
+    store<u32>(peer_dir() + page * 4, <u32>p);
+  }
+  r.peerSlots = i + 1;
+  let e = slot_addr(i);
+  store<u32>(e, <u32>peer);
+  return <i32>i;
+}
+
+/** Frees a slot: its generation moves on, so old references fail. */
+export function slot_free(i: u32): void {
+  let r = root();
+  let e = slot_addr(i);
+  store<u32>(e, (r.peerFree << 1) | 1);
+  store<u32>(e, load<u32>(e, 4) + 1, 4);
+  r.peerFree = i + 1;
+}
+
+/** The peer at (slot, gen), or 0 if that reference is stale or bogus. */
+export function slot_lookup(i: u32, gen: u32): usize {
+  let e = slot_addr(i);
+  if (!e) return 0;
+  let p = load<u32>(e);
+  if ((p & 1) || !p || load<u32>(e, 4) != gen) return 0;
+  return p;
+}
+
+export function slot_gen(i: u32): u32 {
+  return load<u32>(slot_addr(i), 4);
+}

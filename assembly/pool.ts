@@ -1,0 +1,153 @@
+/**
+ * DOC: pool — a peer's pool of slices
+ *
+ * Each peer receives payloads into its own pool: a list of chunks taken from
+ * the bus heap, managed by a TLSF allocator of the peer's own (tlsf.ts). A
+ * slice is one used block; its body starts with the Message record (the queue
+ * entry and the accounting of the message) and then holds the slice proper,
+ * whose address is the `offset` the API reports:
+ *
+ *   block  +0   TLSF header (8)
+ *   body   +0   Message (MESSAGE_SIZE = 80)
+ *          +80  payload, zero padding to 8        <- offset
+ *               u64 × nHandles   handle IDs (written at receive)
+ *               u32 × nObjects   host object slots, padding to 8
+ *
+ * The Message sits outside the slice the receiver is given (the payload view
+ * never covers it), and a peer's slices are looked up by offset in the peer's
+ * slice map, never by trusting bytes in the pool.
+ *
+ * Chunks are at least CHUNK_MIN bytes; a slice larger than that gets a chunk
+ * of its own size. A chunk that becomes entirely free is handed back to the
+ * heap, unless it is the pool's last one, so a quiet peer keeps one chunk and
+ * a peer that had a burst shrinks back. The control block is made with the
+ * first chunk, so an idle peer that never received costs nothing here.
+ *
+ * Chunk: +0 next chunk u32, +4 size u32, +8 region (TLSF blocks, sentinel).
+ * Guarded by the peer's data lock.
+ */
+
+import { Entry } from "./queue";
+import { Peer } from "./peer";
+import { heap_alloc, heap_free } from "./bus";
+import { tlsf_init, tlsf_add_region, tlsf_alloc, tlsf_free, tlsf_take, block_spans_region, block_body, tlsf_body_size, TLSF_SIZE, BLOCK_HEADER, BLOCK_MAX } from "./tlsf";
+
+// @ts-ignore: decorator
+@inline export const CHUNK_MIN: u32 = 65536;
+// @ts-ignore: decorator
+@inline const CHUNK_HEADER: u32 = 8;
+
+@unmanaged export class Message extends Entry {
+  dest: u32;
+  size: u32;
+  nHandles: u32;
+  nObjects: u32;
+  share: u32;
+  c0: u32;
+  c1: u32;
+  c2: u32;
+  c3: u32;
+  _pad2: u32;
+}
+
+// @ts-ignore: decorator
+@inline export const MESSAGE_SIZE: u32 = 80;
+
+// @ts-ignore: decorator
+@inline export function message_payload(m: Message): usize {
+  return changetype<usize>(m) + MESSAGE_SIZE;
+}
+
+// @ts-ignore: decorator
+@inline export function message_of_payload(p: usize): Message {
+  return changetype<Message>(p - MESSAGE_SIZE);
+}
+
+// @ts-ignore: decorator
+@inline export function message_cost(m: Message): usize {
+  return changetype<usize>(m) + offsetof<Message>("c0");
+}
+
+/** Address of the handle array of a slice. */
+// @ts-ignore: decorator
+@inline export function message_handles(m: Message): usize {
+  return message_payload(m) + ((<usize>m.size + 7) & ~7);
+}
+
+// @ts-ignore: decorator
+@inline export function message_objects(m: Message): usize {
+  return message_handles(m) + (<usize>m.nHandles << 3);
+}
+
+/** Bytes of a slice as charged: payload, padding, handle and object arrays. */
+export function slice_bytes(size: u32, nHandles: u32, nObjects: u32): u64 {
+  return ((<u64>size + 7) & ~7) + (<u64>nHandles << 3) + (((<u64>nObjects << 2) + 7) & ~7);
+}
+
+/** Largest slice a pool can hold. */
+export const SLICE_MAX: u64 = <u64>(BLOCK_MAX - MESSAGE_SIZE - CHUNK_HEADER - 64);
+
+/** Allocates a slice of `bytes` (from slice_bytes); returns its Message or 0. */
+export function pool_alloc(p: Peer, bytes: u32): Message | null {
+  let body = MESSAGE_SIZE + bytes;
+  if (!p.poolTlsf) {
+    let t = heap_alloc(TLSF_SIZE);
+    if (!t) return null;
+    tlsf_init(t);
+    p.poolTlsf = <u32>t;
+  }
+  let b = tlsf_alloc(p.poolTlsf, body);
+  if (!b) {
+    if (!pool_grow(p, body)) return null;
+    b = tlsf_alloc(p.poolTlsf, body);
+    if (!b) return null;
+  }
+  return changetype<Message>(block_body(b));
+}
+
+function pool_grow(p: Peer, body: u32): bool {
+  let need = <u64>tlsf_body_size(body) + 2 * BLOCK_HEADER + CHUNK_HEADER;
+  // round up to a class boundary so the new block is found by the search
+  need += need >> 3;
+  let size = need < <u64>CHUNK_MIN ? CHUNK_MIN : <u32>((need + 7) & ~7);
+  let c = heap_alloc(size);
+  if (!c) return false;
+  store<u32>(c, p.poolChunks);
+  store<u32>(c, size, 4);
+  p.poolChunks = <u32>c;
+  p.poolBytes += size;
+  tlsf_add_region(p.poolTlsf, c + CHUNK_HEADER, c + size);
+  return true;
+}
+
+/** Frees a slice; hands its chunk back if that empties it (not the last). */
+export function pool_free(p: Peer, m: Message): void {
+  let b = tlsf_free(p.poolTlsf, changetype<usize>(m) - BLOCK_HEADER);
+  if (!block_spans_region(b)) return;
+  let chunk = b - CHUNK_HEADER;
+  if (p.poolChunks == <u32>chunk && !load<u32>(chunk)) return; // the last one
+  tlsf_take(p.poolTlsf, b);
+  pool_unlink_chunk(p, chunk);
+  p.poolBytes -= load<u32>(chunk, 4);
+  heap_free(chunk);
+}
+
+function pool_unlink_chunk(p: Peer, chunk: usize): void {
+  let at = changetype<usize>(p) + offsetof<Peer>("poolChunks");
+  while (load<u32>(at) != <u32>chunk) at = load<u32>(at);
+  store<u32>(at, load<u32>(chunk));
+}
+
+/** Frees every chunk and the control block. No slice may be live. */
+export function pool_destroy(p: Peer): void {
+  let c = p.poolChunks;
+  while (c) {
+    let next = load<u32>(c);
+    heap_free(c);
+    c = next;
+  }
+  p.poolChunks = 0;
+  p.poolBytes = 0;
+  if (p.poolTlsf) heap_free(p.poolTlsf);
+  p.poolTlsf = 0;
+}

@@ -1,0 +1,129 @@
+/**
+ * DOC: queue — a peer's message queue and the global order
+ *
+ * Every event that reaches a peer (a message, a node-destroy, a node-release)
+ * is an Entry on the receiver's queue, kept sorted by its order key
+ * (ts, sender, seq):
+ *
+ *   ts      Lamport timestamp. Odd while the entry is staged (its transaction
+ *           has not committed), even once committed.
+ *   sender  serial of the peer whose operation made the entry; breaks ties
+ *           between transactions that commit with the same ts.
+ *   seq     the sender's transaction counter; entries of one transaction
+ *           share all three, which is how `continue` is computed.
+ *
+ * Each queue keeps a clock (always even). A transaction stages its entries at
+ * clock + 1 on each destination, then commits them all at one even ts above
+ * every staging ts (tx.ts). A receiver takes the front entry only if it is
+ * committed: a staged entry at the front may still commit anywhere above its
+ * staging ts, so it holds back everything behind it. Receiving raises the
+ * receiver's clock to the entry's ts, so whatever the receiver does next is
+ * ordered after what it has seen. The result is one order, by key, that every
+ * receiver agrees on (SPEC §5).
+ *
+ * Entries are embedded in their objects: a data message's entry heads its
+ * slice (pool.ts), a node-destroy entry lives in each handle, a node-release
+ * entry in each node; so queuing a notification never allocates.
+ *
+ * Entry layout (40 bytes):
+ *   +0 prev u32  +4 next u32  +8 ts u64  +16 sender u32  +20 seq u32
+ *   +24 kind u16  +26 state u16  +28 txNext u32  +32 queue u32 (peer)
+ *
+ * Guarded by the receiving peer's data lock.
+ */
+
+import { Peer } from "./peer";
+
+export const KIND_DATA: u16 = 1;
+export const KIND_DESTROY: u16 = 2;
+export const KIND_RELEASE: u16 = 3;
+
+/** Entry.state bits. */
+export const ENTRY_QUEUED: u16 = 1;
+
+@unmanaged export class Entry {
+  prev: u32;
+  next: u32;
+  ts: u64;
+  sender: u32;
+  seq: u32;
+  kind: u16;
+  state: u16;
+  txNext: u32;
+  queue: u32;
+  _pad: u32;
+}
+
+// @ts-ignore: decorator
+@inline export const ENTRY_SIZE: u32 = 40;
+
+// @ts-ignore: decorator
+@inline export function entry(p: usize): Entry {
+  return changetype<Entry>(p);
+}
+
+// @ts-ignore: decorator
+@inline export function entry_queued(e: Entry): bool {
+  return (e.state & ENTRY_QUEUED) != 0;
+}
+
+// @ts-ignore: decorator
+@inline export function entry_staged(e: Entry): bool {
+  return (e.ts & 1) != 0;
+}
+
+/** True if `a` is ordered before the key (ts, sender, seq). */
+export function key_before(ats: u64, asender: u32, aseq: u32, bts: u64, bsender: u32, bseq: u32): bool {
+  if (ats != bts) return ats < bts;
+  if (asender != bsender) return asender < bsender;
+  return aseq < bseq;
+}
+
+// @ts-ignore: decorator
+@inline function entry_before(a: Entry, b: Entry): bool {
+  return key_before(a.ts, a.sender, a.seq, b.ts, b.sender, b.seq);
+}
+
+/** Links `e` into `q` at its place by key; equal keys keep insertion order. */
+export function queue_link(q: Peer, e: Entry): void {
+  let at = q.qTail;
+  while (at && entry_before(e, entry(at))) at = entry(at).prev;
+  let p = changetype<usize>(e);
+  e.prev = at;
+  if (at) {
+    e.next = entry(at).next;
+    entry(at).next = <u32>p;
+  } else {
+    e.next = q.qHead;
+    q.qHead = <u32>p;
+  }
+  if (e.next) entry(e.next).prev = <u32>p;
+  else q.qTail = <u32>p;
+  e.queue = <u32>changetype<usize>(q);
+  e.state |= ENTRY_QUEUED;
+}
+
+export function queue_unlink(q: Peer, e: Entry): void {
+  if (e.prev) entry(e.prev).next = e.next;
+  else q.qHead = e.next;
+  if (e.next) entry(e.next).prev = e.prev;
+  else q.qTail = e.prev;
+  e.prev = 0;
+  e.next = 0;
+  e.queue = 0;
+  e.state &= ~ENTRY_QUEUED;
+}
+
+/** The front entry if it is committed, else 0. */
+export function queue_front(q: Peer): usize {
+  let h = q.qHead;
+  if (!h || entry_staged(entry(h))) return 0;
+  return h;
+}
+
+/** Raises a clock to `ts` (rounded up to even). */
+// @ts-ignore: decorator
+@inline export function clock_sync(clock: u64, ts: u64): u64 {
+  let t = (ts + 1) & ~(<u64>1);
+  return t > clock ? t : clock;
+}

@@ -1,0 +1,131 @@
+/**
+ * DOC: tx — transactions: how an operation orders its entries
+ *
+ * An operation that queues entries on several peers (a multicast send, a
+ * destroy of nodes held by many peers, a flush) is one transaction: every
+ * entry it queues gets the same order key, so every receiver sees it at the
+ * same place in the global order (queue.ts). The two steps:
+ *
+ *   stage   link the entry at (clock + 1) on its queue (odd: not yet
+ *           receivable, and holding back what is behind it); remember the
+ *           highest staging ts.
+ *   commit  re-link every staged entry at the one even ts above them all and
+ *           raise each queue's clock (and the actor's) to it.
+ *
+ * A single entry (a unicast, a lone release notification) is posted in one
+ * step at max(queue clock, actor clock) + 2.
+ *
+ * The Tx record lives in the calling thread's context block (ctx), since a
+ * send spans two ABI calls (send_begin stages, the host copies the payload,
+ * send_commit commits). Staged entries are chained through Entry.txNext.
+ *
+ * Ctx (per thread, CTX_SIZE bytes):
+ *   +0 actor u32  +4 head u32  +8 maxTs u64  +16 seq u32  +20 open u32
+ *   +24 created u32 (handles made lazily by the current call)
+ *   +28 errArg u32  +32 errIndex u32
+ *   +64 out: the call's result record (see docs/ABI.md)
+ */
+
+import { Entry, entry, queue_link, queue_unlink, clock_sync, KIND_DESTROY } from "./queue";
+import { Peer, peer_wake } from "./peer";
+import { handle_of_destroy_entry, Node } from "./handle";
+
+@unmanaged export class Ctx {
+  actor: u32;
+  head: u32;
+  maxTs: u64;
+  seq: u32;
+  open: u32;
+  created: u32;
+  errArg: u32;
+  errIndex: u32;
+}
+
+// @ts-ignore: decorator
+@inline export const CTX_OUT: u32 = 64;
+// @ts-ignore: decorator
+@inline export const CTX_SIZE: u32 = 128;
+
+// @ts-ignore: decorator
+@inline export function ctx_out(c: Ctx): usize {
+  return changetype<usize>(c) + CTX_OUT;
+}
+
+export function tx_begin(c: Ctx, actor: Peer): void {
+  c.actor = <u32>changetype<usize>(actor);
+  c.head = 0;
+  c.maxTs = 0;
+  c.seq = ++actor.seq;
+  c.open = 1;
+}
+
+export function tx_stage(c: Ctx, q: Peer, e: Entry): void {
+  let actor = changetype<Peer>(c.actor);
+  let base = q.clock > actor.clock ? q.clock : actor.clock;
+  e.ts = base + 1;
+  e.sender = actor.serial;
+  e.seq = c.seq;
+  queue_link(q, e);
+  e.txNext = c.head;
+  c.head = <u32>changetype<usize>(e);
+  if (e.ts > c.maxTs) c.maxTs = e.ts;
+}
+
+/** Takes one staged entry back out (its queue and the tx list). */
+export function tx_unstage(c: Ctx, e: Entry): void {
+  let at = changetype<usize>(c) + offsetof<Ctx>("head");
+  let p = changetype<usize>(e);
+  while (load<u32>(at) != <u32>p) at = load<u32>(at) + offsetof<Entry>("txNext");
+  store<u32>(at, e.txNext);
+  e.txNext = 0;
+  queue_unlink(changetype<Peer>(e.queue), e);
+}
+
+/** Commits every staged entry at one ts; returns it (0 if nothing staged). */
+export function tx_commit(c: Ctx): u64 {
+  c.open = 0;
+  if (!c.head) return 0;
+  let actor = changetype<Peer>(c.actor);
+  let ts = c.maxTs + 1;
+  let p = c.head;
+  c.head = 0;
+  while (p) {
+    let e = entry(p);
+    let next = e.txNext;
+    e.txNext = 0;
+    let q = changetype<Peer>(e.queue);
+    queue_unlink(q, e);
+    e.ts = ts;
+    queue_link(q, e);
+    q.clock = clock_sync(q.clock, ts);
+    if (e.kind == KIND_DESTROY) {
+      let n = changetype<Node>(handle_of_destroy_entry(e).node);
+      n.destroyTs = ts;
+      n.destroySender = e.sender;
+      n.destroySeq = e.seq;
+    }
+    peer_wake(q);
+    p = next;
+  }
+  actor.clock = clock_sync(actor.clock, ts);
+  return ts;
+}
+
+/** Queues one entry on its own, as a transaction of one. */
+export function tx_post(actor: Peer, q: Peer, e: Entry): void {
+  let base = q.clock > actor.clock ? q.clock : actor.clock;
+  let ts = base + 2;
+  e.ts = ts;
+  e.sender = actor.serial;
+  e.seq = ++actor.seq;
+  queue_link(q, e);
+  q.clock = ts;
+  actor.clock = ts;
+  peer_wake(q);
+}
+
+/** Queues `e` within the open transaction if there is one, else alone. */
+export function tx_queue(c: Ctx, actor: Peer, q: Peer, e: Entry): void {
+  if (c.open) tx_stage(c, q, e);
+  else tx_post(actor, q, e);
+}

@@ -1,0 +1,126 @@
+/**
+ * One thread's binding to the wasm core: the instance, the memory views, the
+ * thread's context block and argument scratch. Every call into the core goes
+ * through a Core; nothing here knows bus1 semantics beyond the ABI layout
+ * (docs/ABI.md).
+ */
+import { Bus1Error } from "./errors.js";
+import { ObjectTable } from "./objects.js";
+
+/** The exports of the wasm core (docs/ABI.md). */
+export interface CoreExports {
+  bus_init(maxPages: number, slices: number, handles: number, bytes: number, objects: number): number;
+  bus_version(): number;
+  bus_heap_bytes(): number;
+  ctx_new(): number;
+  ctx_free(ctx: number): void;
+  scratch_alloc(size: number): number;
+  scratch_free(p: number): void;
+  peer_connect(ctx: number, user: number): number;
+  peer_ref(ctx: number, slot: number, gen: number): number;
+  peer_unref(ctx: number, slot: number, gen: number): number;
+  send_begin(ctx: number, slot: number, gen: number, flags: number, dsts: number, nDsts: number, nVecs: number,
+    size: number, handles: number, nHandles: number, objs: number, nObjs: number, out: number): number;
+  send_commit(ctx: number): void;
+  send_cancel(ctx: number): void;
+  recv(ctx: number, slot: number, gen: number, flags: number): number;
+  slice_release(ctx: number, slot: number, gen: number, offset: number): number;
+  transfer(ctx: number, slot: number, gen: number, id: number, toSlot: number, toGen: number): number;
+  release(ctx: number, slot: number, gen: number, id: number): number;
+  destroy(ctx: number, slot: number, gen: number, flags: number, ids: number, n: number): number;
+  reset(ctx: number, slot: number, gen: number, flags: number, lims: number): number;
+  query(ctx: number, slot: number, gen: number): number;
+  disconnect(ctx: number, slot: number, gen: number): number;
+  stats(ctx: number, slot: number, gen: number): number;
+  ready(ctx: number, slot: number, gen: number): number;
+  wake_addr(slot: number, gen: number): number;
+}
+
+/** Offsets in the context block (docs/ABI.md, "Thread context"). */
+export const CTX_ERR_ARG = 28;
+export const CTX_ERR_INDEX = 32;
+export const CTX_OUT = 64;
+
+/** Pages of 64 KiB: the core keeps addresses below 2 GiB. */
+export const MAX_PAGES = 32767;
+
+export class Core {
+  readonly ex: CoreExports;
+  readonly memory: WebAssembly.Memory;
+  readonly objects = new ObjectTable();
+  u8!: Uint8Array;
+  u32!: Uint32Array;
+  i32!: Int32Array;
+  f64!: Float64Array;
+  ctx = 0;
+  /** Base of the context's result record, as indexes into each view. */
+  out = 0;
+  private scratch = 0;
+  private scratchSize = 0;
+  /** Set when the core trapped: the bus can no longer be trusted. */
+  broken: string | null = null;
+
+  constructor(module: WebAssembly.Module, memory: WebAssembly.Memory) {
+    this.memory = memory;
+    const instance = new WebAssembly.Instance(module, {
+      env: {
+        memory,
+        abort: (msg: number, file: number, line: number, col: number) => {
+          throw new Error(`bus1 core assertion failed at ${line}:${col}`);
+        },
+        objects_drop: (slots: number, count: number) => {
+          const u32 = this.views().u32;
+          for (let i = 0; i < count; i++) this.objects.drop(u32[(slots >>> 2) + i]);
+        },
+      },
+    });
+    this.ex = instance.exports as unknown as CoreExports;
+    this.views();
+  }
+
+  /** Views on the memory, re-made after it grew. */
+  views(): this {
+    const buffer = this.memory.buffer;
+    if (this.u8 === undefined || this.u8.buffer !== buffer) {
+      this.u8 = new Uint8Array(buffer);
+      this.u32 = new Uint32Array(buffer);
+      this.i32 = new Int32Array(buffer);
+      this.f64 = new Float64Array(buffer);
+    }
+    return this;
+  }
+
+  /** Makes this thread's context block. */
+  open(): void {
+    this.ctx = this.ex.ctx_new();
+    if (!this.ctx) throw new Bus1Error("ENOMEM", "bus: out of memory for a thread context");
+    this.out = this.ctx + CTX_OUT;
+  }
+
+  close(): void {
+    if (this.scratch) this.ex.scratch_free(this.scratch);
+    if (this.ctx) this.ex.ctx_free(this.ctx);
+    this.scratch = this.scratchSize = this.ctx = 0;
+  }
+
+  /** Scratch of at least `bytes` bytes for call arguments (8-aligned). */
+  scratchFor(bytes: number): number {
+    if (bytes > this.scratchSize) {
+      const size = Math.max(bytes, 4096, this.scratchSize * 2);
+      const p = this.ex.scratch_alloc(size);
+      if (!p) throw new Bus1Error("ENOMEM", `bus: out of memory for ${bytes} bytes of call arguments`);
+      if (this.scratch) this.ex.scratch_free(this.scratch);
+      this.scratch = p;
+      this.scratchSize = size;
+    }
+    return this.scratch;
+  }
+
+  errArg(): number {
+    return this.u32[(this.ctx + CTX_ERR_ARG) >>> 2];
+  }
+
+  errIndex(): number {
+    return this.u32[(this.ctx + CTX_ERR_INDEX) >>> 2];
+  }
+}

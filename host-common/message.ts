@@ -1,0 +1,35 @@
+/**
+ * Message: what `recv` returns. The payload is a view into the receiver's
+ * pool (no copy); it stays valid until the slice is released.
+ */
+import type { Peer } from "./bus.js";
+
+export type MessageType = "data" | "node-destroy" | "node-release";
+
+export class Message {
+  readonly type: MessageType;
+  readonly destination: number;
+  readonly continue: boolean;
+  readonly offset: number;
+  readonly payload: Uint8Array;
+  readonly handles: number[];
+  readonly objects: unknown[];
+  readonly #peer: Peer;
+
+  constructor(peer: Peer, type: MessageType, destination: number, cont: boolean, offset: number,
+              payload: Uint8Array, handles: number[], objects: unknown[]) {
+    this.#peer = peer;
+    this.type = type;
+    this.destination = destination;
+    this.continue = cont;
+    this.offset = offset;
+    this.payload = payload;
+    this.handles = handles;
+    this.objects = objects;
+  }
+
+  /** Frees the slice (= peer.releaseSlice(offset)); a no-op for notifications. */
+  release(): void {
+    if (this.offset >= 0) this.#peer.releaseSlice(this.offset);
+  }
+}

@@ -1,0 +1,41 @@
+/**
+ * The Node host: loads the wasm core from the package and installs it.
+ *
+ * Node 20's V8 (11.x) resets wasm locals after memory.atomic.wait in code
+ * compiled by Liftoff, its baseline tier (TOOLCHAIN.md). The core is compiled
+ * with Liftoff turned off on such versions, before the first module is made,
+ * so users need no flag.
+ */
+import { readFile } from "node:fs/promises";
+import { setFlagsFromString } from "node:v8";
+import { installPlatform } from "../host-common/bus.js";
+
+const v8Major = Number(process.versions.v8.split(".")[0]);
+let engineReady = false;
+
+function prepareEngine(): void {
+  if (engineReady) return;
+  engineReady = true;
+  if (v8Major < 12) setFlagsFromString("--no-liftoff");
+}
+
+const modules = new Map<boolean, Promise<WebAssembly.Module>>();
+
+function loadModule(shared: boolean): Promise<WebAssembly.Module> {
+  let m = modules.get(shared);
+  if (!m) {
+    prepareEngine();
+    const file = new URL(`../../build/bus1.${shared ? "threads" : "private"}.wasm`, import.meta.url);
+    m = readFile(file).then((bytes) => WebAssembly.compile(new Uint8Array(bytes)));
+    modules.set(shared, m);
+  }
+  return m;
+}
+
+installPlatform({
+  name: "node",
+  module: loadModule,
+  sharedAvailable: () => typeof SharedArrayBuffer === "function",
+});
+
+export * from "../host-common/index.js";
