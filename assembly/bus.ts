@@ -113,19 +113,30 @@ export function bus_setup(maxPages: u32, slices: u32, handles: u32, bytes: u32, 
   return 0;
 }
 
-/** Grows the heap so that a block with a body of `size` bytes fits. */
+/**
+ * Grows the heap so that a block with a body of `size` bytes fits: first into
+ * memory that is already there (a private bus is made at its full size, so
+ * that growth never detaches the views handed out on its buffer), then with
+ * memory.grow.
+ */
 function heap_grow(size: u32): bool {
   let r = root();
-  let have = <usize>memory.size();
-  let need = ((<usize>size + 64 + PAGE_SIZE - 1) >> 16);
+  let need = (<usize>size + 64 + PAGE_SIZE - 1) & ~(<usize>PAGE_SIZE - 1);
   // grow by at least a quarter of what we have, to keep growth rare
-  let want = max(need, have >> 2);
-  if (have + want > <usize>r.maxPages) want = need;
-  if (have + want > <usize>r.maxPages) return false;
+  let want = max(need, (<usize>r.heapEnd >> 2) & ~(<usize>PAGE_SIZE - 1));
   let oldEnd = <usize>r.heapEnd;
-  if (memory.grow(<i32>want) < 0) return false;
-  let newEnd = <usize>memory.size() << 16;
-  // another instance may have grown the memory too: the heap takes all of it
+  let have = <usize>memory.size() << 16;
+  let newEnd: usize;
+  if (oldEnd + need <= have) {
+    newEnd = min(oldEnd + want, have);
+  } else {
+    let pages = <usize>memory.size();
+    let more = (oldEnd + want - have) >> 16;
+    if (pages + more > <usize>r.maxPages) more = (oldEnd + need - have) >> 16;
+    if (pages + more > <usize>r.maxPages || memory.grow(<i32>more) < 0) return false;
+    // another instance may have grown the memory too: the heap takes all of it
+    newEnd = <usize>memory.size() << 16;
+  }
   tlsf_extend_region(heap_tlsf(), oldEnd, newEnd);
   r.heapEnd = <u32>newEnd;
   return true;

@@ -37,7 +37,6 @@ import { Entry } from "./queue";
 export const NODE_DESTROYED: u32 = 1;
 
 export const HANDLE_MARK: u32 = 1;      // seen twice in one call → ENOTUNIQ
-export const HANDLE_INSTALLED: u32 = 2; // has been live at least once
 export const HANDLE_CREATED: u32 = 4;   // made lazily by the current call
 
 @unmanaged export class Node {

@@ -14,8 +14,16 @@ import {
   Peer, PEER_DISCONNECTED, peer_new, peer_put, peer_send_begin, peer_send_commit, peer_send_cancel,
   peer_recv, peer_slice_release, peer_transfer, peer_release, peer_destroy, peer_reset, peer_query,
   peer_disconnect, peer_stats, peer_ready,
+  MAX_DESTINATIONS, MAX_HANDLES, MAX_VECS, MAX_OBJECTS, MAX_DESTROY,
 } from "./peer";
 import { EBADF, EINVAL, ENOMEM, ESHUTDOWN } from "./errno";
+
+/** Bounds on the counts of one call (exported as immutable globals). */
+export const max_destinations: u32 = MAX_DESTINATIONS;
+export const max_handles: u32 = MAX_HANDLES;
+export const max_vecs: u32 = MAX_VECS;
+export const max_objects: u32 = MAX_OBJECTS;
+export const max_destroy: u32 = MAX_DESTROY;
 
 /** Lays out a new bus in this memory: 0 or −errno. */
 export function bus_init(maxPages: u32, slices: u32, handles: u32, bytes: u32, objects: u32): i32 {

@@ -24,7 +24,7 @@
 import { root, heap_calloc, heap_free, slot_take, slot_free, slot_gen } from "./bus";
 import { map_get, map_insert, map_remove, map_reserve, map_count, map_capacity, map_value_at, map_clear } from "./map";
 import { Entry, entry, queue_unlink, queue_front, clock_sync, entry_queued, key_before, KIND_DATA, KIND_DESTROY, KIND_RELEASE } from "./queue";
-import { Node, Handle, NODE_ALLOC, HANDLE_ALLOC, NODE_DESTROYED, HANDLE_MARK, HANDLE_INSTALLED, HANDLE_CREATED, node_of, node_live, handle_live, handle_is_owner, node_link_handle, node_unlink_handle, node_release_entry, node_of_release_entry, handle_destroy_entry, handle_of_destroy_entry } from "./handle";
+import { Node, Handle, NODE_ALLOC, HANDLE_ALLOC, NODE_DESTROYED, HANDLE_MARK, HANDLE_CREATED, node_of, node_live, handle_live, handle_is_owner, node_link_handle, node_unlink_handle, node_release_entry, node_of_release_entry, handle_destroy_entry, handle_of_destroy_entry } from "./handle";
 import { Message, MESSAGE_SIZE, message_payload, message_of_payload, message_cost, message_handles, message_objects, slice_bytes, SLICE_MAX, pool_alloc, pool_free, pool_destroy } from "./pool";
 import { User, user_get, share_get, quota_check, quota_charge, quota_uncharge, quota_adjust, quota_unshare, res_get, RES_HANDLES } from "./user";
 import { Ctx, ctx_out, tx_begin, tx_stage, tx_unstage, tx_commit, tx_queue } from "./tx";
@@ -49,6 +49,7 @@ export const MAX_VECS: u32 = 1024;
 export const MAX_OBJECTS: u32 = 256;
 export const MAX_HANDLES: u32 = 1 << 20;
 export const MAX_DESTINATIONS: u32 = 1 << 16;
+export const MAX_DESTROY: u32 = 1 << 20;
 
 export const HANDLE_INVALID: u64 = 0xFFFFFFFFFFFFFFFF;
 export const ID_MANAGED: u64 = 1;
@@ -198,7 +199,7 @@ function node_create(c: Ctx, p: Peer, id: u64): i32 {
   h.holder = ptr(p);
   h.id = id;
   h.uref = 1;
-  h.flags = HANDLE_INSTALLED | HANDLE_CREATED;
+  h.flags = HANDLE_CREATED;
   node_link_handle(n, h);
   map_insert(node_map(p), np, <u32>hp);
   map_insert(id_map(p), id, <u32>hp);
@@ -739,9 +740,7 @@ function message_deliver(c: Ctx, p: Peer, m: Message): void {
     let h = changetype<Handle>(load<u32>(at));
     let n = node_of(h);
     h.inflight--;
-    let gone = !node_live(n) && (
-      key_before(n.destroyTs, n.destroySender, n.destroySeq, m.ts, m.sender, m.seq) ||
-      (!handle_live(h) && (h.flags & HANDLE_INSTALLED) != 0));
+    let gone = !node_live(n) && key_before(n.destroyTs, n.destroySender, n.destroySeq, m.ts, m.sender, m.seq);
     if (gone) {
       store<u64>(at, HANDLE_INVALID);
       quota_adjust(peer_usage(p), peer_user(p), RES_HANDLES, -1);
@@ -752,7 +751,6 @@ function message_deliver(c: Ctx, p: Peer, m: Message): void {
     if (handle_live(h)) quota_adjust(peer_usage(p), peer_user(p), RES_HANDLES, -1);
     if (!h.id) handle_assign_id(p, h);
     h.uref++;
-    h.flags |= HANDLE_INSTALLED;
     store<u64>(at, h.id);
   }
   // what stays charged until release: the slice, its bytes, its objects
@@ -802,7 +800,6 @@ export function peer_transfer(c: Ctx, p: Peer, x: f64, to: Peer): i32 {
     if (to.nextId >= ID_SEQ_MAX) { handle_maybe_free(th); created_undo(c); return -ERANGE; }
     quota_adjust(peer_usage(to), peer_user(to), RES_HANDLES, 1);
     if (!th.id) handle_assign_id(to, th);
-    th.flags |= HANDLE_INSTALLED;
   }
   th.uref++;
   node_ref(c, p, n, 1);
@@ -828,6 +825,7 @@ export function peer_release(c: Ctx, p: Peer, x: f64): i32 {
 export function peer_destroy(c: Ctx, p: Peer, flags: u32, ids: usize, n: u32): i32 {
   c.created = 0;
   if (flags & ~DESTROY_RELEASE_HANDLES) return fail(c, EINVAL, ARG_FLAGS, 0);
+  if (n > MAX_DESTROY) return fail(c, EINVAL, ARG_HANDLES, 0);
   let rc: i32 = 0;
   let i: u32 = 0;
   for (; i < n; i++) {

@@ -205,7 +205,10 @@ export class Bus {
     }
     const pages = Math.floor(maxBytes / 65536);
     const module = await p.module(shared);
-    const memory = new WebAssembly.Memory({ initial: 2, maximum: pages, shared });
+    // Private memory is made at its full size: growing it would detach every
+    // payload view handed out so far (shared memory grows without detaching).
+    // The pages are only reserved; the OS backs them when they are touched.
+    const memory = new WebAssembly.Memory({ initial: shared ? 2 : pages, maximum: pages, shared });
     const bus = new Bus(module, memory, (Math.random() * 0x7fffffff) ^ ++busIds, shared);
     const rc = bus.core.ex.bus_init(pages, limits.maxSlices, limits.maxHandles, limits.maxInflightBytes,
       limits.maxInflightObjects);
@@ -297,7 +300,7 @@ export class Bus {
     try {
       rc = f();
     } catch (e) {
-      if (e instanceof Bus1Error) throw e;
+      if (!(e instanceof WebAssembly.RuntimeError || (e as Error)?.message?.startsWith("bus1 core"))) throw e;
       this.core.broken = String((e as Error)?.message ?? e);
       throw Bus1Error.of("ESHUTDOWN", op, `the bus core failed (${this.core.broken})`);
     }
@@ -363,6 +366,11 @@ class Reader {
     this.signal?.removeEventListener("abort", this.onAbort);
     this.reject(e);
   }
+}
+
+/** A count for a u32 parameter: anything larger becomes the largest u32 (refused by the core). */
+function u32Clamp(n: number): number {
+  return n > U32_MAX ? U32_MAX : n;
 }
 
 function toId(v: unknown): number {
@@ -449,20 +457,20 @@ export class Peer {
       }
     }
     const nd = dsts.length, nh = handles.length, no = objects.length;
-    // the core refuses oversized counts; keep them from sizing the scratch
-    const cap = 1 << 20;
-    const nds = Math.min(nd, cap + 1), nhs = Math.min(nh, cap + 1), nos = Math.min(no, cap + 1);
-    const dstOff = 0, hOff = dstOff + nds * 8, oOff = hOff + nhs * 8, outOff = oOff + ((nos * 4 + 7) & ~7);
-    const base = core.scratchFor(outOff + nds * 8);
+    // the core refuses oversized counts before it reads the arrays: don't write them
+    const bounds = core.bounds;
+    const nds = nd > bounds.destinations ? 0 : nd, nhs = nh > bounds.handles ? 0 : nh;
+    const dstOff = 0, hOff = dstOff + nds * 8, oOff = hOff + nhs * 8, outOff = oOff + ((no * 4 + 7) & ~7);
+    const base = core.scratchFor(outOff + nds * 8 + 8);
     core.views();
     const f64 = core.f64, u32 = core.u32;
     for (let i = 0, at = (base + dstOff) >>> 3; i < nds; i++) f64[at + i] = toId(dsts[i]);
     for (let i = 0, at = (base + hOff) >>> 3; i < nhs; i++) f64[at + i] = toId(handles[i]);
     const table = core.objects;
-    const slots = no > 0 && no <= 256 ? objects.map((v) => table.put(v)) : [];
+    const slots = no > 0 && no <= bounds.objects ? objects.map((v) => table.put(v)) : [];
     for (let i = 0, at = (base + oOff) >>> 2; i < slots.length; i++) u32[at + i] = slots[i];
-    const rc = bus.call(op, () => core.ex.send_begin(core.ctx, this.slot, this.gen, flags, base + dstOff, nd,
-      vecs.length, size > U32_MAX ? U32_MAX : size, base + hOff, nh, base + oOff, no, base + outOff));
+    const rc = bus.call(op, () => core.ex.send_begin(core.ctx, this.slot, this.gen, flags, base + dstOff, u32Clamp(nd),
+      vecs.length, u32Clamp(size), base + hOff, u32Clamp(nh), base + oOff, u32Clamp(no), base + outOff));
     if (rc < 0) {
       for (const s of slots) table.hold(s, 0);
       throw bus.error(op, rc, { destinations: dsts, handles, objects, payload });
@@ -569,10 +577,11 @@ export class Peer {
     else throw Bus1Error.of("EINVAL", op, `nodes must be a handle ID or an array of them, got ${describe(nodes)}`);
     const bus = this.bus, core = bus.core;
     const n = ids.length;
-    const base = core.scratchFor(n * 8 + 8);
+    const nw = n > core.bounds.destroy ? 0 : n;
+    const base = core.scratchFor(nw * 8 + 8);
     const f64 = core.views().f64;
-    for (let i = 0, at = base >>> 3; i < n; i++) f64[at + i] = toId(ids[i]);
-    const rc = bus.call(op, () => core.ex.destroy(core.ctx, this.slot, this.gen, flags, base, n));
+    for (let i = 0, at = base >>> 3; i < nw; i++) f64[at + i] = toId(ids[i]);
+    const rc = bus.call(op, () => core.ex.destroy(core.ctx, this.slot, this.gen, flags, base, u32Clamp(n)));
     if (rc < 0) throw bus.error(op, rc, { handles: ids });
     bus.poke();
   }

@@ -34,6 +34,20 @@ export interface CoreExports {
   stats(ctx: number, slot: number, gen: number): number;
   ready(ctx: number, slot: number, gen: number): number;
   wake_addr(slot: number, gen: number): number;
+  max_destinations: WebAssembly.Global;
+  max_handles: WebAssembly.Global;
+  max_vecs: WebAssembly.Global;
+  max_objects: WebAssembly.Global;
+  max_destroy: WebAssembly.Global;
+}
+
+/** Bounds on the counts of one call, as the core exports them. */
+export interface CallBounds {
+  destinations: number;
+  handles: number;
+  vecs: number;
+  objects: number;
+  destroy: number;
 }
 
 /** Offsets in the context block (docs/ABI.md, "Thread context"). */
@@ -48,6 +62,7 @@ export class Core {
   readonly ex: CoreExports;
   readonly memory: WebAssembly.Memory;
   readonly objects = new ObjectTable();
+  readonly bounds: CallBounds;
   u8!: Uint8Array;
   u32!: Uint32Array;
   i32!: Int32Array;
@@ -75,6 +90,11 @@ export class Core {
       },
     });
     this.ex = instance.exports as unknown as CoreExports;
+    const ex = this.ex;
+    this.bounds = {
+      destinations: ex.max_destinations.value, handles: ex.max_handles.value, vecs: ex.max_vecs.value,
+      objects: ex.max_objects.value, destroy: ex.max_destroy.value,
+    };
     this.views();
   }
 
