@@ -19,17 +19,21 @@
  *
  *   +0   magic       BUS1_MAGIC
  *   +4   version     ABI_VERSION
- *   +8   heapLock    futex word guarding the heap (taken by the threads build)
- *   +12  heapEnd     end of the heap region (a multiple of 64 KiB)
- *   +16  maxPages    bound from the `maxMemoryBytes` option
- *   +20  serial      last peer serial handed out (tie-break of the order)
- *   +24  users       list of User records
- *   +28  peerFree    first free peer slot + 1, 0 if none
- *   +32  peerSlots   number of peer slots ever made
- *   +36  limits      default per-user limits: slices, handles, bytes, objects
- *   +52  reserved
- *   +64  tlsf        the heap's TLSF control block
- *   +64+TLSF_SIZE    peer directory: PEER_DIR_SIZE page pointers
+ *   +8   heapLock    lock (2 words, lock.ts) guarding the heap
+ *   +16  heapEnd     end of the heap region
+ *   +20  maxPages    bound from the `maxMemoryBytes` option
+ *   +24  serial      last peer serial handed out (tie-break of the order)
+ *   +28  users       list of User records
+ *   +32  peerFree    first free peer slot + 1, 0 if none
+ *   +36  peerSlots   number of peer slots ever made
+ *   +40  limits      default per-user limits: slices, handles, bytes, objects
+ *   +56  broken      0, or why the bus is broken (lock.ts BROKEN_*)
+ *   +60  miscLock    lock (2 words) guarding users, peer slots, free peers,
+ *                    the thread table
+ *   +68  peerPool    list of free Peer records (type-stable, see peer.ts)
+ *   +72  threads     thread table: MAX_THREADS context pointers
+ *   +128 tlsf        the heap's TLSF control block
+ *   +128+TLSF_SIZE   peer directory: PEER_DIR_SIZE page pointers
  *
  * Peer slots: a peer is named across the ABI by (slot, generation); the
  * generation changes whenever a slot is freed, so a stale reference can never
@@ -38,6 +42,7 @@
  */
 
 import { tlsf_init, tlsf_add_region, tlsf_extend_region, tlsf_alloc, tlsf_free, block_body, block_of_body, TLSF_SIZE } from "./tlsf";
+import { lock_take, lock_drop } from "./lock";
 
 export const BUS1_MAGIC: u32 = 0x31737562; // "bus1"
 export const ABI_VERSION: u32 = 1;
@@ -50,7 +55,7 @@ export const ABI_VERSION: u32 = 1;
 @inline export const PEER_DIR_SIZE: u32 = 1024;
 
 // @ts-ignore: decorator
-@inline const ROOT_TLSF: u32 = 64;
+@inline const ROOT_TLSF: u32 = 128;
 // @ts-ignore: decorator
 @inline const ROOT_PEER_DIR: u32 = ROOT_TLSF + TLSF_SIZE;
 // @ts-ignore: decorator
@@ -60,6 +65,7 @@ export const ABI_VERSION: u32 = 1;
   magic: u32;
   version: u32;
   heapLock: u32;
+  heapWaiters: u32;
   heapEnd: u32;
   maxPages: u32;
   serial: u32;
@@ -70,7 +76,15 @@ export const ABI_VERSION: u32 = 1;
   limHandles: u32;
   limBytes: u32;
   limObjects: u32;
+  broken: u32;
+  miscLock: u32;
+  miscWaiters: u32;
+  peerPool: u32;
+  threads: u32;
 }
+
+// @ts-ignore: decorator
+@inline export const MAX_THREADS: u32 = 1024;
 
 /** The root's address: the same in every instance of the module. */
 // @ts-ignore: decorator
@@ -110,7 +124,14 @@ export function bus_setup(maxPages: u32, slices: u32, handles: u32, bytes: u32, 
   r.limObjects = objects;
   tlsf_init(heap_tlsf());
   tlsf_add_region(heap_tlsf(), heapStart, end);
+  let threads = heap_calloc(MAX_THREADS * 4);
+  if (!threads) return -1;
+  r.threads = <u32>threads;
   return 0;
+}
+
+export function thread_set(tid: u32): void {
+  thread_tid = tid;
 }
 
 /**
@@ -145,13 +166,12 @@ function heap_grow(size: u32): bool {
 /** Allocates `size` bytes (8-aligned) from the heap; 0 when out of memory. */
 export function heap_alloc(size: u32): usize {
   let t = heap_tlsf();
+  let l = root_addr() + offsetof<Root>("heapLock");
+  if (!lock_take(l, thread_tid)) return 0;
   let b = tlsf_alloc(t, size);
-  if (!b) {
-    if (!heap_grow(size)) return 0;
-    b = tlsf_alloc(t, size);
-    if (!b) return 0;
-  }
-  return block_body(b);
+  if (!b && heap_grow(size)) b = tlsf_alloc(t, size);
+  lock_drop(l);
+  return b ? block_body(b) : 0;
 }
 
 /** Allocates and zeroes. */
@@ -162,8 +182,28 @@ export function heap_calloc(size: u32): usize {
 }
 
 export function heap_free(p: usize): void {
+  let l = root_addr() + offsetof<Root>("heapLock");
+  // a broken bus leaks rather than risk a heap a dead thread left half-changed
+  if (!lock_take(l, thread_tid)) return;
   tlsf_free(heap_tlsf(), block_of_body(p));
+  lock_drop(l);
 }
+
+/** Takes the misc lock (users, slots, free peers, threads). */
+export function misc_lock(): bool {
+  return lock_take(root_addr() + offsetof<Root>("miscLock"), thread_tid);
+}
+
+export function misc_unlock(): void {
+  lock_drop(root_addr() + offsetof<Root>("miscLock"));
+}
+
+/**
+ * This thread's identity (its index in the thread table) and whether it may
+ * block. Module globals are per instance, so per thread: this is the only
+ * state the core keeps outside the bus memory, set when the thread attaches.
+ */
+export let thread_tid: u32 = 0;
 
 /** Bytes of memory the heap spans (for statistics). */
 export function heap_bytes(): u32 {

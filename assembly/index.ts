@@ -8,10 +8,12 @@
  * ctx.errIndex say which argument was at fault. docs/ABI.md is the reference.
  */
 
-import { bus_setup, root, slot_lookup, heap_alloc, heap_calloc, heap_free, heap_bytes, BUS1_MAGIC, ABI_VERSION } from "./bus";
+import { bus_setup, root, Root, slot_lookup, heap_alloc, heap_calloc, heap_free, heap_bytes, misc_lock, misc_unlock, thread_set, BUS1_MAGIC, ABI_VERSION, MAX_THREADS } from "./bus";
 import { Ctx, CTX_SIZE, ctx_out } from "./tx";
+import { ls_need, ls_retry, ls_release, ls_free, ERETRY } from "./lockset";
+import { bus_broken, bus_break, lock_set_can_block, BROKEN_THREAD_DIED } from "./lock";
 import {
-  Peer, PEER_DISCONNECTED, peer_new, peer_put, peer_send_begin, peer_send_commit, peer_send_cancel,
+  Peer, peer_new, peer_put, peer_check, flush_need, ARG_BROKEN, ARG_PEER, peer_send_begin, peer_send_commit, peer_send_cancel,
   peer_recv, peer_slice_release, peer_transfer, peer_release, peer_destroy, peer_reset, peer_query,
   peer_disconnect, peer_stats, peer_ready,
   MAX_DESTINATIONS, MAX_HANDLES, MAX_VECS, MAX_OBJECTS, MAX_DESTROY,
@@ -42,13 +44,111 @@ export function bus_heap_bytes(): u32 {
   return heap_bytes();
 }
 
-/** A new thread context block; 0 when out of memory. */
-export function ctx_new(): usize {
-  return heap_calloc(CTX_SIZE);
+// ---- threads ---------------------------------------------------------------------------
+
+/**
+ * Attaches the calling thread: a new context block, registered in the thread
+ * table under the host's id for this thread. 0 when out of memory or when
+ * MAX_THREADS threads are attached.
+ */
+export function ctx_new(canBlock: u32, hostThread: u32): usize {
+  lock_set_can_block(canBlock != 0);
+  if (!misc_lock()) return 0;
+  let r = root();
+  let tid: u32 = 0;
+  while (tid < MAX_THREADS && load<u32>(r.threads + (tid << 2))) tid++;
+  let c: usize = 0;
+  if (tid < MAX_THREADS) c = heap_calloc(CTX_SIZE);
+  if (c) {
+    store<u32>(r.threads + (tid << 2), <u32>c);
+    let ctx = changetype<Ctx>(c);
+    ctx.tid = tid;
+    ctx.hostThread = hostThread;
+  }
+  misc_unlock();
+  if (c) thread_set(tid);
+  return c;
 }
 
-export function ctx_free(c: usize): void {
-  heap_free(c);
+/** Detaches the calling thread (its peer references were closed by the host). */
+export function ctx_free(c: Ctx): void {
+  ctx_release(c);
+}
+
+function ctx_release(c: Ctx): void {
+  misc_lock();
+  store<u32>(root().threads + (c.tid << 2), 0);
+  misc_unlock();
+  ls_free(c);
+  if (c.refs) heap_free(c.refs);
+  heap_free(changetype<usize>(c));
+}
+
+/**
+ * Another thread is gone (its host saw it exit). If it died inside a bus call
+ * the bus is marked broken; otherwise the peer references it held are closed
+ * for it and its context is freed. Returns the number of references closed.
+ */
+export function thread_exit(c: Ctx, hostThread: u32): i32 {
+  if (bus_broken()) return broken(c);
+  let r = root();
+  let closed: i32 = 0;
+  for (let tid: u32 = 0; tid < MAX_THREADS; tid++) {
+    let dp = <usize>load<u32>(r.threads + (tid << 2));
+    if (!dp || dp == changetype<usize>(c)) continue;
+    let dead = changetype<Ctx>(dp);
+    if (dead.hostThread != hostThread) continue;
+    if (atomic.load<u32>(dp + offsetof<Ctx>("inCall"))) {
+      bus_break(BROKEN_THREAD_DIED);
+      return broken(c);
+    }
+    while (dead.nRefs) {
+      let at = <usize>dead.refs + (<usize>(dead.nRefs - 1) << 3);
+      let slot = load<u32>(at), gen = load<u32>(at, 4);
+      dead.nRefs--;
+      let rc = peer_close(c, slot, gen);
+      if (rc == -ESHUTDOWN && bus_broken()) return rc;
+      closed++;
+    }
+    ctx_release(dead);
+  }
+  return closed;
+}
+
+/** Why the bus is broken (lock.ts BROKEN_*), or 0. */
+export function bus_broken_reason(): u32 {
+  return atomic.load<u32>(changetype<usize>(root()) + offsetof<Root>("broken"));
+}
+
+function refs_add(c: Ctx, slot: u32, gen: u32): bool {
+  if (c.nRefs == c.capRefs) {
+    let cap = c.capRefs ? c.capRefs * 2 : 8;
+    let a = heap_alloc(cap * 8);
+    if (!a) return false;
+    if (c.refs) {
+      memory.copy(a, c.refs, c.nRefs * 8);
+      heap_free(c.refs);
+    }
+    c.refs = <u32>a;
+    c.capRefs = cap;
+  }
+  let at = <usize>c.refs + (<usize>c.nRefs << 3);
+  store<u32>(at, slot);
+  store<u32>(at, gen, 4);
+  c.nRefs++;
+  return true;
+}
+
+function refs_remove(c: Ctx, slot: u32, gen: u32): void {
+  for (let i: u32 = c.nRefs; i > 0; i--) {
+    let at = <usize>c.refs + (<usize>(i - 1) << 3);
+    if (load<u32>(at) == slot && load<u32>(at, 4) == gen) {
+      let last = <usize>c.refs + (<usize>(c.nRefs - 1) << 3);
+      store<u64>(at, load<u64>(last));
+      c.nRefs--;
+      return;
+    }
+  }
 }
 
 /** Scratch memory for call arguments; 0 when out of memory. */
@@ -60,116 +160,216 @@ export function scratch_free(p: usize): void {
   heap_free(p);
 }
 
-/** The peer for (slot, gen): a pointer, or −errno. */
-function lookup(slot: u32, gen: u32): i32 {
+// ---- calls ---------------------------------------------------------------------------
+//
+// Every call: begin (the caller's peer locked and checked), the operation,
+// `again` on −ERETRY (all locks dropped and retaken in order), end (locks
+// dropped). A thread is `inCall` from begin to end; send_begin returns with
+// its locks held and send_commit / send_cancel end that call.
+
+function broken(c: Ctx): i32 {
+  c.errArg = ARG_BROKEN;
+  c.errIndex = 0;
+  return -ESHUTDOWN;
+}
+
+/** Locks and checks the caller's peer: its pointer, or −errno. */
+function begin(c: Ctx, slot: u32, gen: u32, allowDisconnected: bool = false): i32 {
+  c.errArg = 0;
+  if (bus_broken()) return broken(c);
   let p = slot_lookup(slot, gen);
   if (!p) return -EBADF;
-  if (changetype<Peer>(p).flags & PEER_DISCONNECTED) return -ESHUTDOWN;
+  atomic.store<u32>(changetype<usize>(c) + offsetof<Ctx>("inCall"), 1);
+  if (ls_need(c, p) != 0) return end(c, broken(c));
+  let rc = peer_check(changetype<Peer>(p), slot, gen);
+  if (rc && !(allowDisconnected && rc == -ESHUTDOWN)) return end(c, rc);
   return <i32>p;
 }
 
+/** After −ERETRY: relock everything in order and re-check the caller. */
+function again(c: Ctx, p: i32, slot: u32, gen: u32, allowDisconnected: bool = false): i32 {
+  if (!ls_retry(c)) return broken(c);
+  let rc = peer_check(changetype<Peer>(p), slot, gen);
+  if (rc && !(allowDisconnected && rc == -ESHUTDOWN)) return rc;
+  return 0;
+}
+
+function end(c: Ctx, rc: i32): i32 {
+  ls_release(c);
+  atomic.store<u32>(changetype<usize>(c) + offsetof<Ctx>("inCall"), 0);
+  if (rc == -ESHUTDOWN && bus_broken()) return broken(c);
+  return rc;
+}
+
 export function peer_connect(c: Ctx, user: f64): i32 {
-  return peer_new(c, user);
+  if (bus_broken()) return broken(c);
+  let rc = peer_new(c, user);
+  if (rc) return rc;
+  let out = ctx_out(c);
+  if (!refs_add(c, load<u32>(out), load<u32>(out, 4))) {
+    peer_close(c, load<u32>(out), load<u32>(out, 4));
+    return -ENOMEM;
+  }
+  return 0;
 }
 
 /** Adds a host reference (adopt). */
 export function peer_ref(c: Ctx, slot: u32, gen: u32): i32 {
-  let p = lookup(slot, gen);
+  let p = begin(c, slot, gen);
   if (p < 0) return p;
+  if (!refs_add(c, slot, gen)) return end(c, -ENOMEM);
   changetype<Peer>(p).refs++;
-  return 0;
+  return end(c, 0);
 }
 
 /** Drops a host reference (close); works on disconnected peers too. */
 export function peer_unref(c: Ctx, slot: u32, gen: u32): i32 {
-  let p = slot_lookup(slot, gen);
-  if (!p) return -EBADF;
-  peer_put(c, changetype<Peer>(p));
-  return 0;
+  let rc = peer_close(c, slot, gen);
+  if (rc >= 0) refs_remove(c, slot, gen);
+  return rc;
+}
+
+function peer_close(c: Ctx, slot: u32, gen: u32): i32 {
+  let p = begin(c, slot, gen, true);
+  if (p < 0) return p;
+  let rc: i32;
+  while ((rc = peer_put(c, changetype<Peer>(p))) == -ERETRY) {
+    rc = again(c, p, slot, gen, true);
+    if (rc) return end(c, rc);
+  }
+  return end(c, rc);
 }
 
 export function send_begin(c: Ctx, slot: u32, gen: u32, flags: u32, dsts: usize, nDsts: u32, nVecs: u32,
                            size: u32, hs: usize, nHandles: u32, objs: usize, nObjs: u32, out: usize): i32 {
-  let p = lookup(slot, gen);
+  let p = begin(c, slot, gen);
   if (p < 0) return p;
-  return peer_send_begin(c, changetype<Peer>(p), flags, dsts, nDsts, nVecs, size, hs, nHandles, objs, nObjs, out);
+  let rc: i32;
+  while ((rc = peer_send_begin(c, changetype<Peer>(p), flags, dsts, nDsts, nVecs, size, hs, nHandles, objs, nObjs, out)) == -ERETRY) {
+    rc = again(c, p, slot, gen);
+    if (rc) return end(c, rc);
+  }
+  // on success the locks stay held until send_commit or send_cancel
+  if (rc < 0) return end(c, rc);
+  return rc;
 }
 
 export function send_commit(c: Ctx): void {
   peer_send_commit(c);
+  end(c, 0);
 }
 
 export function send_cancel(c: Ctx): void {
   peer_send_cancel(c);
+  end(c, 0);
 }
 
 export function recv(c: Ctx, slot: u32, gen: u32, flags: u32): i32 {
-  let p = lookup(slot, gen);
+  let p = begin(c, slot, gen);
   if (p < 0) return p;
-  return peer_recv(c, changetype<Peer>(p), flags);
-}
-
-export function slice_release(c: Ctx, slot: u32, gen: u32, offset: f64): i32 {
-  let p = lookup(slot, gen);
-  if (p < 0) return p;
-  return peer_slice_release(c, changetype<Peer>(p), offset);
-}
-
-export function transfer(c: Ctx, slot: u32, gen: u32, id: f64, toSlot: u32, toGen: u32): i32 {
-  let p = lookup(slot, gen);
-  if (p < 0) return p;
-  let to = lookup(toSlot, toGen);
-  if (to < 0) return to == -EBADF ? -EINVAL : to;
-  return peer_transfer(c, changetype<Peer>(p), id, changetype<Peer>(to));
-}
-
-export function release(c: Ctx, slot: u32, gen: u32, id: f64): i32 {
-  let p = lookup(slot, gen);
-  if (p < 0) return p;
-  return peer_release(c, changetype<Peer>(p), id);
-}
-
-export function destroy(c: Ctx, slot: u32, gen: u32, flags: u32, ids: usize, n: u32): i32 {
-  let p = lookup(slot, gen);
-  if (p < 0) return p;
-  return peer_destroy(c, changetype<Peer>(p), flags, ids, n);
-}
-
-export function reset(c: Ctx, slot: u32, gen: u32, flags: u32, lims: usize): i32 {
-  let p = lookup(slot, gen);
-  if (p < 0) return p;
-  return peer_reset(c, changetype<Peer>(p), flags, lims);
-}
-
-export function query(c: Ctx, slot: u32, gen: u32): i32 {
-  let p = lookup(slot, gen);
-  if (p < 0) return p;
-  peer_query(c, changetype<Peer>(p));
-  return 0;
-}
-
-export function disconnect(c: Ctx, slot: u32, gen: u32): i32 {
-  let p = lookup(slot, gen);
-  if (p < 0) return p;
-  peer_disconnect(c, changetype<Peer>(p));
-  return 0;
-}
-
-export function stats(c: Ctx, slot: u32, gen: u32): i32 {
-  let p = slot_lookup(slot, gen);
-  if (!p) return -EBADF;
-  peer_stats(c, changetype<Peer>(p));
-  return 0;
+  let rc: i32;
+  while ((rc = peer_recv(c, changetype<Peer>(p), flags)) == -ERETRY) {
+    rc = again(c, p, slot, gen);
+    if (rc) return end(c, rc);
+  }
+  return end(c, rc);
 }
 
 /** 1 if recv would return a message now, 0 if not, or −errno. */
 export function ready(c: Ctx, slot: u32, gen: u32): i32 {
-  let p = lookup(slot, gen);
+  let p = begin(c, slot, gen);
   if (p < 0) return p;
-  return peer_ready(c, changetype<Peer>(p));
+  let rc: i32;
+  while ((rc = peer_ready(c, changetype<Peer>(p))) == -ERETRY) {
+    rc = again(c, p, slot, gen);
+    if (rc) return end(c, rc);
+  }
+  return end(c, rc);
 }
 
-/** Address of the peer's wake word (bumped when its queue may have become ready). */
+export function slice_release(c: Ctx, slot: u32, gen: u32, offset: f64): i32 {
+  let p = begin(c, slot, gen);
+  if (p < 0) return p;
+  return end(c, peer_slice_release(c, changetype<Peer>(p), offset));
+}
+
+export function transfer(c: Ctx, slot: u32, gen: u32, id: f64, toSlot: u32, toGen: u32): i32 {
+  let to = slot_lookup(toSlot, toGen);
+  if (!to) {
+    c.errArg = ARG_PEER;
+    return -EINVAL;
+  }
+  let p = begin(c, slot, gen);
+  if (p < 0) return p;
+  let rc: i32;
+  while ((rc = peer_transfer(c, changetype<Peer>(p), id, changetype<Peer>(to), toSlot, toGen)) == -ERETRY) {
+    rc = again(c, p, slot, gen);
+    if (rc) return end(c, rc);
+  }
+  return end(c, rc);
+}
+
+export function release(c: Ctx, slot: u32, gen: u32, id: f64): i32 {
+  let p = begin(c, slot, gen);
+  if (p < 0) return p;
+  let rc: i32;
+  while ((rc = peer_release(c, changetype<Peer>(p), id)) == -ERETRY) {
+    rc = again(c, p, slot, gen);
+    if (rc) return end(c, rc);
+  }
+  return end(c, rc);
+}
+
+export function destroy(c: Ctx, slot: u32, gen: u32, flags: u32, ids: usize, n: u32): i32 {
+  let p = begin(c, slot, gen);
+  if (p < 0) return p;
+  let rc: i32;
+  while ((rc = peer_destroy(c, changetype<Peer>(p), flags, ids, n)) == -ERETRY) {
+    rc = again(c, p, slot, gen);
+    if (rc) return end(c, rc);
+  }
+  return end(c, rc);
+}
+
+export function reset(c: Ctx, slot: u32, gen: u32, flags: u32, lims: usize): i32 {
+  let p = begin(c, slot, gen);
+  if (p < 0) return p;
+  let rc: i32;
+  while ((rc = peer_reset(c, changetype<Peer>(p), flags, lims)) == -ERETRY) {
+    rc = again(c, p, slot, gen);
+    if (rc) return end(c, rc);
+  }
+  return end(c, rc);
+}
+
+export function query(c: Ctx, slot: u32, gen: u32): i32 {
+  let p = begin(c, slot, gen);
+  if (p < 0) return p;
+  peer_query(c, changetype<Peer>(p));
+  return end(c, 0);
+}
+
+export function disconnect(c: Ctx, slot: u32, gen: u32): i32 {
+  let p = begin(c, slot, gen);
+  if (p < 0) return p;
+  let rc: i32;
+  while ((rc = flush_need(c, changetype<Peer>(p))) == -ERETRY) {
+    rc = again(c, p, slot, gen);
+    if (rc) return end(c, rc);
+  }
+  if (rc) return end(c, rc);
+  peer_disconnect(c, changetype<Peer>(p));
+  return end(c, 0);
+}
+
+export function stats(c: Ctx, slot: u32, gen: u32): i32 {
+  let p = begin(c, slot, gen, true);
+  if (p < 0) return p;
+  peer_stats(c, changetype<Peer>(p));
+  return end(c, 0);
+}
+
+/** Address of the peer's wake word; the count of its waiters follows it. */
 export function wake_addr(slot: u32, gen: u32): i32 {
   let p = slot_lookup(slot, gen);
   if (!p) return -EBADF;

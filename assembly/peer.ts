@@ -21,14 +21,16 @@
  * single-threaded version takes none.
  */
 
-import { root, heap_calloc, heap_free, slot_take, slot_free, slot_gen } from "./bus";
+import { root, heap_calloc, heap_free, slot_take, slot_free, slot_gen, misc_lock, misc_unlock, thread_tid } from "./bus";
+import { ls_need, ERETRY, NEED_BROKEN } from "./lockset";
+import { lock_take, lock_drop } from "./lock";
 import { map_get, map_insert, map_remove, map_reserve, map_count, map_capacity, map_value_at, map_clear } from "./map";
 import { Entry, entry, queue_unlink, queue_front, clock_sync, entry_queued, key_before, KIND_DATA, KIND_DESTROY, KIND_RELEASE } from "./queue";
 import { Node, Handle, NODE_ALLOC, HANDLE_ALLOC, NODE_DESTROYED, HANDLE_MARK, HANDLE_CREATED, node_of, node_live, handle_live, handle_is_owner, node_link_handle, node_unlink_handle, node_release_entry, node_of_release_entry, handle_destroy_entry, handle_of_destroy_entry } from "./handle";
 import { Message, MESSAGE_SIZE, message_payload, message_of_payload, message_cost, message_handles, message_objects, slice_bytes, SLICE_MAX, pool_alloc, pool_free, pool_destroy } from "./pool";
-import { User, user_get, share_get, quota_check, quota_charge, quota_uncharge, quota_adjust, quota_unshare, res_get, RES_HANDLES } from "./user";
-import { Ctx, ctx_out, tx_begin, tx_stage, tx_unstage, tx_commit, tx_queue } from "./tx";
-import { EPERM, ENXIO, EAGAIN, ENOMEM, EBUSY, EINVAL, ERANGE, EREMOTE, ENOTUNIQ, EMSGSIZE, ESHUTDOWN, EHOSTUNREACH, ESTALE, EDQUOT } from "./errno";
+import { User, user_get, share_get, quota_try_charge, quota_replace, quota_restore, quota_uncharge, quota_adjust, quota_unshare, RES_HANDLES } from "./user";
+import { Ctx, ctx_out, ctx_cost, tx_begin, tx_stage, tx_unstage, tx_commit, tx_queue } from "./tx";
+import { EPERM, EBADF, ENXIO, EAGAIN, ENOMEM, EBUSY, EINVAL, ERANGE, EREMOTE, ENOTUNIQ, EMSGSIZE, ESHUTDOWN, EHOSTUNREACH, ESTALE, EDQUOT } from "./errno";
 
 // ---- flags of the ABI -----------------------------------------------------------
 
@@ -44,6 +46,7 @@ export const RESET_LIMIT_BYTES: u32 = 0x400;
 export const RESET_LIMIT_OBJECTS: u32 = 0x800;
 
 export const PEER_DISCONNECTED: u32 = 1;
+export const PEER_FREED: u32 = 2;
 
 export const MAX_VECS: u32 = 1024;
 export const MAX_OBJECTS: u32 = 256;
@@ -69,6 +72,8 @@ export const ARG_VECS: u32 = 7;
 export const ARG_OBJECTS: u32 = 8;
 export const ARG_PAYLOAD: u32 = 9;
 export const ARG_USER: u32 = 10;
+export const ARG_PEER: u32 = 11;
+export const ARG_BROKEN: u32 = 12;
 
 /** Message types in the receive record. */
 export const MSG_DATA: u32 = 1;
@@ -81,14 +86,15 @@ export const MSG_FLAG_CONTINUE: u32 = 1;
 declare function host_objects_drop(slots: usize, count: u32): void;
 
 @unmanaged export class Peer {
-  dataLock: u32;
-  localLock: u32;
+  lock: u32;
+  lockWaiters: u32;
   slot: u32;
   serial: u32;
   flags: u32;
   refs: u32;
   user: u32;
   wake: u32;
+  wakeWaiters: u32;
   qHead: u32;
   qTail: u32;
   clock: u64;
@@ -124,7 +130,7 @@ declare function host_objects_drop(slots: usize, count: u32): void;
 export function peer_wake(p: Peer): void {
   let w = changetype<usize>(p) + offsetof<Peer>("wake");
   atomic.add<u32>(w, 1);
-  atomic.notify(w, u32.MAX_VALUE);
+  if (atomic.load<u32>(w + 4)) atomic.notify(w, u32.MAX_VALUE);
 }
 
 function fail(c: Ctx, err: i32, arg: u32, index: u32): i32 {
@@ -141,19 +147,41 @@ function id_from(x: f64): u64 {
 
 // ---- peers --------------------------------------------------------------------------
 
-/** Makes a peer of `user`; writes (slot, generation) to out; returns 0 or -errno. */
+/**
+ * Peer records are type-stable: once made they are only ever peers. A freed
+ * peer goes to the root's pool and may come back as a new peer, so a stale
+ * pointer (a node's owner, a lock set built before a retry) always points at
+ * a lock; whoever locks it re-checks slot and generation (peer_check).
+ */
 export function peer_new(c: Ctx, user: f64): i32 {
   if (!(user >= 0 && user <= 2147483647) || user != Math.floor(user)) return fail(c, EINVAL, ARG_USER, 0);
+  if (!misc_lock()) return fail(c, ESHUTDOWN, ARG_BROKEN, 0);
+  let r = root();
   let u = user_get(<u32>user);
-  if (!u) return -ENOMEM;
-  let p = heap_calloc(<u32>offsetof<Peer>());
-  if (!p) return -ENOMEM;
-  let slot = slot_take(p);
-  if (slot < 0) { heap_free(p); return -ENOMEM; }
+  let p: usize = 0;
+  let slot: i32 = -1;
+  if (u) {
+    p = r.peerPool;
+    if (p) r.peerPool = changetype<Peer>(p).qHead;
+    else p = heap_calloc(<u32>offsetof<Peer>());
+  }
+  if (p) {
+    slot = slot_take(p);
+    if (slot < 0) {
+      changetype<Peer>(p).qHead = r.peerPool;
+      r.peerPool = <u32>p;
+    }
+  }
+  let serial = ++r.serial;
+  misc_unlock();
+  if (slot < 0) return -ENOMEM;
+  lock_take(p, thread_tid);
+  // everything but the lock words
+  memory.fill(p + 8, 0, offsetof<Peer>() - 8);
   let peer = changetype<Peer>(p);
   let uu = changetype<User>(u);
   peer.slot = <u32>slot;
-  peer.serial = ++root().serial;
+  peer.serial = serial;
   peer.refs = 1;
   peer.user = <u32>u;
   peer.nextId = 1;
@@ -161,35 +189,64 @@ export function peer_new(c: Ctx, user: f64): i32 {
   peer.lim1 = uu.lim1;
   peer.lim2 = uu.lim2;
   peer.lim3 = uu.lim3;
+  let gen = slot_gen(<u32>slot);
+  lock_drop(p);
   let out = ctx_out(c);
   store<u32>(out, <u32>slot);
-  store<u32>(out, slot_gen(<u32>slot), 4);
+  store<u32>(out, gen, 4);
   return 0;
 }
 
-/** Drops one host reference; the last one disconnects and frees the peer. */
-export function peer_put(c: Ctx, p: Peer): void {
-  if (--p.refs) return;
+/** 0 if `p` is the peer (slot, gen) and connected; −EBADF, −ESHUTDOWN. Under p's lock. */
+export function peer_check(p: Peer, slot: u32, gen: u32): i32 {
+  if ((p.flags & PEER_FREED) || p.slot != slot || slot_gen(slot) != gen) return -EBADF;
+  if (p.flags & PEER_DISCONNECTED) return -ESHUTDOWN;
+  return 0;
+}
+
+/**
+ * Drops one host reference; the last one disconnects and frees the peer.
+ * 0 or −ERETRY (locks needed; nothing changed).
+ */
+export function peer_put(c: Ctx, p: Peer): i32 {
+  let last = p.refs == 1;
+  if (last && !(p.flags & PEER_DISCONNECTED)) {
+    let rc = flush_need(c, p);
+    if (rc) return rc;
+  }
+  p.refs--;
+  if (!last) return 0;
   if (!(p.flags & PEER_DISCONNECTED)) peer_disconnect(c, p);
+  p.flags |= PEER_FREED;
+  misc_lock();
   slot_free(p.slot);
-  heap_free(changetype<usize>(p));
+  let r = root();
+  p.qHead = r.peerPool;
+  r.peerPool = <u32>changetype<usize>(p);
+  misc_unlock();
+  return 0;
 }
 
 // ---- nodes and handles -------------------------------------------------------------
 
 /** Creates a node for caller-chosen `id`; returns its owner handle or -errno. */
 function node_create(c: Ctx, p: Peer, id: u64): i32 {
-  let one = changetype<usize>(c) + 40; // scratch cost: 0,1,0,0
+  let one = ctx_cost(c); // scratch cost: 0,1,0,0
   store<u64>(one, <u64>1 << 32);
   store<u64>(one, 0, 8);
-  let rc = quota_check(peer_limits(p), peer_usage(p), peer_user(p), 0, one);
+  let rc = quota_try_charge(peer_limits(p), peer_usage(p), peer_user(p), 0, one);
   if (rc) return rc;
-  if (!map_reserve(node_map(p), map_count(node_map(p)) + 1)) return -ENOMEM;
-  if (!map_reserve(id_map(p), map_count(node_map(p)) + 1)) return -ENOMEM;
-  let np = heap_calloc(NODE_ALLOC);
-  if (!np) return -ENOMEM;
-  let hp = heap_calloc(HANDLE_ALLOC);
-  if (!hp) { heap_free(np); return -ENOMEM; }
+  let np: usize = 0, hp: usize = 0;
+  if (map_reserve(node_map(p), map_count(node_map(p)) + 1) && map_reserve(id_map(p), map_count(node_map(p)) + 1)) {
+    np = heap_calloc(NODE_ALLOC);
+    hp = heap_calloc(HANDLE_ALLOC);
+  }
+  if (!np || !hp) {
+    if (np) heap_free(np);
+    if (hp) heap_free(hp);
+    quota_adjust(peer_usage(p), peer_user(p), RES_HANDLES, -1);
+    return -ENOMEM;
+  }
   let n = changetype<Node>(np);
   let h = changetype<Handle>(hp);
   n.owner = ptr(p);
@@ -203,7 +260,6 @@ function node_create(c: Ctx, p: Peer, id: u64): i32 {
   node_link_handle(n, h);
   map_insert(node_map(p), np, <u32>hp);
   map_insert(id_map(p), id, <u32>hp);
-  quota_adjust(peer_usage(p), peer_user(p), RES_HANDLES, 1);
   h._pad = c.created;
   c.created = <u32>hp;
   return <i32>hp;
@@ -287,7 +343,6 @@ function handle_maybe_free(h: Handle): void {
   map_remove(node_map(q), <u64>h.node);
   if (n.ownerHandle == ptr(h)) {
     n.ownerHandle = 0;
-    n.owner = 0;
     let re = node_release_entry(n);
     if (entry_queued(re)) queue_unlink(changetype<Peer>(re.queue), re);
   }
@@ -384,12 +439,18 @@ function entry_drop(c: Ctx, q: Peer, e: Entry): void {
   else if (e.kind == KIND_DESTROY) handle_maybe_free(handle_of_destroy_entry(e));
 }
 
-/** Drops undeliverable entries from the front; returns the front (committed) or 0. */
-function queue_settle(c: Ctx, q: Peer): usize {
+/**
+ * Drops undeliverable entries from the front; returns the front (committed),
+ * 0 if none, or −ERETRY / −ESHUTDOWN if it needs a lock it could not take.
+ * The front it returns has its locks taken (need_entry).
+ */
+function queue_settle(c: Ctx, q: Peer): i32 {
   while (true) {
     let f = queue_front(q);
     if (!f) return 0;
-    if (entry_deliverable(entry(f))) return f;
+    let rc = need_entry(c, entry(f));
+    if (rc) return rc;
+    if (entry_deliverable(entry(f))) return <i32>f;
     entry_drop(c, q, entry(f));
   }
 }
@@ -438,6 +499,15 @@ export function peer_send_begin(c: Ctx, p: Peer, flags: u32, dsts: usize, nDsts:
       rc = handle_resolve(c, p, load<f64>(hs + (<usize>j << 3)), ARG_HANDLES, j);
       if (rc < 0) break;
       store<u64>(hs + (<usize>j << 3), <u64>rc);
+    }
+  }
+  // lock every receiver and the owner of every attached handle's node
+  if (rc >= 0) {
+    for (i = 0; i < nDsts && rc >= 0; i++) {
+      rc = need_owner(c, node_of(changetype<Handle>(load<u32>(out + (<usize>i << 3), 4))));
+    }
+    for (let j: u32 = 0; j < nHandles && rc >= 0; j++) {
+      rc = need_owner(c, node_of(changetype<Handle>(load<u32>(hs + (<usize>j << 3)))));
     }
   }
   // a message no receiver could ever hold fails the whole call
@@ -499,21 +569,20 @@ function send_stage(c: Ctx, p: Peer, dh: Handle, size: u32, bytes: u32, hs: usiz
     share = share_get(ru, peer_user(p).id);
     if (!share) return -ENOMEM;
   }
-  let cost = changetype<usize>(c) + 40;
+  let cost = ctx_cost(c);
   store<u32>(cost, 1);
   store<u32>(cost, nHandles, 4);
   store<u32>(cost, bytes, 8);
   store<u32>(cost, nObjs, 12);
-  let rc = quota_check(peer_limits(q), peer_usage(q), ru, share, cost);
+  let rc = quota_try_charge(peer_limits(q), peer_usage(q), ru, share, cost);
   if (rc) return rc;
-  if (!map_reserve(slice_map(q), q.use0 + 1)) return -ENOMEM;
+  if (!map_reserve(slice_map(q), q.use0)) return send_nomem(q, share, cost, hs, 0);
   for (let j: u32 = 0; j < nHandles; j++) {
     let h = changetype<Handle>(load<u32>(hs + (<usize>j << 3)));
-    if (!handle_get_or_make(q, node_of(h))) return send_unmake(q, hs, j);
+    if (!handle_get_or_make(q, node_of(h))) return send_nomem(q, share, cost, hs, j);
   }
   let m = pool_alloc(q, bytes);
-  if (!m) return send_unmake(q, hs, nHandles);
-  quota_charge(peer_usage(q), ru, share, cost);
+  if (!m) return send_nomem(q, share, cost, hs, nHandles);
   let mp = changetype<usize>(m);
   memory.fill(mp, 0, MESSAGE_SIZE);
   m.kind = KIND_DATA;
@@ -544,14 +613,41 @@ function send_stage(c: Ctx, p: Peer, dh: Handle, size: u32, bytes: u32, hs: usiz
   return 0;
 }
 
-/** Frees receiver handles made for the first `count` attached handles. */
-function send_unmake(q: Peer, hs: usize, count: u32): i32 {
+/** Undoes a destination's charge and the receiver handles made for it. */
+function send_nomem(q: Peer, share: usize, cost: usize, hs: usize, count: u32): i32 {
   for (let j: u32 = 0; j < count; j++) {
     let h = changetype<Handle>(load<u32>(hs + (<usize>j << 3)));
     let rh = map_get(node_map(q), <u64>h.node);
     if (rh) handle_maybe_free(changetype<Handle>(rh));
   }
+  quota_unshare(share, cost);
+  quota_uncharge(peer_usage(q), peer_user(q), cost);
   return -ENOMEM;
+}
+
+/** Locks the owner of `n` for this call: 0, −ERETRY or −ESHUTDOWN (bus broken). */
+function need_owner(c: Ctx, n: Node): i32 {
+  return need(c, changetype<Peer>(n.owner));
+}
+
+function need(c: Ctx, p: Peer): i32 {
+  let rc = ls_need(c, changetype<usize>(p));
+  return rc == NEED_BROKEN ? -ESHUTDOWN : rc;
+}
+
+/** Locks the owners of the nodes a queued entry refers to. */
+function need_entry(c: Ctx, e: Entry): i32 {
+  if (e.kind == KIND_DATA) {
+    let m = changetype<Message>(e);
+    let hs = message_handles(m);
+    for (let j: u32 = 0; j < m.nHandles; j++) {
+      let rc = need_owner(c, node_of(changetype<Handle>(load<u32>(hs + (<usize>j << 3)))));
+      if (rc) return rc;
+    }
+    return 0;
+  }
+  if (e.kind == KIND_DESTROY) return need_owner(c, node_of(handle_of_destroy_entry(e)));
+  return 0;
 }
 
 /** Takes back every staged message of the current send. */
@@ -614,22 +710,22 @@ function seed_set(c: Ctx, p: Peer, size: u32, bytes: u32, hs: usize, nHandles: u
   if (<u64>bytes > <u64>p.lim2) { created_undo(c); return fail(c, EMSGSIZE, ARG_PAYLOAD, 0); }
   // the seed replaces the old one: its charge does not count against the new
   let old = p.seed ? changetype<Message>(p.seed) : null;
-  let cost = changetype<usize>(c) + 40;
+  let cost = ctx_cost(c);
   store<u32>(cost, 1);
   store<u32>(cost, 0, 4);
   store<u32>(cost, bytes, 8);
   store<u32>(cost, nObjs, 12);
-  if (old) quota_uncharge(peer_usage(p), peer_user(p), message_cost(old));
-  rc = quota_check(peer_limits(p), peer_usage(p), peer_user(p), 0, cost);
-  let m: Message | null = null;
-  if (!rc) {
-    m = pool_alloc(p, bytes);
-    if (!m) rc = -ENOMEM;
-  }
-  if (old) quota_charge(peer_usage(p), peer_user(p), 0, message_cost(old));
+  // the new seed replaces the old: the old one's charge does not count against it
+  rc = quota_replace(peer_limits(p), peer_usage(p), peer_user(p), old ? message_cost(old) : 0, cost);
   if (rc) { created_undo(c); return fail(c, -rc, ARG_PAYLOAD, 0); }
+  let m = pool_alloc(p, bytes);
+  if (!m) {
+    quota_uncharge(peer_usage(p), peer_user(p), cost);
+    if (old) quota_restore(peer_usage(p), peer_user(p), message_cost(old));
+    created_undo(c);
+    return fail(c, ENOMEM, ARG_PAYLOAD, 0);
+  }
   let s = changetype<Message>(changetype<usize>(m));
-  quota_charge(peer_usage(p), peer_user(p), 0, cost);
   let mp = changetype<usize>(s);
   memory.fill(mp, 0, MESSAGE_SIZE);
   s.kind = KIND_DATA;
@@ -653,14 +749,15 @@ function seed_set(c: Ctx, p: Peer, size: u32, bytes: u32, hs: usize, nHandles: u
     if (nObjs & 1) store<u32>(os + (<usize>nObjs << 2), 0);
   }
   created_keep(c);
-  seed_drop(c, p);
+  seed_drop(c, p, false);
   p.seed = <u32>mp;
   store<i32>(out, 0);
   store<u32>(out, <u32>payload, 4);
   return 1;
 }
 
-function seed_drop(c: Ctx, p: Peer): void {
+/** Drops the seed; `uncharge` false when its charge was already taken off. */
+function seed_drop(c: Ctx, p: Peer, uncharge: bool = true): void {
   if (!p.seed) return;
   let s = changetype<Message>(p.seed);
   p.seed = 0;
@@ -672,7 +769,7 @@ function seed_drop(c: Ctx, p: Peer): void {
     if (!handle_live(h)) handle_die(h);
   }
   if (s.nObjects) host_objects_drop(message_objects(s), s.nObjects);
-  quota_uncharge(peer_usage(p), peer_user(p), message_cost(s));
+  if (uncharge) quota_uncharge(peer_usage(p), peer_user(p), message_cost(s));
   pool_free(p, s);
 }
 
@@ -700,8 +797,9 @@ export function peer_recv(c: Ctx, p: Peer, flags: u32): i32 {
     return 0;
   }
   let f = queue_settle(c, p);
+  if (f < 0) return f;
   if (!f) return -EAGAIN;
-  let e = entry(f);
+  let e = entry(<usize>f);
   if (e.kind == KIND_DATA) {
     let m = changetype<Message>(e);
     if (p.nextId + <u64>m.nHandles >= ID_SEQ_MAX) return -ERANGE;
@@ -720,10 +818,11 @@ export function peer_recv(c: Ctx, p: Peer, flags: u32): i32 {
     recv_record(c, MSG_NODE_RELEASE, 0, <f64>changetype<Handle>(n.ownerHandle).id, 0xFFFFFFFF, 0, 0, 0);
   }
   p.clock = clock_sync(p.clock, e.ts);
-  // `continue`: the next settled entry belongs to the same transaction
+  // `continue`: the next settled entry belongs to the same transaction (if
+  // settling it needs more locks, it is left for the next call)
   let next = queue_settle(c, p);
-  if (next) {
-    let ne = entry(next);
+  if (next > 0) {
+    let ne = entry(<usize>next);
     if (ne.ts == e.ts && ne.sender == e.sender && ne.seq == e.seq) {
       store<u32>(ctx_out(c), MSG_FLAG_CONTINUE, 4);
     }
@@ -774,12 +873,18 @@ export function peer_slice_release(c: Ctx, p: Peer, x: f64): i32 {
 // ---- transfer, release, destroy ----------------------------------------------------
 
 /** Gives `to` a handle to the node of `x`; writes the ID (f64, -1 = invalid) to out. */
-export function peer_transfer(c: Ctx, p: Peer, x: f64, to: Peer): i32 {
+export function peer_transfer(c: Ctx, p: Peer, x: f64, to: Peer, toSlot: u32, toGen: u32): i32 {
   c.created = 0;
-  let rc = handle_resolve(c, p, x, ARG_HANDLE, 0);
+  let rc = need(c, to);
+  if (rc) return rc;
+  rc = peer_check(to, toSlot, toGen);
+  if (rc) return rc == -EBADF ? fail(c, EINVAL, ARG_PEER, 0) : fail(c, -rc, ARG_PEER, 0);
+  rc = handle_resolve(c, p, x, ARG_HANDLE, 0);
   if (rc < 0) return rc;
   let h = changetype<Handle>(<usize>rc);
   let n = node_of(h);
+  rc = need_owner(c, n);
+  if (rc) { created_undo(c); return rc; }
   let out = ctx_out(c);
   if (!node_live(n)) {
     store<f64>(out, -1);
@@ -788,17 +893,16 @@ export function peer_transfer(c: Ctx, p: Peer, x: f64, to: Peer): i32 {
   let th = handle_get_or_make(to, n);
   if (!th) { created_undo(c); return -ENOMEM; }
   if (!handle_live(th)) {
-    let one = changetype<usize>(c) + 40;
+    let one = ctx_cost(c);
     store<u64>(one, <u64>1 << 32);
     store<u64>(one, 0, 8);
-    rc = quota_check(peer_limits(to), peer_usage(to), peer_user(to), 0, one);
+    if (to.nextId >= ID_SEQ_MAX) { handle_maybe_free(th); created_undo(c); return -ERANGE; }
+    rc = quota_try_charge(peer_limits(to), peer_usage(to), peer_user(to), 0, one);
     if (rc) {
       handle_maybe_free(th);
       created_undo(c);
       return fail(c, -rc, ARG_HANDLE, 0);
     }
-    if (to.nextId >= ID_SEQ_MAX) { handle_maybe_free(th); created_undo(c); return -ERANGE; }
-    quota_adjust(peer_usage(to), peer_user(to), RES_HANDLES, 1);
     if (!th.id) handle_assign_id(to, th);
   }
   th.uref++;
@@ -815,6 +919,8 @@ export function peer_release(c: Ctx, p: Peer, x: f64): i32 {
   let hp = map_get(id_map(p), id);
   if (!hp) return fail(c, ENXIO, ARG_HANDLE, 0);
   let h = changetype<Handle>(hp);
+  let rc = need_owner(c, node_of(h));
+  if (rc) return rc;
   if (!h.uref) return fail(c, ENXIO, ARG_HANDLE, 0);
   if (h.uref == 1 && handle_is_owner(h) && node_live(node_of(h))) return fail(c, EBUSY, ARG_HANDLE, 0);
   handle_unref(c, p, h);
@@ -841,6 +947,20 @@ export function peer_destroy(c: Ctx, p: Peer, flags: u32, ids: usize, n: u32): i
   }
   if (rc < 0) {
     for (let j: u32 = 0; j < i; j++) changetype<Handle>(load<u32>(ids + (<usize>j << 3))).flags &= ~HANDLE_MARK;
+    created_undo(c);
+    return rc;
+  }
+  // lock every holder the destruction notifies
+  for (i = 0; i < n && rc >= 0; i++) {
+    let node = node_of(changetype<Handle>(load<u32>(ids + (<usize>i << 3))));
+    let hp = node.handles;
+    while (hp && rc >= 0) {
+      rc = need(c, changetype<Peer>(changetype<Handle>(hp).holder));
+      hp = changetype<Handle>(hp).nodeNext;
+    }
+  }
+  if (rc < 0) {
+    for (let j: u32 = 0; j < n; j++) changetype<Handle>(load<u32>(ids + (<usize>j << 3))).flags &= ~HANDLE_MARK;
     created_undo(c);
     return rc;
   }
@@ -872,6 +992,10 @@ export function peer_reset(c: Ctx, p: Peer, flags: u32, lims: usize): i32 {
     let v = load<f64>(lims + (<usize>r << 3));
     if (!(v >= 0 && v <= 4294967295) || v != Math.floor(v)) return fail(c, EINVAL, ARG_LIMITS, r);
   }
+  if (flags & (RESET_FLUSH | RESET_FLUSH_SEED)) {
+    let rc = flush_need(c, p);
+    if (rc) return rc;
+  }
   for (let r: u32 = 0; r < 4; r++) {
     if (flags & (RESET_LIMIT_SLICES << r)) store<u32>(peer_limits(p) + (r << 2), <u32>load<f64>(lims + (<usize>r << 3)));
   }
@@ -885,8 +1009,34 @@ export function peer_query(c: Ctx, p: Peer): void {
 }
 
 /**
+ * Locks everything a flush touches: the owner of every node `p` has a handle
+ * to (references, release notifications), and every holder of a node `p`
+ * owns (destroy notifications).
+ */
+export function flush_need(c: Ctx, p: Peer): i32 {
+  let m = node_map(p);
+  let cap = map_capacity(m);
+  for (let i: u32 = 0; i < cap; i++) {
+    let hp = map_value_at(m, i);
+    if (!hp) continue;
+    let n = node_of(changetype<Handle>(hp));
+    let rc = need_owner(c, n);
+    if (rc) return rc;
+    if (n.owner != ptr(p) || !node_live(n)) continue;
+    let at = n.handles;
+    while (at) {
+      rc = need(c, changetype<Peer>(changetype<Handle>(at).holder));
+      if (rc) return rc;
+      at = changetype<Handle>(at).nodeNext;
+    }
+  }
+  return 0;
+}
+
+/**
  * Destroys all nodes, releases all handles, drops the queue and frees every
  * received slice (the seed stays). Notifications it causes are one tx.
+ * The caller has taken flush_need's locks.
  */
 function peer_flush(c: Ctx, p: Peer): void {
   // the queue first: what it held in flight is dropped
@@ -966,5 +1116,6 @@ export function peer_stats(c: Ctx, p: Peer): void {
 
 /** 1 if recv would return a message now, else 0. */
 export function peer_ready(c: Ctx, p: Peer): i32 {
-  return queue_settle(c, p) ? 1 : 0;
+  let f = queue_settle(c, p);
+  return f < 0 ? f : f ? 1 : 0;
 }

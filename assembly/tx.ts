@@ -23,7 +23,14 @@
  *   +0 actor u32  +4 head u32  +8 maxTs u64  +16 seq u32  +20 open u32
  *   +24 created u32 (handles made lazily by the current call)
  *   +28 errArg u32  +32 errIndex u32
- *   +64 out: the call's result record (see docs/ABI.md)
+ *   +40 cost u32 × 4 (scratch for a quota charge)
+ *   +64 out: the call's result record (see docs/ABI.md), 32 bytes
+ *   +96 tid u32   +100 inCall u32 (non-zero inside a call, or between
+ *       send_begin and send_commit)
+ *   +104 held, nHeld, capHeld: the peers this thread has locked (lockset.ts)
+ *   +116 want: the peer a call needs that could not be locked in order
+ *   +120 refs, nRefs, capRefs: the peer references this thread holds, as
+ *        (slot, gen) pairs, closed for it if it exits
  */
 
 import { Entry, entry, queue_link, queue_unlink, clock_sync, KIND_DESTROY } from "./queue";
@@ -39,12 +46,32 @@ import { handle_of_destroy_entry, Node } from "./handle";
   created: u32;
   errArg: u32;
   errIndex: u32;
+  _pad0: u32;
+  cost0: u32; cost1: u32; cost2: u32; cost3: u32;
+  _pad1: u32; _pad2: u32;
+  out0: u32; out1: u32; out2: u32; out3: u32; out4: u32; out5: u32; out6: u32; out7: u32;
+  tid: u32;
+  inCall: u32;
+  held: u32;
+  nHeld: u32;
+  capHeld: u32;
+  want: u32;
+  refs: u32;
+  nRefs: u32;
+  capRefs: u32;
+  hostThread: u32;
 }
 
 // @ts-ignore: decorator
 @inline export const CTX_OUT: u32 = 64;
 // @ts-ignore: decorator
-@inline export const CTX_SIZE: u32 = 128;
+@inline export const CTX_SIZE: u32 = 136;
+
+/** The quota cost scratch of a context. */
+// @ts-ignore: decorator
+@inline export function ctx_cost(c: Ctx): usize {
+  return changetype<usize>(c) + 40;
+}
 
 // @ts-ignore: decorator
 @inline export function ctx_out(c: Ctx): usize {

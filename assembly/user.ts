@@ -20,12 +20,15 @@
  * the rest stays on the receiver until the slice is released or, for
  * handles, until the handle is gone.
  *
- * User (56 bytes): id, next, limits[4], usage[4], shares, holders.
+ * User (64 bytes): id, next, limits[4], usage[4], shares, holders, lock (2).
+ * A user's usage and shares change under its lock (a leaf lock: taken after
+ * peer locks, before the heap lock); a peer's usage under the peer's lock.
  * Share (32 bytes): user id, next, share[4], owner (the receiving User).
  * Resources are indexed RES_SLICES, RES_HANDLES, RES_BYTES, RES_OBJECTS.
  */
 
-import { root, heap_calloc } from "./bus";
+import { root, heap_calloc, thread_tid } from "./bus";
+import { lock_take, lock_drop } from "./lock";
 import { EDQUOT } from "./errno";
 
 // @ts-ignore: decorator
@@ -44,6 +47,8 @@ import { EDQUOT } from "./errno";
   use0: u32; use1: u32; use2: u32; use3: u32;
   shares: u32;
   holders: u32;
+  lock: u32;
+  lockWaiters: u32;
 }
 
 @unmanaged export class Share {
@@ -101,8 +106,26 @@ export function user_get(id: u32): usize {
   return p;
 }
 
+// @ts-ignore: decorator
+@inline function user_lock(u: User): void {
+  // a broken bus goes on without the lock: every call fails from here on
+  lock_take(changetype<usize>(u) + offsetof<User>("lock"), thread_tid);
+}
+
+// @ts-ignore: decorator
+@inline function user_unlock(u: User): void {
+  lock_drop(changetype<usize>(u) + offsetof<User>("lock"));
+}
+
 /** The share record of sender user `sid` in receiver `u`; made on demand. */
 export function share_get(u: User, sid: u32): usize {
+  user_lock(u);
+  let p = share_find(u, sid);
+  user_unlock(u);
+  return p;
+}
+
+function share_find(u: User, sid: u32): usize {
   let p = u.shares;
   while (p) {
     if (changetype<Share>(p).user == sid) return p;
@@ -127,7 +150,7 @@ function share_empty(s: Share): bool {
  * `plim`/`puse`) and its user `u`, with `share` the sender's share record
  * (0 when sender and receiver are the same user). Changes nothing.
  */
-export function quota_check(plim: usize, puse: usize, u: User, share: usize, cost: usize): i32 {
+function quota_check(plim: usize, puse: usize, u: User, share: usize, cost: usize): i32 {
   let ulim = user_limits(u), uuse = user_usage(u);
   let n: u64 = 0;
   if (share) {
@@ -149,8 +172,37 @@ export function quota_check(plim: usize, puse: usize, u: User, share: usize, cos
   return 0;
 }
 
-/** Adds `cost` (after quota_check) to peer usage, user usage and share. */
-export function quota_charge(puse: usize, u: User, share: usize, cost: usize): void {
+/** Charges `cost` if the quota rules allow it: 0 or −EDQUOT (nothing charged). */
+export function quota_try_charge(plim: usize, puse: usize, u: User, share: usize, cost: usize): i32 {
+  user_lock(u);
+  let rc = quota_check(plim, puse, u, share, cost);
+  if (!rc) quota_charge(puse, u, share, cost);
+  user_unlock(u);
+  return rc;
+}
+
+/**
+ * Replaces a charge of `old` by one of `cost` (a seed replacing a seed), or
+ * leaves the old one: 0 or −EDQUOT.
+ */
+export function quota_replace(plim: usize, puse: usize, u: User, old: usize, cost: usize): i32 {
+  user_lock(u);
+  if (old) uncharge(puse, u, old);
+  let rc = quota_check(plim, puse, u, 0, cost);
+  if (!rc) quota_charge(puse, u, 0, cost);
+  if (old && rc) quota_charge(puse, u, 0, old);
+  user_unlock(u);
+  return rc;
+}
+
+/** Puts a charge back that was taken off moments ago (undo), without checks. */
+export function quota_restore(puse: usize, u: User, cost: usize): void {
+  user_lock(u);
+  quota_charge(puse, u, 0, cost);
+  user_unlock(u);
+}
+
+function quota_charge(puse: usize, u: User, share: usize, cost: usize): void {
   let uuse = user_usage(u);
   for (let r: u32 = 0; r < 4; r++) {
     let c = res_get(cost, r);
@@ -162,6 +214,12 @@ export function quota_charge(puse: usize, u: User, share: usize, cost: usize): v
 
 /** Takes `cost` off peer and user usage (slice released, message dropped). */
 export function quota_uncharge(puse: usize, u: User, cost: usize): void {
+  user_lock(u);
+  uncharge(puse, u, cost);
+  user_unlock(u);
+}
+
+function uncharge(puse: usize, u: User, cost: usize): void {
   let uuse = user_usage(u);
   for (let r: u32 = 0; r < 4; r++) {
     let c = res_get(cost, r);
@@ -172,14 +230,20 @@ export function quota_uncharge(puse: usize, u: User, cost: usize): void {
 
 /** Adjusts one resource of peer and user usage by `delta`. */
 export function quota_adjust(puse: usize, u: User, r: u32, delta: i32): void {
+  user_lock(u);
   let uuse = user_usage(u);
   res_set(puse, r, res_get(puse, r) + <u32>delta);
   res_set(uuse, r, res_get(uuse, r) + <u32>delta);
+  user_unlock(u);
 }
 
 /** Takes `cost` off the sender's share (message received or dropped). */
 export function quota_unshare(share: usize, cost: usize): void {
-  if (share) share_add(changetype<Share>(share), cost, -1);
+  if (!share) return;
+  let u = changetype<User>(changetype<Share>(share).owner);
+  user_lock(u);
+  share_add(changetype<Share>(share), cost, -1);
+  user_unlock(u);
 }
 
 function share_add(s: Share, cost: usize, sign: i32): void {

@@ -101,7 +101,9 @@ const U32_MAX = 0xffffffff;
 const SEND_CONTINUE = 1, SEND_SEED = 2, RECV_SEED = 1, DESTROY_RELEASE_HANDLES = 1;
 const RESET_FLUSH = 1, RESET_FLUSH_SEED = 2, RESET_LIMIT = 0x100;
 const EAGAIN = 11;
-const ARG_NAMES = ["", "destinations", "handles", "handle", "options", "offset", "limits", "payload", "objects", "payload", "user"];
+const ARG_NAMES = ["", "destinations", "handles", "handle", "options", "offset", "limits", "payload", "objects", "payload", "user", "to"];
+const ARG_BROKEN = 12;
+const BROKEN_REASONS = ["", "a lock stayed held for 5 s: its thread is gone", "a thread died inside a bus call"];
 const TYPES: MessageType[] = ["data", "data", "node-destroy", "node-release"];
 
 /** How a host loads the core; installed by each host entry point. */
@@ -110,7 +112,10 @@ export interface Platform {
   module(shared: boolean): Promise<WebAssembly.Module>;
   /** Whether SharedArrayBuffer can be used here. */
   sharedAvailable(): boolean;
-  /** Prepares the engine before a module is compiled (e.g. V8 flags). */
+  /** Whether this thread may block (Atomics.wait); a browser's main thread may not. */
+  canBlock(): boolean;
+  /** The host's id for this thread (Node: worker_threads.threadId). */
+  threadId(): number;
   name: string;
 }
 
@@ -213,7 +218,7 @@ export class Bus {
     const rc = bus.core.ex.bus_init(pages, limits.maxSlices, limits.maxHandles, limits.maxInflightBytes,
       limits.maxInflightObjects);
     if (rc < 0) throw Bus1Error.of("ENOMEM", "Bus.create", `maxMemoryBytes ${maxBytes} is too small`);
-    bus.core.open();
+    bus.core.open(p.canBlock(), p.threadId());
     return bus;
   }
 
@@ -227,7 +232,8 @@ export class Bus {
     const shared = typeof SharedArrayBuffer !== "undefined" && handle.memory.buffer instanceof SharedArrayBuffer;
     const bus = new Bus(handle.module, handle.memory, handle.id, shared);
     if (bus.core.ex.bus_version() !== 1) throw Bus1Error.of("EINVAL", "Bus.attach", "the memory holds no bus");
-    bus.core.open();
+    const p = requirePlatform();
+    bus.core.open(p.canBlock(), p.threadId());
     return bus;
   }
 
@@ -275,6 +281,22 @@ export class Bus {
     return this.track(new Peer(this, ref.slot >>> 0, ref.gen >>> 0));
   }
 
+  /**
+   * Ties a worker's life to the bus: when it exits, the peer references it
+   * held are closed (peers only it used are disconnected); if it died inside
+   * a bus call, the bus is marked broken. Node: a worker_threads.Worker.
+   */
+  watch(worker: { threadId: number; once(event: "exit", listener: () => void): unknown }): void {
+    this.checkOpen("watch");
+    const id = worker.threadId;
+    worker.once("exit", () => {
+      if (this.#closed || this.core.broken) return;
+      const rc = this.call("watch", () => this.core.ex.thread_exit(this.core.ctx, id));
+      if (rc < 0) this.error("watch", rc);
+      this.poke();
+    });
+  }
+
   /** This thread lets go: closes every peer reference it holds. */
   close(): void {
     if (this.#closed) return;
@@ -311,6 +333,10 @@ export class Bus {
   error(op: string, rc: number, values?: Record<string, unknown>): Bus1Error {
     const code = codeOf(-rc);
     const arg = this.core.errArg();
+    if (code === "ESHUTDOWN" && arg === ARG_BROKEN) {
+      this.core.broken = BROKEN_REASONS[this.core.ex.bus_broken_reason()] ?? "unknown";
+      return Bus1Error.of("ESHUTDOWN", op, `the bus is broken (${this.core.broken})`);
+    }
     let what: string | undefined;
     if (arg > 0 && arg < ARG_NAMES.length && code !== "ESHUTDOWN" && code !== "EBADF" && code !== "ENOMEM") {
       const name = ARG_NAMES[arg];
@@ -698,11 +724,17 @@ export class Peer {
     const word = core.ex.wake_addr(this.slot, this.gen) >>> 2;
     const end = performance.now() + timeout;
     for (;;) {
-      const seq = Atomics.load(core.views().i32, word);
-      if (this.ready()) return true;
-      const left = end - performance.now();
-      if (left <= 0) return false;
-      Atomics.wait(core.i32, word, seq, left === Infinity ? undefined : left);
+      const i32 = core.views().i32;
+      const seq = Atomics.load(i32, word);
+      Atomics.add(i32, word + 1, 1);
+      try {
+        if (this.ready()) return true;
+        const left = end - performance.now();
+        if (left <= 0) return false;
+        Atomics.wait(i32, word, seq, left === Infinity ? undefined : left);
+      } finally {
+        Atomics.sub(core.views().i32, word + 1, 1);
+      }
     }
   }
 
@@ -736,9 +768,14 @@ export class Peer {
       const seq = Atomics.load(i32, word);
       reader.check();
       if (!this.bus.readers.has(reader)) return;
+      Atomics.add(i32, word + 1, 1);
       const r = waitAsync(i32, word, seq, 1000) as { async: boolean; value: Promise<string> | string };
-      if (r.async) (r.value as Promise<string>).then(loop);
-      else queueMicrotask(loop);
+      const next = () => {
+        Atomics.sub(core.views().i32, word + 1, 1);
+        loop();
+      };
+      if (r.async) (r.value as Promise<string>).then(next);
+      else queueMicrotask(next);
     };
     loop();
   }

@@ -12,8 +12,10 @@ export interface CoreExports {
   bus_init(maxPages: number, slices: number, handles: number, bytes: number, objects: number): number;
   bus_version(): number;
   bus_heap_bytes(): number;
-  ctx_new(): number;
+  ctx_new(canBlock: number, hostThread: number): number;
   ctx_free(ctx: number): void;
+  thread_exit(ctx: number, hostThread: number): number;
+  bus_broken_reason(): number;
   scratch_alloc(size: number): number;
   scratch_free(p: number): void;
   peer_connect(ctx: number, user: number): number;
@@ -83,6 +85,7 @@ export class Core {
         abort: (msg: number, file: number, line: number, col: number) => {
           throw new Error(`bus1 core assertion failed at ${line}:${col}`);
         },
+        now: () => performance.now(),
         objects_drop: (slots: number, count: number) => {
           const u32 = this.views().u32;
           for (let i = 0; i < count; i++) this.objects.drop(u32[(slots >>> 2) + i]);
@@ -111,8 +114,8 @@ export class Core {
   }
 
   /** Makes this thread's context block. */
-  open(): void {
-    this.ctx = this.ex.ctx_new();
+  open(canBlock: boolean, hostThread: number): void {
+    this.ctx = this.ex.ctx_new(canBlock ? 1 : 0, hostThread >>> 0);
     if (!this.ctx) throw new Bus1Error("ENOMEM", "bus: out of memory for a thread context");
     this.out = this.ctx + CTX_OUT;
   }

@@ -8,6 +8,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { setFlagsFromString } from "node:v8";
+import { threadId } from "node:worker_threads";
 import { installPlatform } from "../host-common/bus.js";
 
 const v8Major = Number(process.versions.v8.split(".")[0]);
@@ -36,6 +37,8 @@ installPlatform({
   name: "node",
   module: loadModule,
   sharedAvailable: () => typeof SharedArrayBuffer === "function",
+  canBlock: () => true,
+  threadId: () => threadId,
 });
 
 export * from "../host-common/index.js";

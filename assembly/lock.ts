@@ -1,0 +1,106 @@
+/**
+ * DOC: lock — futex locks on shared memory, and what happens when a holder dies
+ *
+ * A lock is two u32 words: `holder` (0 = free, else the holder's thread id
+ * + 1) and `waiters` (threads sleeping on it). Taking it is one cmpxchg when
+ * it is free. A contended taker spins a little, then sleeps on the holder
+ * word with memory.atomic.wait32 in short slices (threads that may not block,
+ * such as a browser's main thread, keep spinning); the releaser wakes one
+ * sleeper only when `waiters` says there is one.
+ *
+ * Critical sections are short and never wait for anything but another lock,
+ * so a lock that stays held for LOCK_STALE_MS means its holder is gone (a
+ * worker terminated inside a bus call). The taker then marks the bus broken:
+ * every later call fails with ESHUTDOWN and a reason, instead of hanging or
+ * reading state the dead thread left half-changed. A host that learns of a
+ * thread's death first (a Worker's exit event) marks it at once
+ * (thread_exit in peer.ts).
+ *
+ * Lock order (deadlock freedom): peer locks in address order (a lock set,
+ * see lockset.ts), then the misc lock, then a user's lock, then the heap
+ * lock. No thread waits for a lock that is lower in this order than one it
+ * holds; out-of-order peers are only try-locked.
+ *
+ * On Node 20, V8's baseline compiler loses wasm locals across wait32; the
+ * Node host compiles the core with it turned off (host-node/index.ts).
+ */
+
+import { root, Root } from "./bus";
+
+// @ts-ignore: decorator
+@external("env", "now")
+declare function host_now(): f64;
+
+// @ts-ignore: decorator
+@inline const SPINS: u32 = 200;
+// @ts-ignore: decorator
+@inline const SLICE_NS: i64 = 20_000_000;
+export const LOCK_STALE_MS: f64 = 5000;
+
+/** Per instance (per thread): whether this thread may block in wait32. */
+let canBlock: bool = true;
+
+export function lock_set_can_block(v: bool): void {
+  canBlock = v;
+}
+
+// @ts-ignore: decorator
+@inline export function bus_broken(): bool {
+  return atomic.load<u32>(changetype<usize>(root()) + offsetof<Root>("broken")) != 0;
+}
+
+/** Marks the bus broken with a reason code (BROKEN_*), once. */
+export function bus_break(reason: u32): void {
+  atomic.cmpxchg<u32>(changetype<usize>(root()) + offsetof<Root>("broken"), 0, reason);
+}
+
+export const BROKEN_STALE_LOCK: u32 = 1;
+export const BROKEN_THREAD_DIED: u32 = 2;
+
+/** Tries once; true if taken. */
+// @ts-ignore: decorator
+@inline export function lock_try(l: usize, tid: u32): bool {
+  return atomic.cmpxchg<u32>(l, 0, tid + 1) == 0;
+}
+
+/** Takes the lock; false if the bus broke while waiting. */
+export function lock_take(l: usize, tid: u32): bool {
+  if (atomic.cmpxchg<u32>(l, 0, tid + 1) == 0) return true;
+  return lock_take_slow(l, tid);
+}
+
+function lock_take_slow(l: usize, tid: u32): bool {
+  for (let i: u32 = 0; i < SPINS; i++) {
+    if (atomic.load<u32>(l) == 0 && atomic.cmpxchg<u32>(l, 0, tid + 1) == 0) return true;
+  }
+  let start: f64 = -1;
+  let last: u32 = 0;
+  while (true) {
+    let h = atomic.load<u32>(l);
+    if (h == 0) {
+      if (atomic.cmpxchg<u32>(l, 0, tid + 1) == 0) return true;
+      continue;
+    }
+    if (bus_broken()) return false;
+    // a holder that keeps the lock this long is gone
+    if (h != last) {
+      last = h;
+      start = host_now();
+    } else if (host_now() - start > LOCK_STALE_MS) {
+      bus_break(BROKEN_STALE_LOCK);
+      return false;
+    }
+    if (canBlock) {
+      atomic.add<u32>(l + 4, 1);
+      memory.atomic.wait32(l, h, SLICE_NS);
+      atomic.sub<u32>(l + 4, 1);
+    } else {
+      for (let i: u32 = 0; i < SPINS && atomic.load<u32>(l) != 0; i++) {}
+    }
+  }
+}
+
+export function lock_drop(l: usize): void {
+  atomic.store<u32>(l, 0);
+  if (atomic.load<u32>(l + 4)) atomic.notify(l, 1);
+}

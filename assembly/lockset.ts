@@ -1,0 +1,123 @@
+/**
+ * DOC: lockset — the peers one call has locked
+ *
+ * An operation locks every peer whose state it changes: the caller, the
+ * receivers of a send, the owners of the nodes it touches (a node's list of
+ * handles, its references and its release entry are guarded by its owner's
+ * lock), the holders a destroy notifies. Two threads sending to disjoint
+ * receivers thus take disjoint locks.
+ *
+ * Locks are taken in address order. A call discovers what it needs as it
+ * goes (ls_need): a peer above every held one is simply locked (still in
+ * order); one below is only try-locked. If that fails, the call stops before
+ * changing anything (−ERETRY, with the peer in ctx.want), the thread drops
+ * every lock, takes the whole set again in order, and the call starts over.
+ * Sets only grow within one call, so this ends.
+ *
+ * The held set is a sorted array of peer addresses in the heap (ctx.held).
+ * Peer records are type-stable (peer.ts): a pointer to a peer that went away
+ * still points at a lock, and the call re-validates what it finds.
+ */
+
+import { Ctx } from "./tx";
+import { heap_alloc, heap_free, thread_tid } from "./bus";
+import { lock_take, lock_try, lock_drop } from "./lock";
+
+export const ERETRY: i32 = 1000;
+
+/** Result of ls_need when the bus broke while waiting. */
+export const NEED_BROKEN: i32 = -1;
+
+// @ts-ignore: decorator
+@inline function held_at(c: Ctx, i: u32): usize {
+  return load<u32>(<usize>c.held + (<usize>i << 2));
+}
+
+function held_find(c: Ctx, p: usize): i32 {
+  let lo: i32 = 0, hi: i32 = <i32>c.nHeld - 1;
+  while (lo <= hi) {
+    let mid = (lo + hi) >> 1;
+    let v = held_at(c, mid);
+    if (v == p) return mid;
+    if (v < p) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -(lo + 1);
+}
+
+function held_insert(c: Ctx, at: u32, p: usize): bool {
+  if (c.nHeld == c.capHeld) {
+    let cap = c.capHeld ? c.capHeld * 2 : 8;
+    let a = heap_alloc(cap * 4);
+    if (!a) return false;
+    if (c.held) {
+      memory.copy(a, c.held, c.nHeld * 4);
+      heap_free(c.held);
+    }
+    c.held = <u32>a;
+    c.capHeld = cap;
+  }
+  let base = <usize>c.held + (<usize>at << 2);
+  memory.copy(base + 4, base, (c.nHeld - at) * 4);
+  store<u32>(base, <u32>p);
+  c.nHeld++;
+  return true;
+}
+
+/**
+ * Ensures peer `p` (its lock word at `p`) is locked by this call.
+ * Returns 0, −ERETRY (could not lock it in order; ctx.want = p), or
+ * NEED_BROKEN (the bus broke, or no memory for the set).
+ */
+export function ls_need(c: Ctx, p: usize): i32 {
+  let i = held_find(c, p);
+  if (i >= 0) return 0;
+  let at = <u32>(-i - 1);
+  if (at == c.nHeld) {
+    if (!lock_take(p, thread_tid)) return NEED_BROKEN;
+  } else if (!lock_try(p, thread_tid)) {
+    c.want = <u32>p;
+    return -ERETRY;
+  }
+  if (!held_insert(c, at, p)) {
+    lock_drop(p);
+    return NEED_BROKEN;
+  }
+  return 0;
+}
+
+/** Drops every lock of the call. */
+export function ls_release(c: Ctx): void {
+  for (let i: u32 = c.nHeld; i > 0; i--) lock_drop(held_at(c, i - 1));
+  c.nHeld = 0;
+}
+
+/**
+ * After −ERETRY: drops every lock and takes the old set plus ctx.want again,
+ * all in order. False if the bus broke.
+ */
+export function ls_retry(c: Ctx): bool {
+  for (let i: u32 = c.nHeld; i > 0; i--) lock_drop(held_at(c, i - 1));
+  let want = <usize>c.want;
+  c.want = 0;
+  if (want) {
+    let i = held_find(c, want);
+    if (i < 0 && !held_insert(c, <u32>(-i - 1), want)) return false;
+  }
+  for (let i: u32 = 0; i < c.nHeld; i++) {
+    if (!lock_take(held_at(c, i), thread_tid)) {
+      for (let j = i; j > 0; j--) lock_drop(held_at(c, j - 1));
+      c.nHeld = 0;
+      return false;
+    }
+  }
+  return true;
+}
+
+/** Frees the set's memory (thread detach). */
+export function ls_free(c: Ctx): void {
+  if (c.held) heap_free(c.held);
+  c.held = 0;
+  c.capHeld = 0;
+  c.nHeld = 0;
+}
