@@ -10,7 +10,7 @@
 
 import { bus_setup, root, Root, slot_lookup, heap_alloc, heap_calloc, heap_free, heap_bytes, misc_lock, misc_unlock, thread_set, BUS1_MAGIC, ABI_VERSION, MAX_THREADS } from "./bus";
 import { Ctx, CTX_SIZE, ctx_out } from "./tx";
-import { ls_need, ls_retry, ls_release, ls_free, ERETRY } from "./lockset";
+import { ls_need, ls_retry, ls_release, ls_free, ERETRY, NEED_NOMEM } from "./lockset";
 import { bus_broken, bus_break, lock_set_can_block, BROKEN_THREAD_DIED } from "./lock";
 import {
   Peer, peer_new, peer_put, peer_check, flush_need, ARG_BROKEN, ARG_PEER, peer_send_begin, peer_send_commit, peer_send_cancel,
@@ -180,7 +180,8 @@ function begin(c: Ctx, slot: u32, gen: u32, allowDisconnected: bool = false): i3
   let p = slot_lookup(slot, gen);
   if (!p) return -EBADF;
   atomic.store<u32>(changetype<usize>(c) + offsetof<Ctx>("inCall"), 1);
-  if (ls_need(c, p) != 0) return end(c, broken(c));
+  let need = ls_need(c, p);
+  if (need != 0) return end(c, need == NEED_NOMEM ? -ENOMEM : broken(c));
   let rc = peer_check(changetype<Peer>(p), slot, gen);
   if (rc && !(allowDisconnected && rc == -ESHUTDOWN)) return end(c, rc);
   return <i32>p;
@@ -202,6 +203,7 @@ function end(c: Ctx, rc: i32): i32 {
 }
 
 export function peer_connect(c: Ctx, user: f64): i32 {
+  c.errArg = 0;
   if (bus_broken()) return broken(c);
   let rc = peer_new(c, user);
   if (rc) return rc;

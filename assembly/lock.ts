@@ -1,8 +1,9 @@
 /**
  * DOC: lock — futex locks on shared memory, and what happens when a holder dies
  *
- * A lock is two u32 words: `holder` (0 = free, else the holder's thread id
- * + 1) and `waiters` (threads sleeping on it). Taking it is one cmpxchg when
+ * A lock is two u32 words: `holder` (0 = free, else a value naming this
+ * acquisition: the holder's thread id + 1 in the low 10 bits, the thread's
+ * acquisition count above) and `waiters` (threads sleeping on it). Taking it is one cmpxchg when
  * it is free. A contended taker spins a little, then sleeps on the holder
  * word with memory.atomic.wait32 in short slices (threads that may not block,
  * such as a browser's main thread, keep spinning); the releaser wakes one
@@ -57,28 +58,36 @@ export function bus_break(reason: u32): void {
 export const BROKEN_STALE_LOCK: u32 = 1;
 export const BROKEN_THREAD_DIED: u32 = 2;
 
+/** Per instance (per thread): acquisitions so far, so holder values differ. */
+let acquisitions: u32 = 0;
+
+// @ts-ignore: decorator
+@inline function holder_value(tid: u32): u32 {
+  return ((++acquisitions) << 10) | ((tid + 1) & 1023) | (tid >= 1023 ? 1 : 0);
+}
+
 /** Tries once; true if taken. */
 // @ts-ignore: decorator
 @inline export function lock_try(l: usize, tid: u32): bool {
-  return atomic.cmpxchg<u32>(l, 0, tid + 1) == 0;
+  return atomic.cmpxchg<u32>(l, 0, holder_value(tid)) == 0;
 }
 
 /** Takes the lock; false if the bus broke while waiting. */
 export function lock_take(l: usize, tid: u32): bool {
-  if (atomic.cmpxchg<u32>(l, 0, tid + 1) == 0) return true;
+  if (atomic.cmpxchg<u32>(l, 0, holder_value(tid)) == 0) return true;
   return lock_take_slow(l, tid);
 }
 
 function lock_take_slow(l: usize, tid: u32): bool {
   for (let i: u32 = 0; i < SPINS; i++) {
-    if (atomic.load<u32>(l) == 0 && atomic.cmpxchg<u32>(l, 0, tid + 1) == 0) return true;
+    if (atomic.load<u32>(l) == 0 && atomic.cmpxchg<u32>(l, 0, holder_value(tid)) == 0) return true;
   }
   let start: f64 = -1;
   let last: u32 = 0;
   while (true) {
     let h = atomic.load<u32>(l);
     if (h == 0) {
-      if (atomic.cmpxchg<u32>(l, 0, tid + 1) == 0) return true;
+      if (atomic.cmpxchg<u32>(l, 0, holder_value(tid)) == 0) return true;
       continue;
     }
     if (bus_broken()) return false;

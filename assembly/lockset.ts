@@ -25,8 +25,9 @@ import { lock_take, lock_try, lock_drop } from "./lock";
 
 export const ERETRY: i32 = 1000;
 
-/** Result of ls_need when the bus broke while waiting. */
+/** Results of ls_need: the bus broke while waiting; no memory for the set. */
 export const NEED_BROKEN: i32 = -1;
+export const NEED_NOMEM: i32 = -2;
 
 // @ts-ignore: decorator
 @inline function held_at(c: Ctx, i: u32): usize {
@@ -66,8 +67,8 @@ function held_insert(c: Ctx, at: u32, p: usize): bool {
 
 /**
  * Ensures peer `p` (its lock word at `p`) is locked by this call.
- * Returns 0, −ERETRY (could not lock it in order; ctx.want = p), or
- * NEED_BROKEN (the bus broke, or no memory for the set).
+ * Returns 0, −ERETRY (could not lock it in order; ctx.want = p),
+ * NEED_BROKEN (the bus broke) or NEED_NOMEM (no memory for the set).
  */
 export function ls_need(c: Ctx, p: usize): i32 {
   let i = held_find(c, p);
@@ -81,7 +82,7 @@ export function ls_need(c: Ctx, p: usize): i32 {
   }
   if (!held_insert(c, at, p)) {
     lock_drop(p);
-    return NEED_BROKEN;
+    return NEED_NOMEM;
   }
   return 0;
 }

@@ -22,7 +22,7 @@
  */
 
 import { root, heap_calloc, heap_free, slot_take, slot_free, slot_gen, misc_lock, misc_unlock, thread_tid } from "./bus";
-import { ls_need, ERETRY, NEED_BROKEN } from "./lockset";
+import { ls_need, ERETRY, NEED_BROKEN, NEED_NOMEM } from "./lockset";
 import { lock_take, lock_drop } from "./lock";
 import { map_get, map_insert, map_remove, map_reserve, map_count, map_capacity, map_value_at, map_clear } from "./map";
 import { Entry, entry, queue_unlink, queue_front, clock_sync, entry_queued, key_before, KIND_DATA, KIND_DESTROY, KIND_RELEASE } from "./queue";
@@ -286,6 +286,8 @@ function created_undo(c: Ctx): void {
     let next = h._pad;
     let q = changetype<Peer>(h.holder);
     let n = node_of(h);
+    let re = node_release_entry(n);
+    if (entry_queued(re)) queue_unlink(q, re);
     map_remove(id_map(q), h.id);
     map_remove(node_map(q), <u64>h.node);
     quota_adjust(peer_usage(q), peer_user(q), RES_HANDLES, -1);
@@ -469,6 +471,8 @@ function queue_settle(c: Ctx, q: Peer): i32 {
 export function peer_send_begin(c: Ctx, p: Peer, flags: u32, dsts: usize, nDsts: u32, nVecs: u32, size: u32,
                                 hs: usize, nHandles: u32, objs: usize, nObjs: u32, out: usize): i32 {
   c.created = 0;
+  // the resolved handles go to the u32 array after the IDs (the IDs stay, for a retry)
+  let hr = hs + (<usize>nHandles << 3);
   if (flags & ~(SEND_CONTINUE | SEND_SEED)) return fail(c, EINVAL, ARG_FLAGS, 0);
   if (nDsts > MAX_DESTINATIONS) return fail(c, EMSGSIZE, ARG_DESTINATIONS, 0);
   if (nVecs > MAX_VECS) return fail(c, EMSGSIZE, ARG_VECS, 0);
@@ -479,7 +483,7 @@ export function peer_send_begin(c: Ctx, p: Peer, flags: u32, dsts: usize, nDsts:
   let bytes = <u32>bytes64;
   if (flags & SEND_SEED) {
     if (nDsts || (flags & SEND_CONTINUE)) return fail(c, EINVAL, ARG_FLAGS, 0);
-    return seed_set(c, p, size, bytes, hs, nHandles, objs, nObjs, out);
+    return seed_set(c, p, size, bytes, hs, hr, nHandles, objs, nObjs, out);
   }
   // resolve destinations and attached handles (creating lazy nodes)
   let rc: i32 = 0;
@@ -498,7 +502,7 @@ export function peer_send_begin(c: Ctx, p: Peer, flags: u32, dsts: usize, nDsts:
     for (let j: u32 = 0; j < nHandles; j++) {
       rc = handle_resolve(c, p, load<f64>(hs + (<usize>j << 3)), ARG_HANDLES, j);
       if (rc < 0) break;
-      store<u64>(hs + (<usize>j << 3), <u64>rc);
+      store<u32>(hr + (<usize>j << 2), <u32>rc);
     }
   }
   // lock every receiver and the owner of every attached handle's node
@@ -507,7 +511,7 @@ export function peer_send_begin(c: Ctx, p: Peer, flags: u32, dsts: usize, nDsts:
       rc = need_owner(c, node_of(changetype<Handle>(load<u32>(out + (<usize>i << 3), 4))));
     }
     for (let j: u32 = 0; j < nHandles && rc >= 0; j++) {
-      rc = need_owner(c, node_of(changetype<Handle>(load<u32>(hs + (<usize>j << 3)))));
+      rc = need_owner(c, node_of(changetype<Handle>(load<u32>(hr + (<usize>j << 2)))));
     }
   }
   // a message no receiver could ever hold fails the whole call
@@ -532,7 +536,7 @@ export function peer_send_begin(c: Ctx, p: Peer, flags: u32, dsts: usize, nDsts:
   let first: i32 = 0;
   for (i = 0; i < nDsts; i++) {
     let o = out + (<usize>i << 3);
-    let err = send_stage(c, p, changetype<Handle>(load<u32>(o, 4)), size, bytes, hs, nHandles, objs, nObjs, o);
+    let err = send_stage(c, p, changetype<Handle>(load<u32>(o, 4)), size, bytes, hr, nHandles, objs, nObjs, o);
     if (err == -ENOMEM) { first = err; sent = 0; break; }
     store<i32>(o, -err);
     if (err) {
@@ -550,15 +554,15 @@ export function peer_send_begin(c: Ctx, p: Peer, flags: u32, dsts: usize, nDsts:
   }
   // the message now holds its handles: count them as references
   for (let j: u32 = 0; j < nHandles; j++) {
-    let h = changetype<Handle>(load<u32>(hs + (<usize>j << 3)));
+    let h = changetype<Handle>(load<u32>(hr + (<usize>j << 2)));
     if (sent) node_ref(c, p, node_of(h), sent);
   }
-  created_keep(c);
+  // lazily created nodes are kept by send_commit, undone by send_cancel
   return sent;
 }
 
 /** Stages the message for one destination; 0 or -errno (undone on error). */
-function send_stage(c: Ctx, p: Peer, dh: Handle, size: u32, bytes: u32, hs: usize, nHandles: u32,
+function send_stage(c: Ctx, p: Peer, dh: Handle, size: u32, bytes: u32, hr: usize, nHandles: u32,
                     objs: usize, nObjs: u32, o: usize): i32 {
   let n = node_of(dh);
   if (!node_live(n)) return -EHOSTUNREACH;
@@ -576,13 +580,13 @@ function send_stage(c: Ctx, p: Peer, dh: Handle, size: u32, bytes: u32, hs: usiz
   store<u32>(cost, nObjs, 12);
   let rc = quota_try_charge(peer_limits(q), peer_usage(q), ru, share, cost);
   if (rc) return rc;
-  if (!map_reserve(slice_map(q), q.use0)) return send_nomem(q, share, cost, hs, 0);
+  if (!map_reserve(slice_map(q), q.use0)) return send_nomem(q, share, cost, hr, 0);
   for (let j: u32 = 0; j < nHandles; j++) {
-    let h = changetype<Handle>(load<u32>(hs + (<usize>j << 3)));
-    if (!handle_get_or_make(q, node_of(h))) return send_nomem(q, share, cost, hs, j);
+    let h = changetype<Handle>(load<u32>(hr + (<usize>j << 2)));
+    if (!handle_get_or_make(q, node_of(h))) return send_nomem(q, share, cost, hr, j);
   }
   let m = pool_alloc(q, bytes);
-  if (!m) return send_nomem(q, share, cost, hs, nHandles);
+  if (!m) return send_nomem(q, share, cost, hr, nHandles);
   let mp = changetype<usize>(m);
   memory.fill(mp, 0, MESSAGE_SIZE);
   m.kind = KIND_DATA;
@@ -597,7 +601,7 @@ function send_stage(c: Ctx, p: Peer, dh: Handle, size: u32, bytes: u32, hs: usiz
   if (padded != <usize>size) memory.fill(payload + size, 0, padded - size);
   let slots = payload + padded;
   for (let j: u32 = 0; j < nHandles; j++) {
-    let h = changetype<Handle>(load<u32>(hs + (<usize>j << 3)));
+    let h = changetype<Handle>(load<u32>(hr + (<usize>j << 2)));
     let rh = changetype<Handle>(map_get(node_map(q), <u64>h.node));
     rh.inflight++;
     store<u64>(slots + (<usize>j << 3), <u64>ptr(rh));
@@ -614,9 +618,9 @@ function send_stage(c: Ctx, p: Peer, dh: Handle, size: u32, bytes: u32, hs: usiz
 }
 
 /** Undoes a destination's charge and the receiver handles made for it. */
-function send_nomem(q: Peer, share: usize, cost: usize, hs: usize, count: u32): i32 {
+function send_nomem(q: Peer, share: usize, cost: usize, hr: usize, count: u32): i32 {
   for (let j: u32 = 0; j < count; j++) {
-    let h = changetype<Handle>(load<u32>(hs + (<usize>j << 3)));
+    let h = changetype<Handle>(load<u32>(hr + (<usize>j << 2)));
     let rh = map_get(node_map(q), <u64>h.node);
     if (rh) handle_maybe_free(changetype<Handle>(rh));
   }
@@ -632,7 +636,9 @@ function need_owner(c: Ctx, n: Node): i32 {
 
 function need(c: Ctx, p: Peer): i32 {
   let rc = ls_need(c, changetype<usize>(p));
-  return rc == NEED_BROKEN ? -ESHUTDOWN : rc;
+  if (rc == NEED_BROKEN) return fail(c, ESHUTDOWN, ARG_BROKEN, 0);
+  if (rc == NEED_NOMEM) return -ENOMEM;
+  return rc;
 }
 
 /** Locks the owners of the nodes a queued entry refers to. */
@@ -673,6 +679,7 @@ function send_abort(c: Ctx): void {
 /** Commits the staged send: every slice now holds its payload. */
 export function peer_send_commit(c: Ctx): void {
   if (c.open) tx_commit(c);
+  created_keep(c);
 }
 
 /** Takes back a staged send whose payload could not be copied. */
@@ -695,17 +702,18 @@ export function peer_send_cancel(c: Ctx): void {
     c.open = 1;
   }
   send_abort(c);
+  created_undo(c);
 }
 
 // ---- seed -----------------------------------------------------------------------------
 
-function seed_set(c: Ctx, p: Peer, size: u32, bytes: u32, hs: usize, nHandles: u32,
+function seed_set(c: Ctx, p: Peer, size: u32, bytes: u32, hs: usize, hr: usize, nHandles: u32,
                   objs: usize, nObjs: u32, out: usize): i32 {
   let rc: i32 = 0;
   for (let j: u32 = 0; j < nHandles; j++) {
     rc = handle_resolve(c, p, load<f64>(hs + (<usize>j << 3)), ARG_HANDLES, j);
     if (rc < 0) { created_undo(c); return rc; }
-    store<u64>(hs + (<usize>j << 3), <u64>rc);
+    store<u32>(hr + (<usize>j << 2), <u32>rc);
   }
   if (<u64>bytes > <u64>p.lim2) { created_undo(c); return fail(c, EMSGSIZE, ARG_PAYLOAD, 0); }
   // the seed replaces the old one: its charge does not count against the new
@@ -738,7 +746,7 @@ function seed_set(c: Ctx, p: Peer, size: u32, bytes: u32, hs: usize, nHandles: u
   if (padded != <usize>size) memory.fill(payload + size, 0, padded - size);
   let slots = payload + padded;
   for (let j: u32 = 0; j < nHandles; j++) {
-    let h = changetype<Handle>(load<u32>(hs + (<usize>j << 3)));
+    let h = changetype<Handle>(load<u32>(hr + (<usize>j << 2)));
     h.seedRefs++;
     node_ref(c, p, node_of(h), 1);
     store<u64>(slots + (<usize>j << 3), h.id);
@@ -800,6 +808,13 @@ export function peer_recv(c: Ctx, p: Peer, flags: u32): i32 {
   if (f < 0) return f;
   if (!f) return -EAGAIN;
   let e = entry(<usize>f);
+  // the rest of its transaction decides `continue`: lock what it needs now
+  let n = e.next;
+  while (n && entry(n).ts == e.ts && entry(n).sender == e.sender && entry(n).seq == e.seq) {
+    let rc = need_entry(c, entry(n));
+    if (rc) return rc;
+    n = entry(n).next;
+  }
   if (e.kind == KIND_DATA) {
     let m = changetype<Message>(e);
     if (p.nextId + <u64>m.nHandles >= ID_SEQ_MAX) return -ERANGE;
@@ -818,8 +833,8 @@ export function peer_recv(c: Ctx, p: Peer, flags: u32): i32 {
     recv_record(c, MSG_NODE_RELEASE, 0, <f64>changetype<Handle>(n.ownerHandle).id, 0xFFFFFFFF, 0, 0, 0);
   }
   p.clock = clock_sync(p.clock, e.ts);
-  // `continue`: the next settled entry belongs to the same transaction (if
-  // settling it needs more locks, it is left for the next call)
+  // `continue`: the next settled entry belongs to the same transaction (one
+  // of another transaction that needs more locks is left for the next call)
   let next = queue_settle(c, p);
   if (next > 0) {
     let ne = entry(<usize>next);
@@ -930,6 +945,8 @@ export function peer_release(c: Ctx, p: Peer, x: f64): i32 {
 /** Destroys the owned nodes named by ids (f64 × n) as one transaction. */
 export function peer_destroy(c: Ctx, p: Peer, flags: u32, ids: usize, n: u32): i32 {
   c.created = 0;
+  // the resolved handles go to the u32 array after the IDs (the IDs stay, for a retry)
+  let ir = ids + (<usize>n << 3);
   if (flags & ~DESTROY_RELEASE_HANDLES) return fail(c, EINVAL, ARG_FLAGS, 0);
   if (n > MAX_DESTROY) return fail(c, EINVAL, ARG_HANDLES, 0);
   let rc: i32 = 0;
@@ -943,16 +960,16 @@ export function peer_destroy(c: Ctx, p: Peer, flags: u32, ids: usize, n: u32): i
     if (!node_live(node_of(h))) { rc = fail(c, ESTALE, ARG_HANDLES, i); break; }
     if (h.flags & HANDLE_MARK) { rc = fail(c, ENOTUNIQ, ARG_HANDLES, i); break; }
     h.flags |= HANDLE_MARK;
-    store<u64>(at, <u64>rc);
+    store<u32>(ir + (<usize>i << 2), <u32>rc);
   }
   if (rc < 0) {
-    for (let j: u32 = 0; j < i; j++) changetype<Handle>(load<u32>(ids + (<usize>j << 3))).flags &= ~HANDLE_MARK;
+    for (let j: u32 = 0; j < i; j++) changetype<Handle>(load<u32>(ir + (<usize>j << 2))).flags &= ~HANDLE_MARK;
     created_undo(c);
     return rc;
   }
   // lock every holder the destruction notifies
   for (i = 0; i < n && rc >= 0; i++) {
-    let node = node_of(changetype<Handle>(load<u32>(ids + (<usize>i << 3))));
+    let node = node_of(changetype<Handle>(load<u32>(ir + (<usize>i << 2))));
     let hp = node.handles;
     while (hp && rc >= 0) {
       rc = need(c, changetype<Peer>(changetype<Handle>(hp).holder));
@@ -960,7 +977,7 @@ export function peer_destroy(c: Ctx, p: Peer, flags: u32, ids: usize, n: u32): i
     }
   }
   if (rc < 0) {
-    for (let j: u32 = 0; j < n; j++) changetype<Handle>(load<u32>(ids + (<usize>j << 3))).flags &= ~HANDLE_MARK;
+    for (let j: u32 = 0; j < n; j++) changetype<Handle>(load<u32>(ir + (<usize>j << 2))).flags &= ~HANDLE_MARK;
     created_undo(c);
     return rc;
   }
@@ -968,14 +985,14 @@ export function peer_destroy(c: Ctx, p: Peer, flags: u32, ids: usize, n: u32): i
   if (!n) return 0;
   tx_begin(c, p);
   for (i = 0; i < n; i++) {
-    let h = changetype<Handle>(load<u32>(ids + (<usize>i << 3)));
+    let h = changetype<Handle>(load<u32>(ir + (<usize>i << 2)));
     h.flags &= ~HANDLE_MARK;
     node_destroy_stage(c, node_of(h));
   }
   tx_commit(c);
   if (flags & DESTROY_RELEASE_HANDLES) {
     for (i = 0; i < n; i++) {
-      let h = changetype<Handle>(load<u32>(ids + (<usize>i << 3)));
+      let h = changetype<Handle>(load<u32>(ir + (<usize>i << 2)));
       if (h.uref) handle_unref(c, p, h);
     }
   }

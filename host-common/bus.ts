@@ -486,7 +486,9 @@ export class Peer {
     // the core refuses oversized counts before it reads the arrays: don't write them
     const bounds = core.bounds;
     const nds = nd > bounds.destinations ? 0 : nd, nhs = nh > bounds.handles ? 0 : nh;
-    const dstOff = 0, hOff = dstOff + nds * 8, oOff = hOff + nhs * 8, outOff = oOff + ((no * 4 + 7) & ~7);
+    // IDs as f64, then room for the core's resolved handles (u32 each)
+    const dstOff = 0, hOff = dstOff + nds * 8, oOff = hOff + nhs * 8 + ((nhs * 4 + 7) & ~7);
+    const outOff = oOff + ((no * 4 + 7) & ~7);
     const base = core.scratchFor(outOff + nds * 8 + 8);
     core.views();
     const f64 = core.f64, u32 = core.u32;
@@ -506,15 +508,22 @@ export class Peer {
     const u8 = core.u8, i32 = core.i32, u32b = core.u32;
     const outAt = (base + outOff) >>> 2;
     const results = flags & SEND_SEED ? 1 : nd;
-    if (size > 0 && rc > 0) {
-      for (let i = 0; i < results; i++) {
-        let addr = u32b[outAt + 2 * i + 1];
-        if (i32[outAt + 2 * i] !== 0 || addr === 0) continue;
-        for (let v = 0; v < vecs.length; v++) {
-          u8.set(vecs[v], addr);
-          addr += vecs[v].length;
+    // the core holds the receivers' locks until commit: copy, and nothing else
+    try {
+      if (size > 0 && rc > 0) {
+        for (let i = 0; i < results; i++) {
+          let addr = u32b[outAt + 2 * i + 1];
+          if (i32[outAt + 2 * i] !== 0 || addr === 0) continue;
+          for (let v = 0; v < vecs.length; v++) {
+            u8.set(vecs[v], addr);
+            addr += vecs[v].length;
+          }
         }
       }
+    } catch (e) {
+      core.ex.send_cancel(core.ctx);
+      for (const s of slots) table.drop(s, rc);
+      throw Bus1Error.of("EINVAL", op, `payload could not be copied (${(e as Error)?.message ?? e})`);
     }
     core.ex.send_commit(core.ctx);
     const errors: (ErrorCode | null)[] = new Array(nd);
@@ -604,7 +613,7 @@ export class Peer {
     const bus = this.bus, core = bus.core;
     const n = ids.length;
     const nw = n > core.bounds.destroy ? 0 : n;
-    const base = core.scratchFor(nw * 8 + 8);
+    const base = core.scratchFor(nw * 12 + 8);
     const f64 = core.views().f64;
     for (let i = 0, at = base >>> 3; i < nw; i++) f64[at + i] = toId(ids[i]);
     const rc = bus.call(op, () => core.ex.destroy(core.ctx, this.slot, this.gen, flags, base, u32Clamp(n)));

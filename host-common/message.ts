@@ -3,6 +3,7 @@
  * pool (no copy); it stays valid until the slice is released.
  */
 import type { Peer } from "./bus.js";
+import { Bus1Error } from "./errors.js";
 
 export type MessageType = "data" | "node-destroy" | "node-release";
 
@@ -28,8 +29,16 @@ export class Message {
     this.objects = objects;
   }
 
-  /** Frees the slice (= peer.releaseSlice(offset)); a no-op for notifications. */
+  #released = false;
+
+  /**
+   * Frees the slice (= peer.releaseSlice(offset)); a no-op for notifications.
+   * A second call is ENXIO even if the pool has reused the offset since.
+   */
   release(): void {
-    if (this.offset >= 0) this.#peer.releaseSlice(this.offset);
+    if (this.offset < 0) return;
+    if (this.#released) throw Bus1Error.of("ENXIO", "release", `the slice at offset ${this.offset} is already released`);
+    this.#peer.releaseSlice(this.offset);
+    this.#released = true;
   }
 }

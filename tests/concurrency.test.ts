@@ -135,4 +135,36 @@ describe("many workers on one shared bus", () => {
     // the 64 KiB payloads made the shared memory grow while workers used it
     expect(bus.handle.memory.buffer.byteLength).toBeGreaterThan(startBytes);
   }, 90_000);
+
+  it("orders a node-destroy against every message to or carrying that node, on every thread", async () => {
+    const bus = await Bus.create();
+    buses.push(bus);
+    const owner = bus.connect();
+    const holders = [bus.connect(), bus.connect()];
+    const hN = holders.map((h) => owner.transfer(8, h));
+    // each holder owns node 4; the other holder gets a handle to it
+    const other = [holders[1].transfer(4, holders[0]), holders[0].transfer(4, holders[1])];
+    const ctl = new SharedArrayBuffer(16);
+    const ow = start("notify.mjs", { handle: bus.handle, role: "owner", ref: owner.ref, ctl, destroyAfter: 300 }, bus);
+    const hw = holders.map((h, i) => start("notify.mjs", {
+      handle: bus.handle, role: "holder", index: i, ref: h.ref, ctl, hN: hN[i], other: other[i],
+    }, bus));
+    type Log = { index: number; log: [string, number, number | null][] };
+    const [o, ...hs] = await Promise.all([ow, ...hw].map((w) => result<Log>(w)));
+    // the owner: every message to node 8 comes before its destruction
+    const destroyedAt = o.log.findIndex((e) => e[0] === "node-destroy");
+    expect(destroyedAt).toBeGreaterThanOrEqual(300);
+    expect(o.log.slice(destroyedAt + 1).filter((e) => e[1] === 8)).toEqual([]);
+    for (const h of hs) {
+      const id = hN[h.index];
+      const notes = h.log.filter((e) => e[0] === "node-destroy" && e[1] === id);
+      expect(notes).toHaveLength(1);
+      const at = h.log.findIndex((e) => e[0] === "node-destroy" && e[1] === id);
+      const carried = (from: number, to: number) => h.log.slice(from, to).filter((e) => e[0] === "data").map((e) => e[2]);
+      // carried before the destruction: the holder's own ID; after it: HANDLE_INVALID
+      expect(carried(0, at).every((x) => x === id)).toBe(true);
+      expect(carried(at + 1, h.log.length).every((x) => x === -1)).toBe(true);
+      expect(carried(at + 1, h.log.length).length).toBeGreaterThan(0);
+    }
+  }, 60_000);
 });
