@@ -1,144 +1,99 @@
-// bus1-wasm demo: an app and its plugins on one bus.
+// bus1-wasm demo: an app on the main thread and three plugins, each in its
+// own worker thread, on one bus in shared memory.
 //
 // The app owns nodes and hands out capabilities (handles to them); plugins can
-// only reach what they were given. Everything runs on this thread for now.
-// Each plugin touches nothing but its own Peer and the handle IDs in its
-// grant, so it can move into a worker_thread later: the worker would get
-// `peer.ref` and the grant through workerData, call `bus.adopt(ref)` after
-// `Bus.attach(bus.handle)`, and loop on `peer.wait()` instead of `pump()`.
+// only reach what they were given. A worker gets the bus by `bus.handle` and
+// its peer by `peer.ref` (both structured-cloneable, through workerData), then
+// calls `Bus.attach(handle)` and `bus.adopt(ref)`, and blocks in `peer.wait()`
+// until a message is ready (demo/plugin.mjs). The main thread watches every
+// worker with `bus.watch(worker)`.
+//
+// Each step needs the one before it to have happened in another thread. A
+// "director" peer on this thread plays the script: it tells a plugin what to
+// do next by a message to the plugin's node 8, and hears back on its own
+// node 4. It is scaffolding for the demo, not part of the capability story.
+//
+// The end measures cross-thread throughput and latency (demo/sink.mjs) and
+// the same-thread rate, and prints them with how they were measured.
 //
 // Run: npm start
 
+import os from "node:os";
 import { performance } from "node:perf_hooks";
-import { Bus, Bus1Error, HANDLE_INVALID } from "bus1-wasm";
+import { Worker } from "node:worker_threads";
+import { Bus, Bus1Error } from "bus1-wasm";
+import {
+  SERVICE_NODE, LOG_NODE, CONFIG_NODE, CONTROL_NODE, REPORT_NODE,
+  DATA, END, PING, QUIT, encode, decode, say, print, section,
+} from "./shared.mjs";
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
+const workers = [];
+let failure = null; // the first error a worker threw
 
-function encode(body) {
-  return encoder.encode(JSON.stringify(body));
-}
-
-// TextDecoder refuses views on shared memory: decode a copy of the slice.
-function decode(message) {
-  return JSON.parse(decoder.decode(message.payload.slice()));
-}
-
-function say(who, text) {
-  console.log(`${who.padEnd(8)} ${text}`);
-}
-
-// Runs a bus call; a Bus1Error is printed and returned as its code.
-function attempt(who, what, fn) {
-  try {
-    return { ok: true, value: fn() };
-  } catch (e) {
-    if (!(e instanceof Bus1Error)) throw e;
-    say(who, `${what} failed: ${e.code}`);
-    return { ok: false, code: e.code };
-  }
+function startWorker(bus, file, label, workerData) {
+  const worker = new Worker(new URL(file, import.meta.url), { workerData });
+  bus.watch(worker); // when it exits, the peer references it still holds are closed
+  const entry = { worker, label, thread: worker.threadId, exit: null };
+  entry.exited = new Promise((resolve) => worker.once("exit", (code) => {
+    entry.exit = code;
+    resolve(code);
+  }));
+  worker.on("error", (e) => { failure ??= new Error(`${label}'s worker failed: ${e?.stack ?? e}`); });
+  workers.push(entry);
+  return entry;
 }
 
 // ---------------------------------------------------------------------------
-// Plugin side: could move into a worker_thread as is.
-
-// Caller-chosen node ID (bits 0 and 1 clear): the plugin's reply node.
-const REPLY_NODE = 4;
-
-class Plugin {
-  // grant: { service } — the plugin's handle ID for the app's service node.
-  constructor(name, peer, grant) {
-    this.name = name;
-    this.peer = peer;
-    this.service = grant.service;
-    this.log = HANDLE_INVALID;
-    this.pending = 0;
-  }
-
-  // A request to the app's service node. The reply comes to REPLY_NODE, which
-  // the first send creates; attaching it gives the app the right to answer.
-  request(op, text) {
-    const r = attempt(this.name, `request ${op}`, () =>
-      this.peer.send(this.service, encode({ op, text, from: this.name }), { handles: [REPLY_NODE] }),
-    );
-    if (r.ok) {
-      this.pending++;
-      say(this.name, `→ app: ${op} "${text}" (reply handle ${REPLY_NODE} attached)`);
-    }
-    return r;
-  }
-
-  onMessage(message) {
-    if (message.type === "node-destroy") {
-      const what = message.destination === this.service ? "the app's service node" : `node ${message.destination}`;
-      say(this.name, `node-destroy for handle ${message.destination}: ${what} is gone, capability revoked`);
-      return;
-    }
-    if (message.type === "node-release") {
-      say(this.name, `node-release for node ${message.destination}: nobody else holds a handle to it now`);
-      return;
-    }
-    const body = decode(message);
-    const handles = message.handles;
-    message.release();
-    if (body.reply !== undefined) {
-      this.pending--;
-      say(this.name, `← app: "${body.reply}"`);
-    } else if (body.grant === "log") {
-      this.log = handles[0];
-      say(this.name, `← app: a handle to the app's log node, arriving in a message as ID ${this.log}`);
-      this.peer.send(this.log, encode({ line: `${this.name} is up, ${this.pending} requests open` }));
-    } else if (body.grant === "config") {
-      say(this.name, `← app: config ${JSON.stringify(body.config)}; done with it, releasing handle ${handles[0]}`);
-      this.peer.release(handles[0]);
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------
-// App side.
-
-const SERVICE_NODE = 4; // requests from plugins
-const LOG_NODE = 8; // log lines from plugins that were given it
-const CONFIG_NODE = 12; // handed out once, to show node-release
+// The app: a peer of user 0, served from this thread's event loop.
 
 const DICTIONARY = { teh: "the", brwn: "brown", jmups: "jumps" };
 
 class App {
   constructor(peer) {
-    this.name = "app";
     this.peer = peer;
     this.replyTo = new Map(); // plugin name → the app's handle to its reply node
+    this.ownerOf = new Map(); // that handle → plugin name
     this.requests = 0;
+    this.logLines = 0;
+    this.released = new Set(); // own nodes that got node-release
+    this.gone = new Set(); // plugins whose reply node was destroyed
+    this.paused = false;
   }
 
-  // transfer: the app holds both peers, so the handle is installed at once.
-  grantService(plugin) {
-    const id = this.peer.transfer(SERVICE_NODE, plugin.peer);
-    say(this.name, `transfer(node ${SERVICE_NODE}) → ${plugin.name} holds the service node as handle ${id}`);
-    return { service: id };
+  // transfer: the app holds both peers here, so the handle is installed at once.
+  grantService(name, peer) {
+    const id = this.peer.transfer(SERVICE_NODE, peer);
+    say("app", `transfer(node ${SERVICE_NODE}) → ${name}'s peer holds the service node as handle ${id}`);
+    return id;
   }
 
   // A handle attached to a message reaches the plugin when it receives it.
-  sendCapability(replyHandle, grant, node, extra = {}) {
-    this.peer.send(replyHandle, encode({ grant, ...extra }), { handles: [node] });
-    say(this.name, `sent node ${node} (${grant}) attached to a message to reply handle ${replyHandle}`);
+  sendCapability(name, grant, node, extra = {}) {
+    const reply = this.replyTo.get(name);
+    say("app", `sends node ${node} (${grant}) attached to a message to ${name}'s reply node (handle ${reply})`);
+    this.peer.send(reply, encode({ grant, ...extra }), { handles: [node] });
   }
 
   onMessage(message) {
     if (message.type === "node-release") {
-      say(this.name, `node-release for node ${message.destination}: no plugin holds it any more`);
+      this.released.add(message.destination);
+      say("app", `node-release for node ${message.destination}: no plugin holds it any more`);
       return;
     }
     if (message.type === "node-destroy") {
-      say(this.name, `node-destroy for node ${message.destination} (own node, handle kept)`);
+      const name = this.ownerOf.get(message.destination);
+      say("app", `node-destroy for handle ${message.destination}: ${name}'s reply node is gone `
+        + `(its peer was disconnected); releasing the handle`);
+      this.peer.release(message.destination);
+      this.gone.add(name);
       return;
     }
     const body = decode(message);
     const [reply] = message.handles;
     message.release();
     if (message.destination === LOG_NODE) {
-      say(this.name, `log: ${body.line}`);
+      this.logLines++;
+      say("app", `log: ${body.line}`);
       return;
     }
     this.requests++;
@@ -146,108 +101,249 @@ class App {
     // Coalescing: a plugin's reply node arrives as the same ID every time, with
     // one more reference each time; keep one reference per plugin.
     if (this.replyTo.get(body.from) === reply) this.peer.release(reply);
-    else this.replyTo.set(body.from, reply);
+    else {
+      this.replyTo.set(body.from, reply);
+      this.ownerOf.set(reply, body.from);
+    }
     const answer =
       body.op === "spell"
         ? body.text.split(" ").map((w) => DICTIONARY[w] ?? w).join(" ")
         : body.text.replace(/\b\w/g, (c) => c.toUpperCase());
-    say(this.name, `← request ${body.op} on node ${message.destination}, reply handle ${reply}`);
+    say("app", `← ${body.from}: ${body.op} on node ${message.destination}, reply handle ${reply}`);
     this.peer.send(reply, encode({ reply: answer }));
   }
 }
 
-// Delivers until no participant has anything left to receive.
-function pump(participants) {
-  let busy = true;
-  while (busy) {
-    busy = false;
-    for (const p of participants) {
-      for (let m = p.peer.recv(); m !== null; m = p.peer.recv()) {
-        busy = true;
-        p.onMessage(m);
-      }
-    }
+// ---------------------------------------------------------------------------
+// The director: the demo's script (see the top of the file).
+
+class Director {
+  constructor(peer) {
+    this.peer = peer;
+    this.control = new Map(); // plugin name → the director's handle to its node 8
+    this.reports = [];
+    this.gone = new Set(); // plugins whose node 8 was destroyed
   }
+
+  order(name, instruction) {
+    this.peer.send(this.control.get(name), encode(instruction));
+  }
+
+  onMessage(message) {
+    if (message.type === "node-destroy") {
+      for (const [name, id] of this.control) {
+        if (id !== message.destination) continue;
+        this.gone.add(name);
+        say("director", `node-destroy for handle ${id} (${name}'s node ${CONTROL_NODE}): ${name}'s peer is disconnected`);
+        this.peer.release(id);
+      }
+      return;
+    }
+    if (message.type === "node-release") return; // node 4: no plugin reports any more
+    this.reports.push(decode(message));
+    message.release();
+  }
+
+  // The first report from `name` of one of `events`, taken out of the list.
+  take(name, events) {
+    const i = this.reports.findIndex((r) => r.from === name && events.includes(r.event));
+    return i < 0 ? null : this.reports.splice(i, 1)[0];
+  }
+}
+
+function drain(participant) {
+  for (let m = participant.peer.recv(); m !== null; m = participant.peer.recv()) participant.onMessage(m);
+}
+
+// Resolves when one of the peers is readable, or after `ms`.
+async function readableAny(peers, ms) {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), ms);
+  try {
+    await Promise.race(peers.map((p) => p.readable(abort.signal).then(() => {}, () => {})));
+  } finally {
+    clearTimeout(timer);
+    abort.abort();
+  }
+}
+
+// Serves the app (unless it is paused) and the director until `done()`
+// returns something, without blocking this thread's event loop.
+async function until(what, { app, director }, done) {
+  const deadline = performance.now() + 10_000;
+  for (;;) {
+    if (failure) throw failure;
+    drain(director);
+    if (!app.paused) drain(app);
+    const result = done();
+    if (result) return result;
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await readableAny(app.paused ? [director.peer] : [app.peer, director.peer], 50);
+  }
+}
+
+const expect = (cast, name, ...events) =>
+  until(`${name}: ${events.join(" or ")}`, cast, () => cast.director.take(name, events));
+
+// A plugin's request to the app, and whether the bus took it.
+async function ask(cast, name, op, text) {
+  cast.director.order(name, { do: "request", op, text });
+  return (await expect(cast, name, "sent", "refused")).event === "sent";
 }
 
 // ---------------------------------------------------------------------------
 // The story.
 
-function section(title) {
-  console.log(`\n== ${title}`);
-}
+const PLUGINS = [
+  { name: "spell", user: 1 },
+  { name: "format", user: 2 },
+  { name: "flood", user: 3 },
+];
 
-function story(bus) {
-  section("peers");
+async function story(bus) {
+  section("one bus, three worker threads");
+  say("app", `Bus.create(): ${bus.shared ? "shared" : "private"} memory; the app is a peer of user 0 on this thread`);
   const app = new App(bus.connect({ user: 0 }));
-  const names = ["spell", "format", "flood"];
-  const peers = names.map((name, i) => bus.connect({ user: i + 1 }));
-  say("app", "peer of user 0; plugins spell, format, flood are peers of users 1, 2, 3");
+  const director = new Director(bus.connect({ user: 9 }));
+  const cast = { app, director };
+  const peers = new Map();
+  for (const { name, user } of PLUGINS) {
+    const peer = bus.connect({ user });
+    peers.set(name, peer);
+    const service = app.grantService(name, peer);
+    director.control.set(name, peer.transfer(CONTROL_NODE, director.peer));
+    const report = director.peer.transfer(REPORT_NODE, peer);
+    const { worker } = startWorker(bus, "./plugin.mjs", name, { handle: bus.handle, ref: peer.ref, name, service, report });
+    say("main", `new Worker(plugin.mjs) → thread ${worker.threadId} for ${name} (user ${user}), `
+      + `given bus.handle, ${name}'s peer.ref and handle ${service}; bus.watch(worker)`);
+  }
+  for (const { name } of PLUGINS) {
+    await expect(cast, name, "up");
+    peers.get(name).close();
+  }
+  say("main", "closed this thread's references to the plugins' peers: each worker's is now the only one");
 
-  section("capabilities by transfer");
-  const grants = names.map((name, i) => app.grantService({ name, peer: peers[i] }));
-  const plugins = names.map((name, i) => new Plugin(name, peers[i], grants[i]));
-  const [spell, format, flood] = plugins;
-  const everyone = [app, ...plugins];
-
-  section("requests and replies");
-  spell.request("spell", "teh quick brwn fox");
-  format.request("format", "jmups over the lazy dog");
-  pump(everyone);
-  spell.request("spell", "teh end");
-  pump(everyone);
+  section("requests and replies, across threads");
+  // both in flight at once: the lines of the two threads interleave
+  await Promise.all([ask(cast, "spell", "spell", "teh quick brwn fox"), ask(cast, "format", "format", "jmups over the lazy dog")]);
+  await expect(cast, "spell", "reply");
+  await expect(cast, "format", "reply");
+  await ask(cast, "spell", "spell", "teh end");
+  await expect(cast, "spell", "reply");
 
   section("capabilities in messages");
-  const formatReply = app.replyTo.get("format");
-  app.sendCapability(formatReply, "log", LOG_NODE);
-  app.sendCapability(formatReply, "config", CONFIG_NODE, { config: { width: 72 } });
-  pump(everyone);
-  if (format.log !== spell.service) {
-    // Handle IDs are local to a peer: format's number means nothing to spell.
-    const r = attempt("spell", `send to ${format.log} (format's ID of the log node)`, () =>
-      spell.peer.send(format.log, encode({ line: "spell sneaks in" })),
-    );
-    if (r.ok) say("spell", `sending to ${format.log} worked: that ID names something of spell's own`);
-  }
+  app.sendCapability("format", "log", LOG_NODE);
+  app.sendCapability("format", "config", CONFIG_NODE, { config: { width: 72 } });
+  const { id: logId } = await expect(cast, "format", "log");
+  await expect(cast, "format", "config");
+  await until("the log line and node-release", cast, () => app.logLines > 0 && app.released.has(CONFIG_NODE));
+  director.order("spell", { do: "try", id: logId, whose: "format's" });
+  await expect(cast, "spell", "tried");
 
   section("quotas: a flooding plugin");
-  let queued = 0;
-  let code = null;
-  const junk = encode({ op: "flood", from: "flood" });
-  for (; queued < 100_000; queued++) {
-    try {
-      flood.peer.send(flood.service, junk);
-    } catch (e) {
-      if (!(e instanceof Bus1Error)) throw e;
-      code = e.code;
-      break;
-    }
-  }
-  if (code) say("flood", `queued ${queued} messages on the app, then ${code}: its fair share is used up`);
-  else say("flood", `queued ${queued} messages without an error (no quota hit)`);
-  if (spell.request("spell", "teh quota works").ok) say("spell", "still gets through while flood is blocked");
-  format.request("format", "so does format");
+  app.paused = true;
+  say("app", "busy: stops receiving for a while");
+  director.order("flood", { do: "flood" });
+  await expect(cast, "flood", "flooded");
+  const through = await Promise.all([
+    ask(cast, "spell", "spell", "teh quota works"),
+    ask(cast, "format", "format", "so does format"),
+  ]);
+  if (through.every(Boolean)) say("app", "spell and format still got through while flood is refused; back to receiving");
+  else say("app", "back to receiving");
+  app.paused = false;
   const before = app.requests;
-  pump(everyone);
-  say("app", `drained ${app.requests - before} requests (flood included) and released their slices`);
+  if (through[0]) await expect(cast, "spell", "reply");
+  if (through[1]) await expect(cast, "format", "reply");
+  say("app", `drained ${app.requests - before} requests (flood's included) and released their slices`);
 
   section("revocation");
+  say("app", `destroy(node ${SERVICE_NODE}, releaseHandles): every holder is told, in its own thread; `
+    + "the app drops its own handle");
   app.peer.destroy(SERVICE_NODE, { releaseHandles: true });
-  say("app", `destroy(node ${SERVICE_NODE}): every holder is told, the app drops its own handle`);
-  pump(everyone);
-  spell.request("spell", "anyone there?");
-  spell.peer.release(spell.service);
-  say("spell", `released its dead handle ${spell.service}`);
+  for (const { name } of PLUGINS) await expect(cast, name, "revoked");
+  await ask(cast, "spell", "spell", "anyone there?");
 
-  return { app, plugins };
+  section("workers exit");
+  for (const { name } of PLUGINS) director.order(name, { do: "exit" });
+  for (const { name } of PLUGINS) await expect(cast, name, "bye");
+  await until("the workers' exit", cast, () =>
+    workers.every((w) => w.exit !== null)
+    && PLUGINS.every(({ name }) => director.gone.has(name))
+    && app.gone.has("spell") && app.gone.has("format") && app.released.has(LOG_NODE));
+  for (const w of workers) say("main", `${w.label}'s worker (thread ${w.thread}) exited with code ${w.exit}`);
+  // The app and the director stay open until bus.close() at the end. A
+  // readable() leaves Atomics.waitAsync pending on the peer's wake word for
+  // up to 1 s; if the peer were closed and its slot reused by a new peer in
+  // that time, the late waiter-count decrement would land on the new peer
+  // and its wait() would miss wake-ups (a host bug, reported).
 }
 
 // ---------------------------------------------------------------------------
-// Measured figures: send → recv → release on one thread.
+// Measured figures.
 
-function measure(bus, size, seconds) {
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+// Blocks this thread until `peer` has a message (main thread: Node allows it).
+function recvBlocking(peer, ms = 10_000) {
+  for (;;) {
+    const message = peer.recv();
+    if (message) return message;
+    if (!peer.wait(ms)) throw new Error("the measuring worker did not answer");
+  }
+}
+
+function fmt(n, digits = 0) {
+  return n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+}
+
+// main → worker: sends `size`-byte messages for `ms`, then an end marker;
+// the clock stops when the worker's count for it comes back.
+function oneWay(source, toSink, size, ms) {
+  const payload = new Uint8Array(size); // payload[0] = DATA
+  const end = new Uint8Array([END]);
+  let sent = 0;
+  let backoffs = 0;
+  const start = performance.now();
+  while (performance.now() - start < ms) {
+    for (let i = 0; i < 1000; i++) {
+      try {
+        source.send(toSink, payload);
+        sent++;
+      } catch (e) {
+        if (!(e instanceof Bus1Error) || e.code !== "EDQUOT") throw e;
+        backoffs++; // the worker's queue is full: let it catch up
+        Atomics.wait(sleeper, 0, 0, 0.1);
+      }
+    }
+  }
+  source.send(toSink, end);
+  const reply = recvBlocking(source);
+  const elapsed = performance.now() - start;
+  const [count, bytes] = new Float64Array(reply.payload.slice().buffer);
+  reply.release();
+  if (count !== sent || bytes !== sent * size) throw new Error(`sent ${sent} messages, the worker counted ${count}`);
+  return { count, elapsed, backoffs, perSecond: count / (elapsed / 1000), mbPerSecond: bytes / (elapsed / 1000) / 1e6 };
+}
+
+function pingPong(source, toSink, rounds, ms) {
+  const ping = new Uint8Array([PING]);
+  const samples = [];
+  const start = performance.now();
+  for (let i = 0; i < rounds && performance.now() - start < ms; i++) {
+    const t = performance.now();
+    source.send(toSink, ping);
+    recvBlocking(source).release();
+    samples.push((performance.now() - t) * 1000);
+  }
+  samples.sort((a, b) => a - b);
+  const at = (q) => samples[Math.min(samples.length - 1, Math.floor(q * samples.length))];
+  return { rounds: samples.length, median: at(0.5), p10: at(0.1), p90: at(0.9), p99: at(0.99) };
+}
+
+function sameThread(bus, size, ms) {
   const sender = bus.connect({ user: 100 });
-  const receiver = bus.connect({ user: 101 });
+  const receiver = bus.connect({ user: 100 });
   const dst = receiver.transfer(4, sender);
   const payload = new Uint8Array(size).fill(0xab);
   const round = (n) => {
@@ -258,14 +354,13 @@ function measure(bus, size, seconds) {
       message.release();
     }
   };
-  round(10_000); // warm-up: let the JIT and the pool settle
-  const batch = 10_000;
+  round(20_000); // warm-up
   let count = 0;
   const start = performance.now();
   let elapsed = 0;
-  while (elapsed < seconds * 1000) {
-    round(batch);
-    count += batch;
+  while (elapsed < ms) {
+    round(10_000);
+    count += 10_000;
     elapsed = performance.now() - start;
   }
   sender.disconnect();
@@ -274,20 +369,62 @@ function measure(bus, size, seconds) {
   return { count, elapsed, perSecond, mbPerSecond: (perSecond * size) / 1e6 };
 }
 
-function benchmark(bus) {
-  section("measured here: send → recv → release, one thread, one destination");
+async function benchmark(bus) {
+  section(`measured here: ${os.cpus().length} cores, Node ${process.version}, ${os.cpus()[0]?.model?.trim() ?? "unknown CPU"}`);
+  // One user on both ends: quotas apply (16384 slices, 16 MiB in flight by
+  // default) but no fair share between users.
+  const source = bus.connect({ user: 100 });
+  const sink = bus.connect({ user: 100 });
+  const toSink = sink.transfer(4, source);
+  const back = source.transfer(4, sink);
+  const { worker, exited } = startWorker(bus, "./sink.mjs", "sink", { handle: bus.handle, ref: sink.ref, back });
+  say("main", `new Worker(sink.mjs) → thread ${worker.threadId}; bus.watch(worker)`);
+  await source.readable();
+  source.recv().release();
+  sink.close();
+
+  print("method: main sends N messages to node 4 of a peer the worker holds, as fast as send() allows,");
+  print("        for 1 s (after a 0.2 s warm-up), sleeping 0.1 ms when the receiver's quota says EDQUOT;");
+  print("        the worker blocks in wait(), then recv() and release() each; the clock stops when main");
+  print("        receives the worker's count after an end marker. Sender and worker are one user.");
   for (const [label, size] of [["64 B", 64], ["1 KiB", 1024]]) {
-    const m = measure(bus, size, 1);
-    const rate = Math.round(m.perSecond).toLocaleString("en-US");
-    console.log(`${label.padStart(6)}: ${rate} messages/s, ${m.mbPerSecond.toFixed(1)} MB/s of payload (${m.count} messages in ${m.elapsed.toFixed(0)} ms)`);
+    oneWay(source, toSink, size, 200);
+    const m = oneWay(source, toSink, size, 1000);
+    print(`  main → worker ${label.padStart(5)}: ${fmt(m.perSecond)} messages/s, ${fmt(m.mbPerSecond, 1)} MB/s `
+      + `(${m.count} messages in ${fmt(m.elapsed)} ms, ${m.backoffs} EDQUOT back-offs)`);
   }
+
+  print("method: main sends a 1-byte ping and blocks in wait() for the worker's 1-byte pong, which the");
+  print("        worker sends as soon as its own wait() returns; each round timed alone; 1000 warm-up rounds.");
+  pingPong(source, toSink, 1000, 500);
+  const l = pingPong(source, toSink, 20_000, 1500);
+  print(`  round trip main ⇄ worker: median ${fmt(l.median, 1)} µs (p10 ${fmt(l.p10, 1)}, p90 ${fmt(l.p90, 1)}, `
+    + `p99 ${fmt(l.p99, 1)} µs) over ${l.rounds} rounds`);
+
+  print("method: for reference, one thread: send → recv → release to a peer of the same user, for 0.5 s");
+  print("        after 20000 warm-up rounds.");
+  for (const [label, size] of [["64 B", 64], ["1 KiB", 1024]]) {
+    const m = sameThread(bus, size, 500);
+    print(`  same thread   ${label.padStart(5)}: ${fmt(m.perSecond)} messages/s, ${fmt(m.mbPerSecond, 1)} MB/s `
+      + `(${m.count} messages in ${fmt(m.elapsed)} ms)`);
+  }
+
+  source.send(toSink, new Uint8Array([QUIT]));
+  await exited;
+  source.close();
 }
 
-console.log("bus1-wasm demo: one bus, an app and three plugins, all on this thread");
+// ---------------------------------------------------------------------------
+
+print("bus1-wasm demo: an app on the main thread, each plugin in its own worker thread, one shared bus");
 const bus = await Bus.create();
+const started = performance.now();
 try {
-  story(bus);
-  benchmark(bus);
+  await story(bus);
+  await benchmark(bus);
 } finally {
+  // Workers have exited by now; terminate() is the safety net if something failed.
+  await Promise.all(workers.map((w) => w.worker.terminate()));
   bus.close();
 }
+print(`\n(${fmt((performance.now() - started) / 1000, 1)} s; every worker exited, the bus is closed in every thread)`);

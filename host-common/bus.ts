@@ -10,6 +10,7 @@
 import { Bus1Error, codeOf, describe, type ErrorCode } from "./errors.js";
 import { Core, MAX_PAGES } from "./core.js";
 import { Message, type MessageType } from "./message.js";
+import type { Cloner } from "./objects.js";
 
 export interface Limits {
   maxSlices: number;
@@ -116,6 +117,8 @@ export interface Platform {
   canBlock(): boolean;
   /** The host's id for this thread (Node: worker_threads.threadId). */
   threadId(): number;
+  /** Copies objects between threads of a shared bus (none: same thread only). */
+  cloner?: Cloner;
   name: string;
 }
 
@@ -184,7 +187,7 @@ export class Bus {
   #handle: BusHandle | null = null;
 
   private constructor(module: WebAssembly.Module, memory: WebAssembly.Memory, id: number, shared: boolean) {
-    this.core = new Core(module, memory);
+    this.core = new Core(module, memory, shared ? requirePlatform().cloner ?? null : null);
     this.#module = module;
     this.id = id;
     this.shared = shared;
@@ -436,6 +439,14 @@ export class Peer {
     this.bus.checkOpen(op);
   }
 
+  /** @internal Throws what a call on this reference would throw before looking at its arguments. */
+  usable(op: string): void {
+    this.check(op);
+    const core = this.bus.core;
+    const rc = this.bus.call(op, () => core.ex.query(core.ctx, this.slot, this.gen));
+    if (rc < 0) throw this.bus.error(op, rc);
+  }
+
   /** Sends one message to the owners of `destinations` (one transaction). */
   send(destinations: number | ArrayLike<number>, payload?: Uint8Array | readonly Uint8Array[], options?: SendOptions): SendResult {
     const op = "send";
@@ -495,15 +506,15 @@ export class Peer {
     for (let i = 0, at = (base + dstOff) >>> 3; i < nds; i++) f64[at + i] = toId(dsts[i]);
     for (let i = 0, at = (base + hOff) >>> 3; i < nhs; i++) f64[at + i] = toId(handles[i]);
     const table = core.objects;
-    const slots = no > 0 && no <= bounds.objects ? objects.map((v) => table.put(v)) : [];
+    const slots = no > 0 && no <= bounds.objects ? table.put(objects) : [];
     for (let i = 0, at = (base + oOff) >>> 2; i < slots.length; i++) u32[at + i] = slots[i];
     const rc = bus.call(op, () => core.ex.send_begin(core.ctx, this.slot, this.gen, flags, base + dstOff, u32Clamp(nd),
       vecs.length, u32Clamp(size), base + hOff, u32Clamp(nh), base + oOff, u32Clamp(no), base + outOff));
     if (rc < 0) {
-      for (const s of slots) table.hold(s, 0);
+      table.hold(slots, 0);
       throw bus.error(op, rc, { destinations: dsts, handles, objects, payload });
     }
-    for (const s of slots) table.hold(s, rc);
+    table.hold(slots, rc);
     core.views();
     const u8 = core.u8, i32 = core.i32, u32b = core.u32;
     const outAt = (base + outOff) >>> 2;
@@ -522,7 +533,7 @@ export class Peer {
       }
     } catch (e) {
       core.ex.send_cancel(core.ctx);
-      for (const s of slots) table.drop(s, rc);
+      table.hold(slots, 0);
       throw Bus1Error.of("EINVAL", op, `payload could not be copied (${(e as Error)?.message ?? e})`);
     }
     core.ex.send_commit(core.ctx);

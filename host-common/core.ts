@@ -5,7 +5,7 @@
  * (docs/ABI.md).
  */
 import { Bus1Error } from "./errors.js";
-import { ObjectTable } from "./objects.js";
+import { ObjectTable, type Cloner } from "./objects.js";
 
 /** The exports of the wasm core (docs/ABI.md). */
 export interface CoreExports {
@@ -56,6 +56,7 @@ export interface CallBounds {
 export const CTX_ERR_ARG = 28;
 export const CTX_ERR_INDEX = 32;
 export const CTX_OUT = 64;
+export const CTX_TID = 96;
 
 /** Pages of 64 KiB: the core keeps addresses below 2 GiB. */
 export const MAX_PAGES = 32767;
@@ -63,7 +64,9 @@ export const MAX_PAGES = 32767;
 export class Core {
   readonly ex: CoreExports;
   readonly memory: WebAssembly.Memory;
-  readonly objects = new ObjectTable();
+  readonly objects: ObjectTable;
+  /** This thread's index in the core's thread table. */
+  tid = 0;
   readonly bounds: CallBounds;
   u8!: Uint8Array;
   u32!: Uint32Array;
@@ -77,8 +80,9 @@ export class Core {
   /** Set when the core trapped: the bus can no longer be trusted. */
   broken: string | null = null;
 
-  constructor(module: WebAssembly.Module, memory: WebAssembly.Memory) {
+  constructor(module: WebAssembly.Module, memory: WebAssembly.Memory, cloner: Cloner | null) {
     this.memory = memory;
+    this.objects = new ObjectTable(this, cloner);
     const instance = new WebAssembly.Instance(module, {
       env: {
         memory,
@@ -118,9 +122,11 @@ export class Core {
     this.ctx = this.ex.ctx_new(canBlock ? 1 : 0, hostThread >>> 0);
     if (!this.ctx) throw new Bus1Error("ENOMEM", "bus: out of memory for a thread context");
     this.out = this.ctx + CTX_OUT;
+    this.tid = this.views().u32[(this.ctx + CTX_TID) >>> 2];
   }
 
   close(): void {
+    this.objects.sweep();
     if (this.scratch) this.ex.scratch_free(this.scratch);
     if (this.ctx) this.ex.ctx_free(this.ctx);
     this.scratch = this.scratchSize = this.ctx = 0;

@@ -37,7 +37,10 @@ export class Message {
    */
   release(): void {
     if (this.offset < 0) return;
-    if (this.#released) throw Bus1Error.of("ENXIO", "release", `the slice at offset ${this.offset} is already released`);
+    if (this.#released) {
+      this.#peer.usable("release");
+      throw Bus1Error.of("ENXIO", "release", `the slice at offset ${this.offset} is already released`);
+    }
     this.#peer.releaseSlice(this.offset);
     this.#released = true;
   }

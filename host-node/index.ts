@@ -7,7 +7,7 @@
  * so users need no flag.
  */
 import { readFile } from "node:fs/promises";
-import { setFlagsFromString } from "node:v8";
+import { setFlagsFromString, serialize, deserialize } from "node:v8";
 import { threadId } from "node:worker_threads";
 import { installPlatform } from "../host-common/bus.js";
 
@@ -39,6 +39,17 @@ installPlatform({
   sharedAvailable: () => typeof SharedArrayBuffer === "function",
   canBlock: () => true,
   threadId: () => threadId,
+  cloner: {
+    serialize(value: unknown): Uint8Array | null {
+      try {
+        const b = serialize(value);
+        return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+      } catch {
+        return null; // not cloneable: only the sending thread can receive it
+      }
+    },
+    deserialize: (bytes: Uint8Array) => deserialize(bytes),
+  },
 });
 
 export * from "../host-common/index.js";
