@@ -16,9 +16,14 @@
  * limits and usage are four u32s each in the order slices, handles, bytes,
  * objects (user.ts).
  *
- * Locking (threads build): `dataLock` guards the queue, pool, slice map,
- * usage and clock; `localLock` the ID and node maps and the seed. This
- * single-threaded version takes none.
+ * Locking: one lock per peer (`lock`, lock.ts) guards all of the peer's
+ * state: queue, clock, pool, slice map, usage, limits, ID and node maps,
+ * seed, and its handle records' counters. A node's handle list, references
+ * and release entry are guarded by its owner's lock. Each operation locks
+ * every peer it changes through a lock set (lockset.ts) before it changes
+ * anything, and re-validates after a retry; a send keeps its locks from
+ * send_begin until send_commit, so its entries are never seen half-made and
+ * a multicast commits on all its receivers at once.
  */
 
 import { root, heap_calloc, heap_free, slot_take, slot_free, slot_gen, misc_lock, misc_unlock, thread_tid } from "./bus";
@@ -88,13 +93,13 @@ declare function host_objects_drop(slots: usize, count: u32): void;
 @unmanaged export class Peer {
   lock: u32;
   lockWaiters: u32;
+  wake: u32;
+  wakeWaiters: u32;
   slot: u32;
   serial: u32;
   flags: u32;
   refs: u32;
   user: u32;
-  wake: u32;
-  wakeWaiters: u32;
   qHead: u32;
   qTail: u32;
   clock: u64;
@@ -176,8 +181,9 @@ export function peer_new(c: Ctx, user: f64): i32 {
   misc_unlock();
   if (slot < 0) return -ENOMEM;
   lock_take(p, thread_tid);
-  // everything but the lock words
-  memory.fill(p + 8, 0, offsetof<Peer>() - 8);
+  // everything but the lock and the wake words: a waiter of the peer that had
+  // this record may still be counted there, and will take itself off
+  memory.fill(p + 16, 0, offsetof<Peer>() - 16);
   let peer = changetype<Peer>(p);
   let uu = changetype<User>(u);
   peer.slot = <u32>slot;

@@ -14,12 +14,28 @@
  *
  * Each queue keeps a clock (always even). A transaction stages its entries at
  * clock + 1 on each destination, then commits them all at one even ts above
- * every staging ts (tx.ts). A receiver takes the front entry only if it is
- * committed: a staged entry at the front may still commit anywhere above its
- * staging ts, so it holds back everything behind it. Receiving raises the
- * receiver's clock to the entry's ts, so whatever the receiver does next is
- * ordered after what it has seen. The result is one order, by key, that every
- * receiver agrees on (SPEC §5).
+ * every staging ts (tx.ts). Receiving raises the receiver's clock to the
+ * entry's ts, and a sender's clock rises to every commit it makes, so
+ * whatever a peer does next is ordered after what it has seen and done.
+ *
+ * Why this gives SPEC §5 under concurrency. The kernel version stages one
+ * destination at a time and lets receivers skip past staged entries, so it
+ * needs the odd/even rule to keep receivers from overtaking. Here a
+ * transaction holds the locks of all the peers it queues on (lockset.ts)
+ * from staging to commit, so:
+ *   1. two transactions that share a queue are serialised by its lock, and
+ *      each commits above that queue's clock: on every queue they share they
+ *      appear in the same order (agreement, §5.3);
+ *   2. an operation that completed before another started (by any side
+ *      channel) released its locks first; the later one sees the raised
+ *      clocks and commits above them (causality, §5.2);
+ *   3. a peer's own operations raise its clock, so they are ordered as they
+ *      happened (§5.1), and notifications are entries like any other (§5.4).
+ * No receiver ever sees a staged entry (it would need the lock the sender
+ * holds), so `queue_front` returning 0 for one is only a safeguard; and no
+ * global lock is involved: transactions on disjoint peers run in parallel.
+ * Ties (equal ts on one queue) cannot happen between transactions; entries
+ * of one transaction share the key and stay in insertion order.
  *
  * Entries are embedded in their objects: a data message's entry heads its
  * slice (pool.ts), a node-destroy entry lives in each handle, a node-release

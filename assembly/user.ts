@@ -20,7 +20,7 @@
  * the rest stays on the receiver until the slice is released or, for
  * handles, until the handle is gone.
  *
- * User (64 bytes): id, next, limits[4], usage[4], shares, holders, lock (2).
+ * User (56 bytes): id, next, limits[4], usage[4], shares, holders, lock (2).
  * A user's usage and shares change under its lock (a leaf lock: taken after
  * peer locks, before the heap lock); a peer's usage under the peer's lock.
  * Share (32 bytes): user id, next, share[4], owner (the receiving User).

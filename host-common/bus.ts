@@ -384,16 +384,24 @@ class Reader {
     if (ready) this.done();
   }
 
+  /** Ends the pending Atomics.waitAsync at once (set while one is pending). */
+  wake: (() => void) | null = null;
+
   done(): void {
-    this.peer.bus.readers.delete(this);
-    this.signal?.removeEventListener("abort", this.onAbort);
+    this.end();
     this.resolve();
   }
 
   fail(e: unknown): void {
+    this.end();
+    this.reject(e);
+  }
+
+  private end(): void {
     this.peer.bus.readers.delete(this);
     this.signal?.removeEventListener("abort", this.onAbort);
-    this.reject(e);
+    this.wake?.();
+    this.wake = null;
   }
 }
 
@@ -790,6 +798,7 @@ export class Peer {
       if (!this.bus.readers.has(reader)) return;
       Atomics.add(i32, word + 1, 1);
       const r = waitAsync(i32, word, seq, 1000) as { async: boolean; value: Promise<string> | string };
+      reader.wake = () => Atomics.notify(core.views().i32, word);
       const next = () => {
         Atomics.sub(core.views().i32, word + 1, 1);
         loop();

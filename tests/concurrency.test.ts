@@ -167,4 +167,32 @@ describe("many workers on one shared bus", () => {
       expect(carried(at + 1, h.log.length).length).toBeGreaterThan(0);
     }
   }, 60_000);
+
+  it("loses no update under heavy lock contention, with no engine flag (Node 20's Liftoff wait bug is handled by the host)", async () => {
+    const bus = await Bus.create({ limits: { maxSlices: 1 << 16 } });
+    buses.push(bus);
+    const receiver = bus.connect();
+    const nWorkers = 4, count = 3000;
+    const senders = Array.from({ length: nWorkers }, () => bus.connect());
+    const targets = senders.map((s) => receiver.transfer(4, s));
+    const ws = senders.map((s, i) => start("hammer.mjs", { handle: bus.handle, ref: s.ref, target: targets[i], count, index: i }, bus));
+    const next = new Array(nWorkers).fill(0);
+    let got = 0;
+    const deadline = Date.now() + 60_000;
+    const done = Promise.all(ws.map((w) => result(w)));
+    while (got < nWorkers * count) {
+      expect(Date.now()).toBeLessThan(deadline);
+      const m = receiver.recv();
+      if (!m) { await new Promise((r) => setImmediate(r)); continue; }
+      const v = new DataView(m.payload.buffer, m.payload.byteOffset, 8);
+      const w = v.getUint32(0, true), i = v.getUint32(4, true);
+      expect(i).toBe(next[w]);
+      next[w]++;
+      got++;
+      m.release();
+    }
+    await done;
+    expect(next).toEqual(new Array(nWorkers).fill(count));
+    expect(receiver.stats()).toMatchObject({ slices: 0, bytes: 0, liveSlices: 0 });
+  }, 90_000);
 });
