@@ -8,7 +8,7 @@
  * ctx.errIndex say which argument was at fault. docs/ABI.md is the reference.
  */
 
-import { bus_setup, root, Root, slot_lookup, heap_alloc, heap_calloc, heap_free, heap_bytes, misc_lock, misc_unlock, thread_set, BUS1_MAGIC, ABI_VERSION, MAX_THREADS } from "./bus";
+import { bus_setup, root, root_addr, Root, slot_lookup, heap_alloc, heap_calloc, heap_free, heap_bytes, misc_lock, misc_unlock, thread_set, BUS1_MAGIC, ABI_VERSION, MAX_THREADS } from "./bus";
 import { Ctx, CTX_SIZE, ctx_out } from "./tx";
 import { ls_need, ls_retry, ls_release, ls_free, ERETRY, NEED_NOMEM } from "./lockset";
 import { bus_broken, bus_break, lock_set_can_block, BROKEN_THREAD_DIED } from "./lock";
@@ -37,6 +37,11 @@ export function bus_init(maxPages: u32, slices: u32, handles: u32, bytes: u32, o
 export function bus_version(): u32 {
   let r = root();
   return r.magic == BUS1_MAGIC ? r.version : 0;
+}
+
+/** Address of the root (Root.heapEnd, at +16, tells hosts when memory grew). */
+export function bus_root(): usize {
+  return root_addr();
 }
 
 /** Bytes the bus heap spans. */

@@ -321,15 +321,18 @@ export class Bus {
 
   /** @internal Calls into the core; a trap marks the bus broken. */
   call(op: string, f: () => number): number {
-    let rc: number;
     try {
-      rc = f();
+      return f();
     } catch (e) {
-      if (!(e instanceof WebAssembly.RuntimeError || (e as Error)?.message?.startsWith("bus1 core"))) throw e;
-      this.core.broken = String((e as Error)?.message ?? e);
-      throw Bus1Error.of("ESHUTDOWN", op, `the bus core failed (${this.core.broken})`);
+      throw this.trap(op, e);
     }
-    return rc;
+  }
+
+  /** @internal What a call that threw turns into: a trap of the core breaks this bus. */
+  trap(op: string, e: unknown): unknown {
+    if (!(e instanceof WebAssembly.RuntimeError || (e as Error)?.message?.startsWith("bus1 core"))) return e;
+    this.core.broken = String((e as Error)?.message ?? e);
+    return Bus1Error.of("ESHUTDOWN", op, `the bus core failed (${this.core.broken})`);
   }
 
   /** @internal The Bus1Error for −errno `rc` of `op`, naming the argument at fault. */
@@ -410,6 +413,13 @@ function u32Clamp(n: number): number {
   return n > U32_MAX ? U32_MAX : n;
 }
 
+/** The result of a send to one destination (shared: it never varies). */
+const SENT_ONE: SendResult = Object.freeze({ errors: Object.freeze([null]) as (ErrorCode | null)[] });
+
+/** Handles and objects of a message that has none (shared, frozen). */
+const NO_HANDLES = Object.freeze([]) as unknown as number[];
+const NO_OBJECTS = Object.freeze([]) as unknown as unknown[];
+
 function toId(v: unknown): number {
   return typeof v === "number" ? v : NaN;
 }
@@ -457,6 +467,42 @@ export class Peer {
 
   /** Sends one message to the owners of `destinations` (one transaction). */
   send(destinations: number | ArrayLike<number>, payload?: Uint8Array | readonly Uint8Array[], options?: SendOptions): SendResult {
+    if (typeof destinations === "number" && options === undefined && (payload === undefined || payload instanceof Uint8Array)) {
+      return this.sendOne(destinations, payload);
+    }
+    return this.sendMany(destinations, payload, options);
+  }
+
+  /** The common case, kept short: one destination, one vec, no options. */
+  private sendOne(destination: number, payload: Uint8Array | undefined): SendResult {
+    this.check("send");
+    const bus = this.bus, core = bus.core;
+    const base = core.scratchFor(16);
+    const size = payload === undefined ? 0 : payload.length;
+    core.f64[base >>> 3] = destination;
+    let rc: number;
+    try {
+      rc = core.ex.send_begin(core.ctx, this.slot, this.gen, 0, base, 1, 1, size, base + 8, 0, base + 8, 0, base + 8);
+    } catch (e) {
+      throw bus.trap("send", e);
+    }
+    if (rc < 0) throw bus.error("send", rc, { destinations: [destination] });
+    if (rc > 0 && size > 0) {
+      core.views();
+      try {
+        core.u8.set(payload!, core.u32[(base + 12) >>> 2]);
+      } catch (e) {
+        core.ex.send_cancel(core.ctx);
+        throw Bus1Error.of("EINVAL", "send", `payload could not be copied (${(e as Error)?.message ?? e})`);
+      }
+    }
+    core.ex.send_commit(core.ctx);
+    if (bus.readers.size) bus.poke();
+    return SENT_ONE;
+  }
+
+  private sendMany(destinations: number | ArrayLike<number>, payload: Uint8Array | readonly Uint8Array[] | undefined,
+                   options: SendOptions | undefined): SendResult {
     const op = "send";
     this.check(op);
     const bus = this.bus, core = bus.core;
@@ -573,20 +619,25 @@ export class Peer {
     const destination = core.f64[(core.out + 8) >>> 3];
     if (type !== "data") {
       bus.poke();
-      return new Message(this, type, destination, cont, -1, new Uint8Array(0), [], []);
+      return new Message(this, type, destination, cont, -1, new Uint8Array(0), NO_HANDLES, NO_OBJECTS);
     }
     const offset = u32[out + 4], size = u32[out + 5], nh = u32[out + 6], no = u32[out + 7];
-    const payload = new Uint8Array(core.memory.buffer, offset, size);
-    const handles: number[] = new Array(nh);
+    const payload = new Uint8Array(core.u8.buffer, offset, size);
+    let handles = NO_HANDLES, objects = NO_OBJECTS;
     let at = (offset + ((size + 7) & ~7)) >>> 2;
-    for (let i = 0; i < nh; i++, at += 2) {
-      const lo = u32[at], hi = u32[at + 1];
-      handles[i] = lo === U32_MAX && hi === U32_MAX ? HANDLE_INVALID : hi * 0x100000000 + lo;
+    if (nh) {
+      handles = new Array(nh);
+      for (let i = 0; i < nh; i++, at += 2) {
+        const lo = u32[at], hi = u32[at + 1];
+        handles[i] = lo === U32_MAX && hi === U32_MAX ? HANDLE_INVALID : hi * 0x100000000 + lo;
+      }
+      bus.poke();
     }
-    const objects: unknown[] = new Array(no);
-    const table = core.objects;
-    for (let i = 0; i < no; i++) objects[i] = seed ? table.peek(u32[at + i]) : table.take(u32[at + i]);
-    if (nh) bus.poke();
+    if (no) {
+      objects = new Array(no);
+      const table = core.objects;
+      for (let i = 0; i < no; i++) objects[i] = seed ? table.peek(u32[at + i]) : table.take(u32[at + i]);
+    }
     return new Message(this, "data", seed ? HANDLE_INVALID : destination, cont, offset, payload, handles, objects);
   }
 

@@ -12,6 +12,7 @@ export interface CoreExports {
   bus_init(maxPages: number, slices: number, handles: number, bytes: number, objects: number): number;
   bus_version(): number;
   bus_heap_bytes(): number;
+  bus_root(): number;
   ctx_new(canBlock: number, hostThread: number): number;
   ctx_free(ctx: number): void;
   thread_exit(ctx: number, hostThread: number): number;
@@ -105,15 +106,22 @@ export class Core {
     this.views();
   }
 
-  /** Views on the memory, re-made after it grew. */
+  /** Index of Root.heapEnd in u32: the heap ends there, views must cover it. */
+  private heapEnd = 0;
+
+  /**
+   * Views on the memory, re-made after it grew. Reading `memory.buffer` is
+   * costly, so the check is the heap's end (written by whichever thread grew
+   * the memory, after growing it) against the views' length.
+   */
   views(): this {
+    if (this.heapEnd !== 0 && this.u32[this.heapEnd] <= this.u8.length) return this;
     const buffer = this.memory.buffer;
-    if (this.u8 === undefined || this.u8.buffer !== buffer) {
-      this.u8 = new Uint8Array(buffer);
-      this.u32 = new Uint32Array(buffer);
-      this.i32 = new Int32Array(buffer);
-      this.f64 = new Float64Array(buffer);
-    }
+    this.u8 = new Uint8Array(buffer);
+    this.u32 = new Uint32Array(buffer);
+    this.i32 = new Int32Array(buffer);
+    this.f64 = new Float64Array(buffer);
+    this.heapEnd = (this.ex.bus_root() + 16) >>> 2;
     return this;
   }
 
@@ -141,6 +149,8 @@ export class Core {
       if (this.scratch) this.ex.scratch_free(this.scratch);
       this.scratch = p;
       this.scratchSize = size;
+      // the new block may lie beyond what the views cover
+      this.views();
     }
     return this.scratch;
   }

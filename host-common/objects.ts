@@ -24,6 +24,7 @@ import { Bus1Error } from "./errors.js";
 import type { Core } from "./core.js";
 
 export const NOT_CLONEABLE = 0xffffffff;
+const NONE: number[] = [];
 const HEADER = 16;
 
 /** How a host copies values between threads; null where it cannot. */
@@ -47,6 +48,7 @@ export class ObjectTable {
 
   /** Records for `objects`; their addresses are written to u32 `at`. */
   put(objects: readonly unknown[]): number[] {
+    if (objects.length === 0) return NONE;
     this.sweep();
     const core = this.core;
     const records: number[] = [];
@@ -74,6 +76,7 @@ export class ObjectTable {
 
   /** `count` messages carry each record (a multicast); 0 frees them. */
   hold(records: readonly number[], count: number): void {
+    if (records.length === 0) return;
     const i32 = this.core.views().i32;
     for (const rec of records) {
       if (count === 0) this.release(rec);
