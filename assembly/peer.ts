@@ -722,7 +722,12 @@ function seed_set(c: Ctx, p: Peer, size: u32, bytes: u32, hs: usize, hr: usize, 
     store<u32>(hr + (<usize>j << 2), <u32>rc);
   }
   if (<u64>bytes > <u64>p.lim2) { created_undo(c); return fail(c, EMSGSIZE, ARG_PAYLOAD, 0); }
-  // the seed replaces the old one: its charge does not count against the new
+  // the references the new seed takes and the old one drops: lock their owners
+  for (let j: u32 = 0; j < nHandles && rc >= 0; j++) {
+    rc = need_owner(c, node_of(changetype<Handle>(load<u32>(hr + (<usize>j << 2)))));
+  }
+  if (rc >= 0) rc = seed_need(c, p);
+  if (rc < 0) { created_undo(c); return rc; }
   let old = p.seed ? changetype<Message>(p.seed) : null;
   let cost = ctx_cost(c);
   store<u32>(cost, 1);
@@ -768,6 +773,19 @@ function seed_set(c: Ctx, p: Peer, size: u32, bytes: u32, hs: usize, hr: usize, 
   store<i32>(out, 0);
   store<u32>(out, <u32>payload, 4);
   return 1;
+}
+
+/** Locks the owners of the nodes the seed holds references to. */
+function seed_need(c: Ctx, p: Peer): i32 {
+  if (!p.seed) return 0;
+  let s = changetype<Message>(p.seed);
+  let slots = message_handles(s);
+  for (let j: u32 = 0; j < s.nHandles; j++) {
+    let h = changetype<Handle>(map_get(id_map(p), load<u64>(slots + (<usize>j << 3))));
+    let rc = need_owner(c, node_of(h));
+    if (rc) return rc;
+  }
+  return 0;
 }
 
 /** Drops the seed; `uncharge` false when its charge was already taken off. */

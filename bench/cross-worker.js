@@ -1,0 +1,227 @@
+// Cases 2 and 3 — across worker threads: one-way throughput and ping-pong.
+//
+// One worker per transport, started once and kept for every round; each runs
+// bench/workers/*-sink.js and sleeps when it has nothing to do, so the idle
+// ones take no CPU from the one being measured.
+//
+//   bus1-wasm       main sends to a node of the worker's peer (same user);
+//                   the worker blocks in peer.wait(), then recv() and
+//                   release(). When the worker's quota is full, send throws
+//                   EDQUOT and main sleeps 0.1 ms before it tries again.
+//   MessageChannel  main posts on a port; the worker handles each message
+//                   as an event (its own structured clone); no back-pressure.
+//   SAB ring        bench/ring.js, 1 MiB: main copies into the ring (it
+//                   blocks while the ring is full), the worker reads each
+//                   message in place and releases it.
+//
+// One-way: main sends `size`-byte messages for the window, then an end
+// marker; the clock stops when the worker's count comes back, so a backlog
+// the worker has not drained yet is timed too. The figure is time per
+// message (lower is better); the count is checked.
+//
+// Ping-pong: main sends an 8-byte ping and blocks until the worker's pong
+// comes back (MessageChannel: the next ping leaves from the pong's event
+// handler), as many times as the window allows; the figure is time per
+// round trip.
+
+import { MessageChannel } from "node:worker_threads";
+import { Bus, Bus1Error } from "bus1-wasm";
+import { compare, now, sleep, warmUp } from "./harness.js";
+import { DATA, END, PING, QUIT, message, readSummary, recvBlocking, startWorker, exited } from "./protocol.js";
+import { Ring } from "./ring.js";
+
+const SIZES = [
+  ["64 B", 64],
+  ["1 KiB", 1024],
+];
+
+// baseline ÷ bus1: ≥ 0.7 means bus1's throughput is at least 0.7× the ring's.
+const ONE_WAY_TARGETS = { MessageChannel: [">=", 8], "SAB ring": [">=", 0.7, "≥ 0.7× throughput"] };
+// ring ÷ bus1 ≥ 1/1.3 means bus1's round trip is at most 1.3× the ring's.
+const PING_PONG_TARGETS = { MessageChannel: [">=", 5], "SAB ring": [">=", 1 / 1.3, "≤ 1.3× round trip"] };
+
+const end = message(END);
+const ping = message(PING);
+const quit = message(QUIT);
+
+// ---- bus1-wasm -------------------------------------------------------------
+
+async function bus1Transport(bus) {
+  const main = bus.connect();
+  const sink = bus.connect();
+  const to = sink.transfer(4, main);
+  const back = main.transfer(4, sink);
+  const worker = await startWorker("bus1-sink.js", { handle: bus.handle, ref: sink.ref, back }, { bus });
+  sink.close(); // the worker's reference is now the only one
+
+  return {
+    name: "bus1-wasm",
+    oneWay(payload, ms) {
+      let sent = 0;
+      const start = now();
+      do {
+        for (let i = 0; i < 64; i++) {
+          try {
+            main.send(to, payload);
+            sent++;
+          } catch (e) {
+            if (!(e instanceof Bus1Error) || e.code !== "EDQUOT") throw e;
+            sleep(0.1); // the worker's queue is full: let it catch up
+          }
+        }
+      } while (now() - start < ms);
+      main.send(to, end);
+      const reply = recvBlocking(main);
+      const elapsed = now() - start;
+      checkCount(readSummary(reply.payload), sent, "bus1-wasm");
+      reply.release();
+      return (elapsed * 1e6) / sent;
+    },
+    pingPong(ms) {
+      let trips = 0;
+      const start = now();
+      do {
+        main.send(to, ping);
+        recvBlocking(main).release();
+        trips++;
+      } while (now() - start < ms);
+      return ((now() - start) * 1e6) / trips;
+    },
+    async close() {
+      main.send(to, quit);
+      await exited(worker);
+      main.close();
+    },
+  };
+}
+
+// ---- MessageChannel --------------------------------------------------------
+
+async function portTransport() {
+  const { port1: port, port2 } = new MessageChannel();
+  const worker = await startWorker("port-sink.js", { port: port2 }, { transferList: [port2] });
+  const reply = () => new Promise((resolve) => port.once("message", resolve));
+
+  return {
+    name: "MessageChannel",
+    async oneWay(payload, ms) {
+      let sent = 0;
+      const start = now();
+      do {
+        for (let i = 0; i < 64; i++) port.postMessage(payload);
+        sent += 64;
+      } while (now() - start < ms);
+      port.postMessage(end);
+      const summary = await reply();
+      const elapsed = now() - start;
+      checkCount(readSummary(summary), sent, "MessageChannel");
+      return (elapsed * 1e6) / sent;
+    },
+    pingPong(ms) {
+      return new Promise((resolve) => {
+        let trips = 0;
+        const start = now();
+        const onPong = () => {
+          trips++;
+          const elapsed = now() - start;
+          if (elapsed < ms) return port.postMessage(ping);
+          port.off("message", onPong);
+          resolve((elapsed * 1e6) / trips);
+        };
+        port.on("message", onPong);
+        port.postMessage(ping);
+      });
+    },
+    async close() {
+      port.postMessage(quit);
+      await exited(worker);
+      port.close();
+    },
+  };
+}
+
+// ---- SAB ring --------------------------------------------------------------
+
+async function ringTransport() {
+  const out = Ring.create(1 << 20);
+  const back = Ring.create(1 << 16);
+  const worker = await startWorker("ring-sink.js", { inbox: out.buffer, outbox: back.buffer });
+  const recvBlocking = () => {
+    if (!back.wait(30_000)) throw new Error("the ring worker did not answer");
+    return back.recv();
+  };
+
+  return {
+    name: "SAB ring",
+    oneWay(payload, ms) {
+      let sent = 0;
+      const start = now();
+      do {
+        for (let i = 0; i < 64; i++) out.send(payload);
+        sent += 64;
+      } while (now() - start < ms);
+      out.send(end);
+      const summary = readSummary(recvBlocking());
+      back.release();
+      const elapsed = now() - start;
+      checkCount(summary, sent, "SAB ring");
+      return (elapsed * 1e6) / sent;
+    },
+    pingPong(ms) {
+      let trips = 0;
+      const start = now();
+      do {
+        out.send(ping);
+        recvBlocking();
+        back.release();
+        trips++;
+      } while (now() - start < ms);
+      return ((now() - start) * 1e6) / trips;
+    },
+    async close() {
+      out.send(quit);
+      await exited(worker);
+    },
+  };
+}
+
+function checkCount({ count }, sent, who) {
+  if (count !== sent) throw new Error(`${who}: sent ${sent} messages, the worker counted ${count}`);
+}
+
+// ---- the cases -------------------------------------------------------------
+
+export async function run({ rounds, windowMs, log }) {
+  const bus = await Bus.create();
+  const transports = [await bus1Transport(bus), await portTransport(), await ringTransport()];
+  const rows = [];
+  const window = windowMs * 2; // a cross-thread window includes the drain: give it room
+  try {
+    for (const [label, size] of SIZES) {
+      const payload = message(DATA, size);
+      const variants = transports.map((t) => ({ name: t.name, measure: () => t.oneWay(payload, window) }));
+      log(`  one-way ${label}`);
+      await warmUp(variants);
+      const { result, rerun } = await compare(variants, rounds, log);
+      rows.push(row("cross-worker one-way", label, "message", result, ONE_WAY_TARGETS, rerun));
+    }
+    const variants = transports.map((t) => ({ name: t.name, measure: () => t.pingPong(window) }));
+    log("  ping-pong");
+    await warmUp(variants);
+    const { result, rerun } = await compare(variants, rounds, log);
+    rows.push(row("cross-worker ping-pong", "8 B", "round trip", result, PING_PONG_TARGETS, rerun));
+  } finally {
+    for (const t of transports) await t.close();
+    bus.close();
+  }
+  return { rows };
+}
+
+function row(group, label, per, result, targets, rerun) {
+  return {
+    group, case: label, unit: "ns", per,
+    bus1: result["bus1-wasm"],
+    baselines: { MessageChannel: result.MessageChannel, "SAB ring": result["SAB ring"] },
+    targets, rerun,
+  };
+}

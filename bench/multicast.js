@@ -1,0 +1,135 @@
+// Case 4 — multicast to K = 1, 2, 4, 8 workers in one send, 1 KiB.
+//
+// Eight workers are started once for each transport and kept for every
+// round; a send for fan-out K goes to the first K of them.
+//
+//   bus1-wasm         one send() to K destinations: K nodes, one in each
+//                     worker's peer (all peers of one user). On EDQUOT main
+//                     sleeps 0.1 ms and tries again. Workers:
+//                     bench/workers/bus1-sink.js.
+//   BroadcastChannel  one postMessage() on a channel that exactly K workers
+//                     listen on (bench/workers/broadcast-sink.js).
+//
+// Main sends for the window, then an end marker; the clock stops when all K
+// workers have reported their counts (each is checked). The figure is time
+// per send (lower is better).
+
+import { BroadcastChannel } from "node:worker_threads";
+import { Bus, Bus1Error } from "bus1-wasm";
+import { compare, now, sleep, warmUp } from "./harness.js";
+import { DATA, END, QUIT, message, readSummary, recvBlocking, startWorker, exited } from "./protocol.js";
+
+export const FANOUTS = [1, 2, 4, 8];
+const SIZE = 1024;
+const TARGETS = { 8: { BroadcastChannel: [">=", 5] } };
+
+const end = message(END);
+const quit = message(QUIT);
+
+async function bus1Fanout(bus, workers) {
+  const main = bus.connect();
+  const sinks = [];
+  const to = [];
+  const threads = [];
+  for (let i = 0; i < workers; i++) {
+    const sink = bus.connect();
+    to.push(sink.transfer(4, main));
+    const back = main.transfer(4, sink);
+    threads.push(await startWorker("bus1-sink.js", { handle: bus.handle, ref: sink.ref, back }, { bus }));
+    sinks.push(sink);
+  }
+  for (const sink of sinks) sink.close();
+
+  return {
+    name: "bus1-wasm",
+    send(k, payload, ms) {
+      const dsts = to.slice(0, k);
+      let sent = 0;
+      const start = now();
+      do {
+        for (let i = 0; i < 16; i++) {
+          try {
+            main.send(dsts, payload);
+            sent++;
+          } catch (e) {
+            if (!(e instanceof Bus1Error) || e.code !== "EDQUOT") throw e;
+            sleep(0.1);
+          }
+        }
+      } while (now() - start < ms);
+      main.send(dsts, end);
+      for (let i = 0; i < k; i++) {
+        const reply = recvBlocking(main);
+        checkCount(readSummary(reply.payload), sent, "bus1-wasm");
+        reply.release();
+      }
+      return ((now() - start) * 1e6) / sent;
+    },
+    async close() {
+      main.send(to, quit);
+      await Promise.all(threads.map(exited));
+      main.close();
+    },
+  };
+}
+
+async function broadcastFanout(workers) {
+  const prefix = `bus1-bench-${process.pid}-`;
+  const channels = new Map(FANOUTS.map((k) => [k, new BroadcastChannel(`${prefix}${k}`)]));
+  const threads = [];
+  for (let i = 0; i < workers; i++) {
+    threads.push(await startWorker("broadcast-sink.js", { index: i, prefix, fanouts: FANOUTS }));
+  }
+  const replies = (k) => Promise.all(threads.slice(0, k).map((w) => new Promise((resolve) => w.once("message", resolve))));
+
+  return {
+    name: "BroadcastChannel",
+    async send(k, payload, ms) {
+      const channel = channels.get(k);
+      let sent = 0;
+      const start = now();
+      do {
+        for (let i = 0; i < 16; i++) channel.postMessage(payload);
+        sent += 16;
+      } while (now() - start < ms);
+      const counted = replies(k);
+      channel.postMessage(end);
+      for (const summary of await counted) checkCount(readSummary(summary), sent, "BroadcastChannel");
+      return ((now() - start) * 1e6) / sent;
+    },
+    async close() {
+      channels.get(workers).postMessage(quit); // every worker listens on the largest fan-out
+      await Promise.all(threads.map(exited));
+      for (const channel of channels.values()) channel.close();
+    },
+  };
+}
+
+function checkCount({ count }, sent, who) {
+  if (count !== sent) throw new Error(`${who}: sent ${sent} messages, a worker counted ${count}`);
+}
+
+export async function run({ rounds, windowMs, log }) {
+  const bus = await Bus.create();
+  const workers = Math.max(...FANOUTS);
+  const fanouts = [await bus1Fanout(bus, workers), await broadcastFanout(workers)];
+  const payload = message(DATA, SIZE);
+  const rows = [];
+  try {
+    for (const k of FANOUTS) {
+      const variants = fanouts.map((f) => ({ name: f.name, measure: () => f.send(k, payload, windowMs * 2) }));
+      log(`  K = ${k}`);
+      await warmUp(variants);
+      const { result, rerun } = await compare(variants, rounds, log);
+      rows.push({
+        group: "multicast 1 KiB", case: `K = ${k}`, unit: "ns", per: "send",
+        bus1: result["bus1-wasm"], baselines: { BroadcastChannel: result.BroadcastChannel },
+        targets: TARGETS[k] ?? {}, rerun,
+      });
+    }
+  } finally {
+    for (const f of fanouts) await f.close();
+    bus.close();
+  }
+  return { rows };
+}

@@ -1,0 +1,67 @@
+// What the measuring threads share: the first payload byte that says what a
+// message is, and how the main thread starts a worker and waits for it.
+//
+// Every sink worker (bench/workers/) speaks the same protocol over its own
+// transport: DATA is counted, PING is answered at once with a PING, END is
+// answered with the count and bytes since the last END (two float64s), QUIT
+// ends the worker.
+
+import { Worker } from "node:worker_threads";
+
+export const DATA = 0, END = 1, PING = 2, QUIT = 3;
+
+/** `size` bytes whose first byte is `kind` (a 0-byte payload has no kind). */
+export function message(kind, size = 8) {
+  const bytes = new Uint8Array(size);
+  if (size > 0) bytes[0] = kind;
+  return bytes;
+}
+
+/** The END reply: messages and payload bytes counted. */
+export function summary(count, bytes) {
+  return new Uint8Array(new Float64Array([count, bytes]).buffer);
+}
+
+export function readSummary(payload) {
+  const f64 = new Float64Array(payload.slice(0, 16).buffer);
+  return { count: f64[0], bytes: f64[1] };
+}
+
+/**
+ * Starts bench/workers/`file` and resolves once it posts "up" on its
+ * parentPort. `bus`, when given, watches it (its peer references close when it
+ * exits).
+ */
+export async function startWorker(file, workerData, { transferList = [], bus = null } = {}) {
+  const worker = new Worker(new URL(`./workers/${file}`, import.meta.url), { workerData, transferList });
+  bus?.watch(worker);
+  await new Promise((resolve, reject) => {
+    worker.once("error", reject);
+    worker.once("exit", (code) => reject(new Error(`${file} exited with code ${code} before it was up`)));
+    worker.once("message", (m) => (m === "up" ? resolve() : reject(new Error(`${file} said ${m}`))));
+  });
+  worker.removeAllListeners("exit");
+  worker.removeAllListeners("error");
+  worker.on("error", (e) => {
+    process.stderr.write(`bench: ${file} failed: ${e?.stack ?? e}\n`);
+    process.exitCode = 1;
+  });
+  return worker;
+}
+
+/** Resolves with the worker's exit code once it has exited. */
+export function exited(worker) {
+  return new Promise((resolve) => {
+    if (worker.threadId === -1) resolve(0);
+    else worker.once("exit", resolve);
+  });
+}
+
+/** Blocks until `peer` (bus1) has a message and returns it. */
+export function recvBlocking(peer, timeoutMs = 30_000) {
+  for (;;) {
+    const m = peer.recv();
+    if (m) return m;
+    if (!peer.wait(timeoutMs)) throw new Error(`no message for ${timeoutMs / 1000} s: a worker is stuck`);
+  }
+}
