@@ -89,6 +89,7 @@ export function ls_need(c: Ctx, p: usize): i32 {
 
 /** Drops every lock of the call. */
 export function ls_release(c: Ctx): void {
+  assert(c.nHeld <= c.capHeld, "lock set overflow");
   for (let i: u32 = c.nHeld; i > 0; i--) lock_drop(held_at(c, i - 1));
   c.nHeld = 0;
 }

@@ -75,6 +75,7 @@ export function map_get(m: usize, key: u64): u32 {
 /** Inserts a key that is not present; room must have been reserved. */
 export function map_insert(m: usize, key: u64, value: u32): void {
   let cap = m_cap(m);
+  assert(value != 0 && (map_count(m) + 1) * 4 <= cap * 3, "map insert without room");
   let t = m_table(m);
   let i = hash(key, cap);
   while (load<u32>(t + i * ENTRY, 8)) i = (i + 1) & (cap - 1);

@@ -343,6 +343,7 @@ function handle_assign_id(q: Peer, h: Handle): void {
 
 /** Frees a handle object nothing points at any more (and its node, if last). */
 function handle_maybe_free(h: Handle): void {
+  assert(<i32>h.uref >= 0 && <i32>h.inflight >= 0 && <i32>h.msgs >= 0, "handle counter below zero");
   if ((h.uref | h.seedRefs | h.inflight | h.msgs) != 0) return;
   if (entry_queued(handle_destroy_entry(h))) return;
   let n = node_of(h);
@@ -360,6 +361,7 @@ function handle_maybe_free(h: Handle): void {
 
 /** A handle stopped being live: its ID goes, its quota charge is returned. */
 function handle_die(h: Handle): void {
+  assert(h.id != 0 && !handle_live(h), "a handle died twice");
   let q = changetype<Peer>(h.holder);
   map_remove(id_map(q), h.id);
   h.id = 0;
@@ -370,6 +372,7 @@ function handle_die(h: Handle): void {
 /** Adds `delta` to a node's references; queues or withdraws node-release. */
 function node_ref(c: Ctx, actor: Peer, n: Node, delta: i32): void {
   let old = n.refs;
+  assert(delta >= 0 || old >= <u32>(-delta), "node references below zero");
   n.refs = old + <u32>delta;
   if (!node_live(n)) return;
   let e = node_release_entry(n);

@@ -102,6 +102,7 @@ export function key_before(ats: u64, asender: u32, aseq: u32, bts: u64, bsender:
 
 /** Links `e` into `q` at its place by key; equal keys keep insertion order. */
 export function queue_link(q: Peer, e: Entry): void {
+  assert(!entry_queued(e), "entry queued twice");
   let at = q.qTail;
   while (at && entry_before(e, entry(at))) at = entry(at).prev;
   let p = changetype<usize>(e);
@@ -120,6 +121,7 @@ export function queue_link(q: Peer, e: Entry): void {
 }
 
 export function queue_unlink(q: Peer, e: Entry): void {
+  assert(e.queue == <u32>changetype<usize>(q), "entry on another queue");
   if (e.prev) entry(e.prev).next = e.next;
   else q.qHead = e.next;
   if (e.next) entry(e.next).prev = e.prev;

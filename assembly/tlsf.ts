@@ -290,6 +290,7 @@ export function tlsf_alloc(t: usize, size: u32): usize {
 /** Frees a block, merging it with free neighbours. Returns the merged block. */
 export function tlsf_free(t: usize, b: usize): usize {
   let info = block_info(b);
+  assert(!(info & FREE), "block freed twice");
   let size = block_size(b);
   let flags = info & (FIRST | PREV_FREE);
   if (flags & PREV_FREE) {

@@ -67,7 +67,7 @@ export async function run({ rounds, windowMs, log }) {
   return {
     kernelTable: { rows: table, totals: result, rerun },
     figures: [{
-      group: "kernel test-io", name: "per-destination cost, K = 64 ÷ K = 1", value: perDest(64).median / perDest(1).median,
+      group: "kernel test-io", name: "per-destination cost, K = 64 ÷ K = 1", short: "per destination, K = 64 ÷ K = 1", value: perDest(64).median / perDest(1).median,
       unit: "×", spread: scaling, target: ["<=", 1.5], rerun,
     }],
   };

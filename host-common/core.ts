@@ -88,7 +88,7 @@ export class Core {
       env: {
         memory,
         abort: (msg: number, file: number, line: number, col: number) => {
-          throw new Error(`bus1 core assertion failed at ${line}:${col}`);
+          throw new Error(`bus1 core assertion failed: ${this.string(msg)} (${this.string(file)}:${line}:${col})`);
         },
         now: () => performance.now(),
         objects_drop: (slots: number, count: number) => {
@@ -153,6 +153,16 @@ export class Core {
       this.views();
     }
     return this.scratch;
+  }
+
+  /** An AssemblyScript string of the module's static data (assertion messages). */
+  private string(p: number): string {
+    if (!p) return "";
+    const u8 = this.views().u8;
+    const bytes = new Uint32Array(u8.buffer, p - 4, 1)[0];
+    let out = "";
+    for (let i = 0; i < bytes; i += 2) out += String.fromCharCode(u8[p + i] | (u8[p + i + 1] << 8));
+    return out;
   }
 
   errArg(): number {

@@ -26,7 +26,10 @@ function loadModule(shared: boolean): Promise<WebAssembly.Module> {
   let m = modules.get(shared);
   if (!m) {
     prepareEngine();
-    const file = new URL(`../../build/bus1.${shared ? "threads" : "private"}.wasm`, import.meta.url);
+    // BUS1_WASM_DEBUG=1 loads the builds with the core's assertions on (npm run test:debug)
+    const debug = process.env.BUS1_WASM_DEBUG === "1";
+    const build = debug ? (shared ? "debug" : "debug-private") : (shared ? "threads" : "private");
+    const file = new URL(`../../build/bus1.${build}.wasm`, import.meta.url);
     m = readFile(file).then((bytes) => WebAssembly.compile(new Uint8Array(bytes)));
     modules.set(shared, m);
   }

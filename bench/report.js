@@ -1,0 +1,199 @@
+// Output of a run: the printed tables, bench/results.json and the SVG chart.
+//
+// Every comparison row holds medians (nanoseconds per operation) of
+// bus1-wasm and of its baselines; a ratio is baseline ÷ bus1-wasm, so above 1
+// bus1-wasm is the faster. A target is [op, threshold, label?] on a ratio or a
+// figure.
+
+import { writeFileSync, mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { WILD_SPREAD, pct } from "./harness.js";
+
+// ---- formatting ------------------------------------------------------------
+
+export function formatNs(ns) {
+  if (!Number.isFinite(ns)) return String(ns);
+  const abs = Math.abs(ns);
+  if (abs >= 1e9) return `${(ns / 1e9).toPrecision(3)} s`;
+  if (abs >= 1e6) return `${(ns / 1e6).toPrecision(3)} ms`;
+  if (abs >= 1e3) return `${(ns / 1e3).toPrecision(3)} µs`;
+  return `${ns.toPrecision(3)} ns`;
+}
+
+function formatBytes(b) {
+  if (Math.abs(b) >= 1 << 20) return `${(b / (1 << 20)).toFixed(2)} MiB`;
+  if (Math.abs(b) >= 1 << 10) return `${(b / 1024).toFixed(1)} KiB`;
+  return `${Math.round(b)} B`;
+}
+
+function formatRatio(x) {
+  return `${x >= 10 ? x.toFixed(1) : x >= 1 ? x.toFixed(2) : x.toPrecision(2)}×`;
+}
+
+export function formatValue(value, unit) {
+  if (unit === "ns") return formatNs(value);
+  if (unit === "B") return formatBytes(value);
+  if (unit === "×") return formatRatio(value);
+  if (unit === "yes/no") return value ? "yes" : "no";
+  return `${value} ${unit}`;
+}
+
+function targetLabel([op, threshold, label]) {
+  if (label) return label;
+  const sign = op === ">=" ? "≥" : op === "<=" ? "≤" : "=";
+  return `${sign} ${Number.isInteger(threshold) ? threshold : threshold.toFixed(2)}${op === "==" ? "" : "×"}`;
+}
+
+function holds([op, threshold], value) {
+  if (op === ">=") return value >= threshold;
+  if (op === "<=") return value <= threshold;
+  return value === threshold;
+}
+
+function table(header, lines) {
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? "").length)));
+  const fmt = (cells) => cells.map((c, i) => (c ?? "").padEnd(widths[i])).join("  ").trimEnd();
+  return [fmt(header), widths.map((w) => "─".repeat(w)).join("  "), ...lines.map(fmt)].join("\n");
+}
+
+// ---- what was measured ----------------------------------------------------
+
+/** One entry per (row, baseline) ratio and per figure with a target. */
+export function targets(results) {
+  const list = [];
+  for (const row of results.rows) {
+    for (const [name, base] of Object.entries(row.baselines)) {
+      const target = row.targets[name];
+      if (!target) continue;
+      const value = base.median / row.bus1.median;
+      list.push({
+        label: `${row.group}, ${row.case}: vs ${name}`, value, unit: "×",
+        target: targetLabel(target), op: target[0], threshold: target[1], pass: holds(target, value),
+      });
+    }
+  }
+  for (const f of results.figures) {
+    if (!f.target) continue;
+    list.push({
+      label: `${f.group}: ${f.name}`, value: f.value, unit: f.unit,
+      target: targetLabel(f.target), op: f.target[0], threshold: f.target[1], pass: holds(f.target, f.value),
+    });
+  }
+  return list;
+}
+
+function spreadOf(summary) {
+  return summary ? pct(summary.spread) : "";
+}
+
+export function printTables(results, print) {
+  const lines = [];
+  for (const row of results.rows) {
+    let first = true;
+    for (const [name, base] of Object.entries(row.baselines)) {
+      const target = row.targets[name];
+      const ratio = base.median / row.bus1.median;
+      lines.push([
+        first ? `${row.group}, ${row.case}` : "",
+        first ? formatNs(row.bus1.median) : "",
+        `${name} ${formatNs(base.median)}`,
+        formatRatio(ratio),
+        target ? targetLabel(target) : "",
+        target ? (holds(target, ratio) ? "pass" : "FAIL") : "",
+        `${spreadOf(row.bus1)} / ${spreadOf(base)}`,
+        first && row.rerun ? `re-run (${pct(row.rerun.first)} → ${pct(row.rerun.second)}, kept ${row.rerun.kept})` : "",
+      ]);
+      first = false;
+    }
+  }
+  print("\nbus1-wasm against Node's own APIs (median per operation; ratio = baseline ÷ bus1-wasm, > 1: bus1-wasm is faster)");
+  print(table(["case", "bus1-wasm", "baseline", "ratio", "target", "", "spread bus1 / base", "note"], lines));
+
+  if (results.kernelTable) {
+    const k = results.kernelTable;
+    print("\nthe bus1 kernel's test-io table, one thread (medians; + is the extra cost over the send with no destination)");
+    print(table(["", "cost", "spread"], k.rows.map((r) => [
+      r.name, r === k.rows[0] ? formatNs(r.cost.median) : `+ ${formatNs(r.cost.median)}`, spreadOf(r.cost),
+    ])));
+  }
+
+  const figures = results.figures.map((f) => [
+    `${f.group}: ${f.name}`, formatValue(f.value, f.unit), f.spread ? spreadOf(f.spread) : "",
+    f.target ? targetLabel(f.target) : "", f.target ? (holds(f.target, f.value) ? "pass" : "FAIL") : "",
+    f.rerun ? "re-run" : "",
+  ]);
+  print("\ncapabilities and memory (medians over rounds)");
+  print(table(["figure", "value", "spread", "target", "", "note"], figures));
+
+  const list = targets(results);
+  const passed = list.filter((t) => t.pass).length;
+  print(`\ntargets: ${passed} of ${list.length} hold`);
+  for (const t of list.filter((t) => !t.pass)) print(`  not met: ${t.label} = ${formatValue(t.value, t.unit)} (target ${t.target})`);
+  print(`spread: (p75 − p25) ÷ median over ${results.settings.rounds} rounds; a case above ${pct(WILD_SPREAD)} is measured again once`);
+}
+
+// ---- results.json ----------------------------------------------------------
+
+export function writeJson(file, results) {
+  mkdirSync(dirname(file), { recursive: true });
+  const round = (_, v) => (typeof v === "number" && !Number.isInteger(v) ? +v.toPrecision(6) : v);
+  writeFileSync(file, `${JSON.stringify({ ...results, targets: targets(results) }, round, 2)}\n`);
+}
+
+// ---- the chart -------------------------------------------------------------
+
+const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+
+/**
+ * A horizontal bar per ratio, on a log scale from 0.01× to 100×: green when
+ * it meets its target, red when not, grey when it has none; the target is a
+ * black tick. Figures with a target (lower is better) follow on the same scale.
+ */
+export function renderSvg(results) {
+  const bars = [];
+  for (const row of results.rows) {
+    for (const [name, base] of Object.entries(row.baselines)) {
+      const target = row.targets[name] ?? null;
+      const value = base.median / row.bus1.median;
+      bars.push({ label: `${row.group}, ${row.case} — vs ${name}`, value, target, pass: target ? holds(target, value) : null });
+    }
+  }
+  for (const f of results.figures) {
+    if (!f.target || f.unit !== "×") continue;
+    bars.push({ label: `${f.group}: ${f.short ?? f.name} (lower is better)`, value: f.value, target: f.target, pass: holds(f.target, f.value) });
+  }
+
+  const W = 980, labelW = 430, plotX = labelW + 10, plotW = W - plotX - 70, rowH = 20, top = 84;
+  const H = top + bars.length * rowH + 40;
+  const lo = -2, hi = 2; // log10 of the axis ends
+  const x = (v) => plotX + ((Math.log10(Math.min(Math.max(v, 10 ** lo), 10 ** hi)) - lo) / (hi - lo)) * plotW;
+  const out = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
+  out.push(`<rect width="${W}" height="${H}" fill="#fff"/>`);
+  out.push(`<text x="10" y="22" font-size="15" font-weight="bold">bus1-wasm benchmarks: baseline time ÷ bus1-wasm time (right of 1×: bus1-wasm is faster)</text>`);
+  out.push(`<text x="10" y="42" fill="#444">${esc(results.machineLine)}</text>`);
+  out.push(`<text x="10" y="60" fill="#444">green: meets its target (black tick), red: misses it, grey: no target. Medians over ${results.settings.rounds} rounds.</text>`);
+  for (let e = lo; e <= hi; e++) {
+    const gx = x(10 ** e);
+    out.push(`<line x1="${gx}" y1="${top - 8}" x2="${gx}" y2="${H - 30}" stroke="${e === 0 ? "#888" : "#ddd"}"/>`);
+    out.push(`<text x="${gx}" y="${H - 14}" text-anchor="middle" fill="#444">${10 ** e}×</text>`);
+  }
+  bars.forEach((b, i) => {
+    const y = top + i * rowH;
+    const colour = b.pass === null ? "#9aa" : b.pass ? "#3a3" : "#d33";
+    out.push(`<text x="${labelW}" y="${y + 14}" text-anchor="end">${esc(b.label)}</text>`);
+    out.push(`<rect x="${plotX}" y="${y + 4}" width="${Math.max(1, x(b.value) - plotX)}" height="${rowH - 8}" fill="${colour}"/>`);
+    out.push(`<text x="${x(b.value) + 4}" y="${y + 14}" fill="#222">${esc(formatRatio(b.value))}</text>`);
+    if (b.target) {
+      const tx = x(b.target[1]);
+      out.push(`<line x1="${tx}" y1="${y + 1}" x2="${tx}" y2="${y + rowH - 1}" stroke="#000" stroke-width="2"><title>target ${esc(targetLabel(b.target))}</title></line>`);
+    }
+  });
+  out.push("</svg>");
+  return `${out.join("\n")}\n`;
+}
+
+export function writeSvg(file, results) {
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, renderSvg(results));
+}
