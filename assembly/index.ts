@@ -81,9 +81,10 @@ export function ctx_free(c: Ctx): void {
 }
 
 function ctx_release(c: Ctx): void {
-  misc_lock();
-  store<u32>(root().threads + (c.tid << 2), 0);
-  misc_unlock();
+  if (misc_lock()) {
+    store<u32>(root().threads + (c.tid << 2), 0);
+    misc_unlock();
+  }
   ls_free(c);
   if (c.refs) heap_free(c.refs);
   heap_free(changetype<usize>(c));
@@ -109,11 +110,11 @@ export function thread_exit(c: Ctx, hostThread: u32): i32 {
     }
     while (dead.nRefs) {
       let at = <usize>dead.refs + (<usize>(dead.nRefs - 1) << 3);
-      let slot = load<u32>(at), gen = load<u32>(at, 4);
+      let rc = peer_close(c, load<u32>(at), load<u32>(at, 4));
+      // a reference that is already gone (EBADF) needs no closing
+      if (rc < 0 && rc != -EBADF) return rc;
       dead.nRefs--;
-      let rc = peer_close(c, slot, gen);
-      if (rc == -ESHUTDOWN && bus_broken()) return rc;
-      closed++;
+      if (rc >= 0) closed++;
     }
     ctx_release(dead);
   }
@@ -194,7 +195,9 @@ function begin(c: Ctx, slot: u32, gen: u32, allowDisconnected: bool = false): i3
 
 /** After −ERETRY: relock everything in order and re-check the caller. */
 function again(c: Ctx, p: i32, slot: u32, gen: u32, allowDisconnected: bool = false): i32 {
-  if (!ls_retry(c)) return broken(c);
+  let r = ls_retry(c);
+  if (r == NEED_NOMEM) return -ENOMEM;
+  if (r != 0) return broken(c);
   let rc = peer_check(changetype<Peer>(p), slot, gen);
   if (rc && !(allowDisconnected && rc == -ESHUTDOWN)) return rc;
   return 0;

@@ -96,24 +96,27 @@ export function ls_release(c: Ctx): void {
 
 /**
  * After −ERETRY: drops every lock and takes the old set plus ctx.want again,
- * all in order. False if the bus broke.
+ * all in order. 0, NEED_BROKEN or NEED_NOMEM (then no lock is held).
  */
-export function ls_retry(c: Ctx): bool {
+export function ls_retry(c: Ctx): i32 {
   for (let i: u32 = c.nHeld; i > 0; i--) lock_drop(held_at(c, i - 1));
   let want = <usize>c.want;
   c.want = 0;
   if (want) {
     let i = held_find(c, want);
-    if (i < 0 && !held_insert(c, <u32>(-i - 1), want)) return false;
+    if (i < 0 && !held_insert(c, <u32>(-i - 1), want)) {
+      c.nHeld = 0;
+      return NEED_NOMEM;
+    }
   }
   for (let i: u32 = 0; i < c.nHeld; i++) {
     if (!lock_take(held_at(c, i), thread_tid)) {
       for (let j = i; j > 0; j--) lock_drop(held_at(c, j - 1));
       c.nHeld = 0;
-      return false;
+      return NEED_BROKEN;
     }
   }
-  return true;
+  return 0;
 }
 
 /** Frees the set's memory (thread detach). */

@@ -224,12 +224,14 @@ export function peer_put(c: Ctx, p: Peer): i32 {
   if (!last) return 0;
   if (!(p.flags & PEER_DISCONNECTED)) peer_disconnect(c, p);
   p.flags |= PEER_FREED;
-  misc_lock();
-  slot_free(p.slot);
-  let r = root();
-  p.qHead = r.peerPool;
-  r.peerPool = <u32>changetype<usize>(p);
-  misc_unlock();
+  // on a broken bus the record is left where it is rather than risk the lists
+  if (misc_lock()) {
+    slot_free(p.slot);
+    let r = root();
+    p.qHead = r.peerPool;
+    r.peerPool = <u32>changetype<usize>(p);
+    misc_unlock();
+  }
   return 0;
 }
 

@@ -586,8 +586,14 @@ export class Peer {
         }
       }
     } catch (e) {
-      core.ex.send_cancel(core.ctx);
-      table.hold(slots, 0);
+      if (flags & SEND_SEED) {
+        // a seed is set by send_begin: drop it rather than keep a torn payload
+        core.ex.send_commit(core.ctx);
+        this.reset({ flushSeed: true });
+      } else {
+        core.ex.send_cancel(core.ctx);
+        table.hold(slots, 0);
+      }
       throw Bus1Error.of("EINVAL", op, `payload could not be copied (${(e as Error)?.message ?? e})`);
     }
     core.ex.send_commit(core.ctx);

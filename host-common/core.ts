@@ -135,6 +135,7 @@ export class Core {
 
   close(): void {
     this.objects.sweep();
+    this.objects.orphan();
     if (this.scratch) this.ex.scratch_free(this.scratch);
     if (this.ctx) this.ex.ctx_free(this.ctx);
     this.scratch = this.scratchSize = this.ctx = 0;

@@ -18,12 +18,17 @@
  * EOPNOTSUPP in its place. Every message that is received or dropped takes
  * one from `pending`; at zero the owner frees the record and its slot (at
  * once when it is the one that saw it reach zero, otherwise on its next
- * sweep), so records and values never leak while the owner lives.
+ * sweep). When the owner thread lets go of the bus, its records still in
+ * flight become orphans (owner ORPHAN): receivers get clones, and whoever
+ * takes the last one frees the record. Freeing is claimed by moving
+ * `pending` from 0 to −1, so a record is freed exactly once.
  */
 import { Bus1Error } from "./errors.js";
 import type { Core } from "./core.js";
 
 export const NOT_CLONEABLE = 0xffffffff;
+/** Owner of a record whose thread has let go of the bus. */
+const ORPHAN = 0xffffffff;
 const NONE: number[] = [];
 const HEADER = 16;
 
@@ -79,8 +84,10 @@ export class ObjectTable {
     if (records.length === 0) return;
     const i32 = this.core.views().i32;
     for (const rec of records) {
-      if (count === 0) this.release(rec);
-      else {
+      if (count === 0) {
+        Atomics.store(i32, (rec >>> 2) + 2, 0);
+        this.release(rec);
+      } else {
         Atomics.store(i32, (rec >>> 2) + 2, count);
         this.outstanding.add(rec);
       }
@@ -109,8 +116,11 @@ export class ObjectTable {
   /** One message carrying the record is gone (received or dropped). */
   drop(rec: number): void {
     const core = this.core.views();
-    const left = Atomics.sub(core.i32, (rec >>> 2) + 2, 1) - 1;
-    if (left === 0 && core.u32[rec >>> 2] === core.tid) this.release(rec);
+    const at = rec >>> 2;
+    if (Atomics.sub(core.i32, at + 2, 1) !== 1) return;
+    const owner = Atomics.load(core.u32, at);
+    if (owner === core.tid) this.release(rec);
+    else if (owner === ORPHAN && Atomics.compareExchange(core.i32, at + 2, 0, -1) === 0) core.ex.scratch_free(rec);
   }
 
   /** Frees the records of this thread that no message carries any more. */
@@ -120,11 +130,25 @@ export class ObjectTable {
     for (const rec of this.outstanding) if (Atomics.load(i32, (rec >>> 2) + 2) === 0) this.release(rec);
   }
 
+  /** This thread lets go: its records in flight become orphans. */
+  orphan(): void {
+    const core = this.core.views();
+    for (const rec of this.outstanding) {
+      Atomics.store(core.u32, rec >>> 2, ORPHAN);
+      if (Atomics.compareExchange(core.i32, (rec >>> 2) + 2, 0, -1) === 0) core.ex.scratch_free(rec);
+    }
+    this.outstanding.clear();
+    this.values = [];
+    this.free = [];
+  }
+
   private release(rec: number): void {
-    const slot = this.core.views().u32[(rec >>> 2) + 1];
+    const core = this.core.views();
+    if (Atomics.compareExchange(core.i32, (rec >>> 2) + 2, 0, -1) !== 0) return;
+    const slot = core.u32[(rec >>> 2) + 1];
     this.values[slot] = undefined;
     this.free.push(slot);
     this.outstanding.delete(rec);
-    this.core.ex.scratch_free(rec);
+    core.ex.scratch_free(rec);
   }
 }

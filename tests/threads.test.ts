@@ -637,3 +637,33 @@ describe("bus memory", () => {
     expect(b.stats()).toMatchObject({ slices: 0, bytes: 0 });
   });
 });
+
+describe("host objects across threads", () => {
+  it("a structured-cloneable object sent by a worker arrives as a clone; a function arrives as EOPNOTSUPP in its place", async () => {
+    const bus = await Bus.create();
+    const receiver = bus.connect(), sender = bus.connect();
+    const to = receiver.transfer(4, sender);
+    const w = new Worker(`
+      const { workerData, parentPort } = require("node:worker_threads");
+      import("bus1-wasm").then(async ({ Bus }) => {
+        const bus = await Bus.attach(workerData.handle);
+        const peer = bus.adopt(workerData.ref);
+        peer.send(workerData.to, new Uint8Array([1]), { objects: [{ a: 1, list: [2, 3] }, () => 4, new Uint8Array([5])] });
+        parentPort.postMessage("sent");
+      });`, { eval: true, workerData: { handle: bus.handle, ref: sender.ref, to } });
+    try {
+      bus.watch(w);
+      await new Promise((resolve, reject) => { w.once("message", resolve); w.once("error", reject); });
+      const m = receiver.recv()!;
+      expect(m.objects[0]).toEqual({ a: 1, list: [2, 3] });
+      expect(m.objects[1]).toBeInstanceOf(Bus1Error);
+      expect((m.objects[1] as Bus1Error).code).toBe("EOPNOTSUPP");
+      expect(m.objects[2]).toEqual(new Uint8Array([5]));
+      m.release();
+      expect(receiver.stats().objects).toBe(0);
+    } finally {
+      await w.terminate();
+      bus.close();
+    }
+  });
+});
