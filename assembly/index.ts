@@ -185,7 +185,7 @@ function begin(c: Ctx, slot: u32, gen: u32, allowDisconnected: bool = false): i3
   if (bus_broken()) return broken(c);
   let p = slot_lookup(slot, gen);
   if (!p) return -EBADF;
-  atomic.store<u32>(changetype<usize>(c) + offsetof<Ctx>("inCall"), 1);
+  c.inCall = 1;
   let need = ls_need(c, p);
   if (need != 0) return end(c, need == NEED_NOMEM ? -ENOMEM : broken(c));
   let rc = peer_check(changetype<Peer>(p), slot, gen);
@@ -205,7 +205,7 @@ function again(c: Ctx, p: i32, slot: u32, gen: u32, allowDisconnected: bool = fa
 
 function end(c: Ctx, rc: i32): i32 {
   ls_release(c);
-  atomic.store<u32>(changetype<usize>(c) + offsetof<Ctx>("inCall"), 0);
+  c.inCall = 0;
   if (rc == -ESHUTDOWN && bus_broken()) return broken(c);
   return rc;
 }

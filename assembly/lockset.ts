@@ -59,7 +59,7 @@ function held_insert(c: Ctx, at: u32, p: usize): bool {
     c.capHeld = cap;
   }
   let base = <usize>c.held + (<usize>at << 2);
-  memory.copy(base + 4, base, (c.nHeld - at) * 4);
+  for (let i = <usize>c.nHeld - at; i > 0; i--) store<u32>(base + (i << 2), load<u32>(base + ((i - 1) << 2)));
   store<u32>(base, <u32>p);
   c.nHeld++;
   return true;
@@ -71,6 +71,13 @@ function held_insert(c: Ctx, at: u32, p: usize): bool {
  * NEED_BROKEN (the bus broke) or NEED_NOMEM (no memory for the set).
  */
 export function ls_need(c: Ctx, p: usize): i32 {
+  // the first lock of a call: nothing to search, nowhere else to put it
+  if (c.nHeld == 0 && c.capHeld != 0) {
+    if (!lock_take(p, thread_tid)) return NEED_BROKEN;
+    store<u32>(<usize>c.held, <u32>p);
+    c.nHeld = 1;
+    return 0;
+  }
   let i = held_find(c, p);
   if (i >= 0) return 0;
   let at = <u32>(-i - 1);

@@ -599,7 +599,8 @@ function send_stage(c: Ctx, p: Peer, dh: Handle, size: u32, bytes: u32, hr: usiz
   let m = pool_alloc(q, bytes);
   if (!m) return send_nomem(q, share, cost, hr, nHandles);
   let mp = changetype<usize>(m);
-  memory.fill(mp, 0, MESSAGE_SIZE);
+  m.state = 0;
+  m.txNext = 0;
   m.kind = KIND_DATA;
   m.dest = n.ownerHandle;
   m.size = size;

@@ -116,14 +116,15 @@ export function tx_commit(c: Ctx): u64 {
   let ts = c.maxTs + 1;
   let p = c.head;
   c.head = 0;
+  // The transaction holds the locks of every queue it staged on, so its
+  // entries are the last ones there (staged above each clock): raising their
+  // ts to the commit ts keeps every queue sorted without moving them.
   while (p) {
     let e = entry(p);
     let next = e.txNext;
     e.txNext = 0;
     let q = changetype<Peer>(e.queue);
-    queue_unlink(q, e);
     e.ts = ts;
-    queue_link(q, e);
     q.clock = clock_sync(q.clock, ts);
     if (e.kind == KIND_DESTROY) {
       let n = changetype<Node>(handle_of_destroy_entry(e).node);

@@ -7,7 +7,8 @@
 //   bus1-wasm       main sends to a node of the worker's peer (same user);
 //                   the worker blocks in peer.wait(), then recv() and
 //                   release(). When the worker's quota is full, send throws
-//                   EDQUOT and main sleeps 0.1 ms before it tries again.
+//                   EDQUOT and main sleeps 0.1 ms before it tries again
+//                   (protocol.js, sendPatiently).
 //   MessageChannel  main posts on a port; the worker handles each message
 //                   as an event (its own structured clone); no back-pressure.
 //   SAB ring        bench/ring.js, 1 MiB: main copies into the ring (it
@@ -21,13 +22,16 @@
 //
 // Ping-pong: main sends an 8-byte ping and blocks until the worker's pong
 // comes back (MessageChannel: the next ping leaves from the pong's event
-// handler), as many times as the window allows; the figure is time per
-// round trip.
+// handler), as many times as the window allows, each trip timed alone; the
+// figure of a window is its median trip, so that a trip on which the
+// scheduler parked a thread does not weigh on the others.
 
 import { MessageChannel } from "node:worker_threads";
-import { Bus, Bus1Error } from "bus1-wasm";
-import { compare, now, sleep, warmUp } from "./harness.js";
-import { DATA, END, PING, QUIT, message, readSummary, recvBlocking, startWorker, exited } from "./protocol.js";
+import { Bus } from "bus1-wasm";
+import { compare, now, summarize, warmUp } from "./harness.js";
+import {
+  DATA, END, PING, QUIT, message, readSummary, recvBlocking, sendPatiently, startWorker, exited, closeAll,
+} from "./protocol.js";
 import { Ring } from "./ring.js";
 
 const SIZES = [
@@ -56,21 +60,15 @@ async function bus1Transport(bus) {
 
   return {
     name: "bus1-wasm",
+    workers: [worker],
     oneWay(payload, ms) {
       let sent = 0;
       const start = now();
       do {
-        for (let i = 0; i < 64; i++) {
-          try {
-            main.send(to, payload);
-            sent++;
-          } catch (e) {
-            if (!(e instanceof Bus1Error) || e.code !== "EDQUOT") throw e;
-            sleep(0.1); // the worker's queue is full: let it catch up
-          }
-        }
+        for (let i = 0; i < 64; i++) sendPatiently(main, to, payload);
+        sent += 64;
       } while (now() - start < ms);
-      main.send(to, end);
+      sendPatiently(main, to, end);
       const reply = recvBlocking(main);
       const elapsed = now() - start;
       checkCount(readSummary(reply.payload), sent, "bus1-wasm");
@@ -78,17 +76,17 @@ async function bus1Transport(bus) {
       return (elapsed * 1e6) / sent;
     },
     pingPong(ms) {
-      let trips = 0;
-      const start = now();
+      const trips = new Trips();
       do {
+        const t = now();
         main.send(to, ping);
         recvBlocking(main).release();
-        trips++;
-      } while (now() - start < ms);
-      return ((now() - start) * 1e6) / trips;
+        trips.add(now() - t);
+      } while (trips.elapsed() < ms);
+      return trips.median();
     },
     async close() {
-      main.send(to, quit);
+      sendPatiently(main, to, quit);
       await exited(worker);
       main.close();
     },
@@ -104,6 +102,7 @@ async function portTransport() {
 
   return {
     name: "MessageChannel",
+    workers: [worker],
     async oneWay(payload, ms) {
       let sent = 0;
       const start = now();
@@ -119,14 +118,16 @@ async function portTransport() {
     },
     pingPong(ms) {
       return new Promise((resolve) => {
-        let trips = 0;
-        const start = now();
+        const trips = new Trips();
+        let t = now();
         const onPong = () => {
-          trips++;
-          const elapsed = now() - start;
-          if (elapsed < ms) return port.postMessage(ping);
-          port.off("message", onPong);
-          resolve((elapsed * 1e6) / trips);
+          trips.add(now() - t);
+          if (trips.elapsed() >= ms) {
+            port.off("message", onPong);
+            return resolve(trips.median());
+          }
+          t = now();
+          port.postMessage(ping);
         };
         port.on("message", onPong);
         port.postMessage(ping);
@@ -153,6 +154,7 @@ async function ringTransport() {
 
   return {
     name: "SAB ring",
+    workers: [worker],
     oneWay(payload, ms) {
       let sent = 0;
       const start = now();
@@ -168,21 +170,39 @@ async function ringTransport() {
       return (elapsed * 1e6) / sent;
     },
     pingPong(ms) {
-      let trips = 0;
-      const start = now();
+      const trips = new Trips();
       do {
+        const t = now();
         out.send(ping);
         recvBlocking();
         back.release();
-        trips++;
-      } while (now() - start < ms);
-      return ((now() - start) * 1e6) / trips;
+        trips.add(now() - t);
+      } while (trips.elapsed() < ms);
+      return trips.median();
     },
     async close() {
       out.send(quit);
       await exited(worker);
     },
   };
+}
+
+/** Round-trip times of one window; its figure is the median trip. */
+class Trips {
+  #start = now();
+  #times = [];
+
+  add(ms) {
+    this.#times.push(ms * 1e6);
+  }
+
+  elapsed() {
+    return now() - this.#start;
+  }
+
+  median() {
+    return summarize(this.#times).median;
+  }
 }
 
 function checkCount({ count }, sent, who) {
@@ -211,7 +231,7 @@ export async function run({ rounds, windowMs, log }) {
     const { result, rerun } = await compare(variants, rounds, log);
     rows.push(row("cross-worker ping-pong", "8 B", "round trip", result, PING_PONG_TARGETS, rerun));
   } finally {
-    for (const t of transports) await t.close();
+    await closeAll(transports, log);
     bus.close();
   }
   return { rows };

@@ -15,9 +15,11 @@
 // per send (lower is better).
 
 import { BroadcastChannel } from "node:worker_threads";
-import { Bus, Bus1Error } from "bus1-wasm";
-import { compare, now, sleep, warmUp } from "./harness.js";
-import { DATA, END, QUIT, message, readSummary, recvBlocking, startWorker, exited } from "./protocol.js";
+import { Bus } from "bus1-wasm";
+import { compare, now, warmUp } from "./harness.js";
+import {
+  DATA, END, QUIT, message, readSummary, recvBlocking, sendPatiently, startWorker, exited, closeAll,
+} from "./protocol.js";
 
 export const FANOUTS = [1, 2, 4, 8];
 const SIZE = 1024;
@@ -42,22 +44,16 @@ async function bus1Fanout(bus, workers) {
 
   return {
     name: "bus1-wasm",
+    workers: threads,
     send(k, payload, ms) {
       const dsts = to.slice(0, k);
       let sent = 0;
       const start = now();
       do {
-        for (let i = 0; i < 16; i++) {
-          try {
-            main.send(dsts, payload);
-            sent++;
-          } catch (e) {
-            if (!(e instanceof Bus1Error) || e.code !== "EDQUOT") throw e;
-            sleep(0.1);
-          }
-        }
+        for (let i = 0; i < 16; i++) sendPatiently(main, dsts, payload);
+        sent += 16;
       } while (now() - start < ms);
-      main.send(dsts, end);
+      sendPatiently(main, dsts, end);
       for (let i = 0; i < k; i++) {
         const reply = recvBlocking(main);
         checkCount(readSummary(reply.payload), sent, "bus1-wasm");
@@ -66,7 +62,7 @@ async function bus1Fanout(bus, workers) {
       return ((now() - start) * 1e6) / sent;
     },
     async close() {
-      main.send(to, quit);
+      sendPatiently(main, to, quit);
       await Promise.all(threads.map(exited));
       main.close();
     },
@@ -84,6 +80,7 @@ async function broadcastFanout(workers) {
 
   return {
     name: "BroadcastChannel",
+    workers: threads,
     async send(k, payload, ms) {
       const channel = channels.get(k);
       let sent = 0;
@@ -128,7 +125,7 @@ export async function run({ rounds, windowMs, log }) {
       });
     }
   } finally {
-    for (const f of fanouts) await f.close();
+    await closeAll(fanouts, log);
     bus.close();
   }
   return { rows };

@@ -7,6 +7,8 @@
 // ends the worker.
 
 import { Worker } from "node:worker_threads";
+import { Bus1Error } from "bus1-wasm";
+import { sleep } from "./harness.js";
 
 export const DATA = 0, END = 1, PING = 2, QUIT = 3;
 
@@ -63,5 +65,43 @@ export function recvBlocking(peer, timeoutMs = 30_000) {
     const m = peer.recv();
     if (m) return m;
     if (!peer.wait(timeoutMs)) throw new Error(`no message for ${timeoutMs / 1000} s: a worker is stuck`);
+  }
+}
+
+/**
+ * bus1 send that waits out a full receiver: on EDQUOT (the receiver's quota
+ * is used up by messages it has not released yet) sleeps 0.1 ms and tries
+ * again. Returns how many times it slept.
+ */
+export function sendPatiently(peer, to, payload) {
+  for (let waits = 0; ; waits++) {
+    try {
+      peer.send(to, payload);
+      return waits;
+    } catch (e) {
+      if (!(e instanceof Bus1Error) || e.code !== "EDQUOT") throw e;
+      sleep(0.1);
+    }
+  }
+}
+
+/**
+ * Closes each transport (its close() tells its workers to quit and waits for
+ * them); one that has not closed within 10 s has its workers terminated.
+ */
+export async function closeAll(transports, log) {
+  for (const t of transports) {
+    let timer;
+    const late = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error("its workers did not quit within 10 s")), 10_000);
+    });
+    try {
+      await Promise.race([t.close(), late]);
+    } catch (e) {
+      log(`  ${t.name}: ${e?.message ?? e}; terminating its workers`);
+      await Promise.all(t.workers.map((w) => w.terminate()));
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }

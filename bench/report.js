@@ -5,7 +5,7 @@
 // bus1-wasm is the faster. A target is [op, threshold, label?] on a ratio or a
 // figure.
 
-import { writeFileSync, mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { WILD_SPREAD, pct } from "./harness.js";
 
@@ -38,10 +38,11 @@ export function formatValue(value, unit) {
   return `${value} ${unit}`;
 }
 
-function targetLabel([op, threshold, label]) {
+function targetLabel([op, threshold, label], unit = "×") {
   if (label) return label;
   const sign = op === ">=" ? "≥" : op === "<=" ? "≤" : "=";
-  return `${sign} ${Number.isInteger(threshold) ? threshold : threshold.toFixed(2)}${op === "==" ? "" : "×"}`;
+  if (unit === "×") return `${sign} ${Number.isInteger(threshold) ? threshold : threshold.toFixed(2)}×`;
+  return `${sign} ${unit === "yes/no" ? (threshold ? "yes" : "no") : formatValue(threshold, unit)}`;
 }
 
 function holds([op, threshold], value) {
@@ -76,7 +77,7 @@ export function targets(results) {
     if (!f.target) continue;
     list.push({
       label: `${f.group}: ${f.name}`, value: f.value, unit: f.unit,
-      target: targetLabel(f.target), op: f.target[0], threshold: f.target[1], pass: holds(f.target, f.value),
+      target: targetLabel(f.target, f.unit), op: f.target[0], threshold: f.target[1], pass: holds(f.target, f.value),
     });
   }
   return list;
@@ -86,7 +87,10 @@ function spreadOf(summary) {
   return summary ? pct(summary.spread) : "";
 }
 
-export function printTables(results, print) {
+/** The tables of a run, as text. */
+export function formatTables(results) {
+  const out = [];
+  const print = (line) => out.push(line);
   const lines = [];
   for (const row of results.rows) {
     let first = true;
@@ -106,7 +110,7 @@ export function printTables(results, print) {
       first = false;
     }
   }
-  print("\nbus1-wasm against Node's own APIs (median per operation; ratio = baseline ÷ bus1-wasm, > 1: bus1-wasm is faster)");
+  print("bus1-wasm against Node's own APIs (median per operation; ratio = baseline ÷ bus1-wasm, > 1: bus1-wasm is faster)");
   print(table(["case", "bus1-wasm", "baseline", "ratio", "target", "", "spread bus1 / base", "note"], lines));
 
   if (results.kernelTable) {
@@ -119,7 +123,7 @@ export function printTables(results, print) {
 
   const figures = results.figures.map((f) => [
     `${f.group}: ${f.name}`, formatValue(f.value, f.unit), f.spread ? spreadOf(f.spread) : "",
-    f.target ? targetLabel(f.target) : "", f.target ? (holds(f.target, f.value) ? "pass" : "FAIL") : "",
+    f.target ? targetLabel(f.target, f.unit) : "", f.target ? (holds(f.target, f.value) ? "pass" : "FAIL") : "",
     f.rerun ? "re-run" : "",
   ]);
   print("\ncapabilities and memory (medians over rounds)");
@@ -130,6 +134,7 @@ export function printTables(results, print) {
   print(`\ntargets: ${passed} of ${list.length} hold`);
   for (const t of list.filter((t) => !t.pass)) print(`  not met: ${t.label} = ${formatValue(t.value, t.unit)} (target ${t.target})`);
   print(`spread: (p75 − p25) ÷ median over ${results.settings.rounds} rounds; a case above ${pct(WILD_SPREAD)} is measured again once`);
+  return out.join("\n");
 }
 
 // ---- results.json ----------------------------------------------------------
@@ -140,8 +145,32 @@ export function writeJson(file, results) {
   writeFileSync(file, `${JSON.stringify({ ...results, targets: targets(results) }, round, 2)}\n`);
 }
 
+// ---- bench/README.md -------------------------------------------------------
+
+const BEGIN = "<!-- results: written by bench/run.js -->", END = "<!-- /results -->";
+
+/** Puts the tables of a full run into bench/README.md, between the markers. */
+export function updateReadme(file, results) {
+  const text = readFileSync(file, "utf8");
+  const from = text.indexOf(BEGIN), to = text.indexOf(END);
+  if (from < 0 || to < from) return false;
+  const section = [
+    BEGIN,
+    `Measured on ${results.machineLine}, in ${results.durationSeconds.toFixed(0)} s`
+      + `${results.git ? ` at ${results.git.commit.slice(0, 10)}${results.git.dirty ? " (with uncommitted changes)" : ""}` : ""}:`,
+    "",
+    "```",
+    formatTables(results),
+    "```",
+    "",
+  ].join("\n");
+  writeFileSync(file, text.slice(0, from) + section + text.slice(to));
+  return true;
+}
+
 // ---- the chart -------------------------------------------------------------
 
+const ROW = 20, GAP = 8;
 const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 
 /**
@@ -155,16 +184,29 @@ export function renderSvg(results) {
     for (const [name, base] of Object.entries(row.baselines)) {
       const target = row.targets[name] ?? null;
       const value = base.median / row.bus1.median;
-      bars.push({ label: `${row.group}, ${row.case} — vs ${name}`, value, target, pass: target ? holds(target, value) : null });
+      bars.push({
+        group: row.group, label: `${row.group}, ${row.case} — vs ${name}`, value, target,
+        pass: target ? holds(target, value) : null,
+      });
     }
   }
   for (const f of results.figures) {
     if (!f.target || f.unit !== "×") continue;
-    bars.push({ label: `${f.group}: ${f.short ?? f.name} (lower is better)`, value: f.value, target: f.target, pass: holds(f.target, f.value) });
+    bars.push({
+      group: f.group, label: `${f.group}: ${f.short ?? f.name} (lower is better)`, value: f.value, target: f.target,
+      pass: holds(f.target, f.value),
+    });
   }
+  // a gap before each new group
+  let y = 0;
+  bars.forEach((b, i) => {
+    if (i > 0 && b.group !== bars[i - 1].group) y += GAP;
+    b.y = y;
+    y += ROW;
+  });
 
-  const W = 980, labelW = 430, plotX = labelW + 10, plotW = W - plotX - 70, rowH = 20, top = 84;
-  const H = top + bars.length * rowH + 40;
+  const W = 1100, labelW = 430, plotX = labelW + 10, plotW = W - plotX - 190, rowH = ROW, top = 84;
+  const H = top + y + 40;
   const lo = -2, hi = 2; // log10 of the axis ends
   const x = (v) => plotX + ((Math.log10(Math.min(Math.max(v, 10 ** lo), 10 ** hi)) - lo) / (hi - lo)) * plotW;
   const out = [];
@@ -178,16 +220,17 @@ export function renderSvg(results) {
     out.push(`<line x1="${gx}" y1="${top - 8}" x2="${gx}" y2="${H - 30}" stroke="${e === 0 ? "#888" : "#ddd"}"/>`);
     out.push(`<text x="${gx}" y="${H - 14}" text-anchor="middle" fill="#444">${10 ** e}×</text>`);
   }
-  bars.forEach((b, i) => {
-    const y = top + i * rowH;
+  bars.forEach((b) => {
+    const y = top + b.y;
     const colour = b.pass === null ? "#9aa" : b.pass ? "#3a3" : "#d33";
     out.push(`<text x="${labelW}" y="${y + 14}" text-anchor="end">${esc(b.label)}</text>`);
     out.push(`<rect x="${plotX}" y="${y + 4}" width="${Math.max(1, x(b.value) - plotX)}" height="${rowH - 8}" fill="${colour}"/>`);
-    out.push(`<text x="${x(b.value) + 4}" y="${y + 14}" fill="#222">${esc(formatRatio(b.value))}</text>`);
+    const tx = b.target ? x(b.target[1]) : 0;
     if (b.target) {
-      const tx = x(b.target[1]);
       out.push(`<line x1="${tx}" y1="${y + 1}" x2="${tx}" y2="${y + rowH - 1}" stroke="#000" stroke-width="2"><title>target ${esc(targetLabel(b.target))}</title></line>`);
     }
+    const textX = Math.max(x(b.value), tx) + 6;
+    out.push(`<text x="${textX}" y="${y + 14}" fill="#222">${esc(formatRatio(b.value))}${b.target ? ` (target ${esc(targetLabel(b.target))})` : ""}</text>`);
   });
   out.push("</svg>");
   return `${out.join("\n")}\n`;

@@ -14,7 +14,7 @@ import os from "node:os";
 import { execSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { WILD_SPREAD, now } from "./harness.js";
-import { printTables, writeJson, writeSvg, targets } from "./report.js";
+import { formatTables, writeJson, writeSvg, targets, updateReadme } from "./report.js";
 
 const GROUPS = ["same-thread", "cross-worker", "multicast", "kernel-io", "capabilities", "memory"];
 
@@ -28,7 +28,7 @@ for (const a of args) {
 for (const g of only ?? []) if (!GROUPS.includes(g)) throw new Error(`no group ${g}: ${GROUPS.join(", ")}`);
 
 const settings = quick
-  ? { quick, rounds: 3, windowMs: 30, wildSpread: WILD_SPREAD }
+  ? { quick, rounds: 5, windowMs: 30, wildSpread: WILD_SPREAD }
   : { quick, rounds: 9, windowMs: 150, wildSpread: WILD_SPREAD };
 
 const print = (line) => process.stdout.write(`${line}\n`);
@@ -90,7 +90,8 @@ results.durationSeconds = (now() - started) / 1000;
 results.machineLine = `${m.cpus} × ${m.model}, Node ${process.version}, ${date.slice(0, 10)}${quick ? ", --quick" : ""}; `
   + `load average ${loadStart[0].toFixed(1)} → ${loadEnd[0].toFixed(1)}`;
 
-printTables(results, print);
+print("");
+print(formatTables(results));
 print(`\n${results.durationSeconds.toFixed(0)} s; load average at the end ${loadEnd.map((x) => x.toFixed(2)).join(" ")}`);
 if (results.errors.length) print(`groups that failed: ${results.errors.map((e) => e.group).join(", ")}`);
 
@@ -102,5 +103,8 @@ if (only) {
   writeJson(json, results);
   writeSvg(svg, results);
   print(`wrote ${json} and ${svg}`);
+  if (!quick && updateReadme(here("./README.md"), results)) print(`and the tables in ${here("./README.md")}`);
 }
 if (targets(results).some((t) => !t.pass)) print("(targets not met do not fail the run: the exit code reports errors only)");
+// A worker that failed may still be blocked in a wait: do not hang on it.
+process.exit(process.exitCode ?? 0);

@@ -21,7 +21,7 @@ function start(file: string, workerData: unknown, bus: Bus): Worker {
   return w;
 }
 
-function result<T>(w: Worker, ms = 60_000): Promise<T> {
+function result<T>(w: Worker, ms = 80_000): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("worker timed out")), ms);
     w.once("message", (m) => { clearTimeout(timer); resolve(m as T); });

@@ -45,6 +45,8 @@ if (role === "owner") {
         peer.send(other, new Uint8Array([index]), { handles: [hN] });
         sent++;
       } catch (e) {
+        // the owner or the other holder is behind: give it time to catch up
+        if (e.code === "EDQUOT") { peer.wait(1); continue; }
         if (e.code !== "EHOSTUNREACH") throw e;
         sending = false;
         // one more message carrying the handle, surely after the destruction

@@ -55,7 +55,7 @@ if (role === "sender") {
   const { nSenders, nReceivers } = workerData;
   const log = [];
   let got0 = 0, gotR = 0, replies = 0, seqR = 0, kind0Done = false;
-  const deadline = Date.now() + 60_000;
+  const deadline = Date.now() + 45_000;
   for (;;) {
     if (Date.now() > deadline) throw new Error(`receiver ${index} timed out: got0 ${got0} gotR ${gotR}`);
     const m = peer.recv();
