@@ -30,7 +30,7 @@ import { MessageChannel } from "node:worker_threads";
 import { Bus } from "bus1-wasm";
 import { compare, now, summarize, warmUp } from "./harness.js";
 import {
-  DATA, END, PING, QUIT, message, readSummary, recvBlocking, sendPatiently, startWorker, exited, closeAll,
+  DATA, END, PING, QUIT, message, checkCount, flood, recvBlocking, sendPatiently, startWorker, exited, closeAll,
 } from "./protocol.js";
 import { Ring } from "./ring.js";
 
@@ -62,16 +62,11 @@ async function bus1Transport(bus) {
     name: "bus1-wasm",
     workers: [worker],
     oneWay(payload, ms) {
-      let sent = 0;
-      const start = now();
-      do {
-        for (let i = 0; i < 64; i++) sendPatiently(main, to, payload);
-        sent += 64;
-      } while (now() - start < ms);
+      const { sent, start } = flood(ms, 64, () => sendPatiently(main, to, payload));
       sendPatiently(main, to, end);
       const reply = recvBlocking(main);
       const elapsed = now() - start;
-      checkCount(readSummary(reply.payload), sent, "bus1-wasm");
+      checkCount(reply.payload, sent, "bus1-wasm");
       reply.release();
       return (elapsed * 1e6) / sent;
     },
@@ -104,16 +99,11 @@ async function portTransport() {
     name: "MessageChannel",
     workers: [worker],
     async oneWay(payload, ms) {
-      let sent = 0;
-      const start = now();
-      do {
-        for (let i = 0; i < 64; i++) port.postMessage(payload);
-        sent += 64;
-      } while (now() - start < ms);
+      const { sent, start } = flood(ms, 64, () => port.postMessage(payload));
       port.postMessage(end);
       const summary = await reply();
       const elapsed = now() - start;
-      checkCount(readSummary(summary), sent, "MessageChannel");
+      checkCount(summary, sent, "MessageChannel");
       return (elapsed * 1e6) / sent;
     },
     pingPong(ms) {
@@ -156,18 +146,11 @@ async function ringTransport() {
     name: "SAB ring",
     workers: [worker],
     oneWay(payload, ms) {
-      let sent = 0;
-      const start = now();
-      do {
-        for (let i = 0; i < 64; i++) out.send(payload);
-        sent += 64;
-      } while (now() - start < ms);
+      const { sent, start } = flood(ms, 64, () => out.send(payload));
       out.send(end);
-      const summary = readSummary(recvBlocking());
+      checkCount(recvBlocking(), sent, "SAB ring");
       back.release();
-      const elapsed = now() - start;
-      checkCount(summary, sent, "SAB ring");
-      return (elapsed * 1e6) / sent;
+      return ((now() - start) * 1e6) / sent;
     },
     pingPong(ms) {
       const trips = new Trips();
@@ -203,10 +186,6 @@ class Trips {
   median() {
     return summarize(this.#times).median;
   }
-}
-
-function checkCount({ count }, sent, who) {
-  if (count !== sent) throw new Error(`${who}: sent ${sent} messages, the worker counted ${count}`);
 }
 
 // ---- the cases -------------------------------------------------------------

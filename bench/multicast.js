@@ -18,7 +18,7 @@ import { BroadcastChannel } from "node:worker_threads";
 import { Bus } from "bus1-wasm";
 import { compare, now, warmUp } from "./harness.js";
 import {
-  DATA, END, QUIT, message, readSummary, recvBlocking, sendPatiently, startWorker, exited, closeAll,
+  DATA, END, QUIT, message, checkCount, flood, recvBlocking, sendPatiently, startWorker, exited, closeAll,
 } from "./protocol.js";
 
 export const FANOUTS = [1, 2, 4, 8];
@@ -47,16 +47,11 @@ async function bus1Fanout(bus, workers) {
     workers: threads,
     send(k, payload, ms) {
       const dsts = to.slice(0, k);
-      let sent = 0;
-      const start = now();
-      do {
-        for (let i = 0; i < 16; i++) sendPatiently(main, dsts, payload);
-        sent += 16;
-      } while (now() - start < ms);
+      const { sent, start } = flood(ms, 16, () => sendPatiently(main, dsts, payload));
       sendPatiently(main, dsts, end);
       for (let i = 0; i < k; i++) {
         const reply = recvBlocking(main);
-        checkCount(readSummary(reply.payload), sent, "bus1-wasm");
+        checkCount(reply.payload, sent, "bus1-wasm");
         reply.release();
       }
       return ((now() - start) * 1e6) / sent;
@@ -83,15 +78,10 @@ async function broadcastFanout(workers) {
     workers: threads,
     async send(k, payload, ms) {
       const channel = channels.get(k);
-      let sent = 0;
-      const start = now();
-      do {
-        for (let i = 0; i < 16; i++) channel.postMessage(payload);
-        sent += 16;
-      } while (now() - start < ms);
+      const { sent, start } = flood(ms, 16, () => channel.postMessage(payload));
       const counted = replies(k);
       channel.postMessage(end);
-      for (const summary of await counted) checkCount(readSummary(summary), sent, "BroadcastChannel");
+      for (const summary of await counted) checkCount(summary, sent, "BroadcastChannel");
       return ((now() - start) * 1e6) / sent;
     },
     async close() {
@@ -100,10 +90,6 @@ async function broadcastFanout(workers) {
       for (const channel of channels.values()) channel.close();
     },
   };
-}
-
-function checkCount({ count }, sent, who) {
-  if (count !== sent) throw new Error(`${who}: sent ${sent} messages, a worker counted ${count}`);
 }
 
 export async function run({ rounds, windowMs, log }) {

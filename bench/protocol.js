@@ -8,7 +8,7 @@
 
 import { Worker } from "node:worker_threads";
 import { Bus1Error } from "bus1-wasm";
-import { sleep } from "./harness.js";
+import { now, sleep } from "./harness.js";
 
 export const DATA = 0, END = 1, PING = 2, QUIT = 3;
 
@@ -27,6 +27,52 @@ export function summary(count, bytes) {
 export function readSummary(payload) {
   const f64 = new Float64Array(payload.slice(0, 16).buffer);
   return { count: f64[0], bytes: f64[1] };
+}
+
+/** Throws unless a worker counted every message sent. */
+export function checkCount(payload, sent, who) {
+  const { count } = readSummary(payload);
+  if (count !== sent) throw new Error(`${who}: sent ${sent} messages, a worker counted ${count}`);
+}
+
+/**
+ * The sender side of a throughput window: calls `sendOne()` in batches of
+ * `batch` until `ms` have passed. Returns the count and the start time.
+ */
+export function flood(ms, batch, sendOne) {
+  let sent = 0;
+  const start = now();
+  do {
+    for (let i = 0; i < batch; i++) sendOne();
+    sent += batch;
+  } while (now() - start < ms);
+  return { sent, start };
+}
+
+/**
+ * The sink side: a handler for each message's payload that counts DATA and
+ * answers PING and END through `reply(bytes)`. Returns false for QUIT (or
+ * anything else), when the sink should stop. It reads the payload before it
+ * returns, so the caller may release the message right after.
+ */
+export function sink(reply) {
+  const pong = message(PING);
+  let count = 0, bytes = 0;
+  return (payload) => {
+    const kind = payload.length > 0 ? payload[0] : -1;
+    if (kind === DATA) {
+      count++;
+      bytes += payload.length;
+    } else if (kind === PING) {
+      reply(pong);
+    } else if (kind === END) {
+      reply(summary(count, bytes));
+      count = bytes = 0;
+    } else {
+      return false;
+    }
+    return true;
+  };
 }
 
 /**

@@ -3,12 +3,11 @@
 // outbox ring.
 import { parentPort, workerData } from "node:worker_threads";
 import { Ring } from "../ring.js";
-import { DATA, END, PING, message, summary } from "../protocol.js";
+import { sink } from "../protocol.js";
 
 const inbox = new Ring(workerData.inbox);
 const outbox = new Ring(workerData.outbox);
-const pong = message(PING);
-let count = 0, bytes = 0;
+const take = sink((bytes) => outbox.send(bytes));
 
 parentPort.postMessage("up");
 for (;;) {
@@ -17,20 +16,7 @@ for (;;) {
     inbox.wait();
     continue;
   }
-  const kind = payload.length > 0 ? payload[0] : -1;
-  if (kind === DATA) {
-    count++;
-    bytes += payload.length;
-    inbox.release();
-    continue;
-  }
+  const more = take(payload);
   inbox.release();
-  if (kind === PING) {
-    outbox.send(pong);
-  } else if (kind === END) {
-    outbox.send(summary(count, bytes));
-    count = bytes = 0;
-  } else {
-    break;
-  }
+  if (!more) break;
 }

@@ -45,12 +45,21 @@ if (role === "owner") {
         peer.send(other, new Uint8Array([index]), { handles: [hN] });
         sent++;
       } catch (e) {
-        // the owner or the other holder is behind: give it time to catch up
-        if (e.code === "EDQUOT") { peer.wait(1); continue; }
-        if (e.code !== "EHOSTUNREACH") throw e;
-        sending = false;
+        // EDQUOT: a receiver is behind; receive below, then try again
+        if (e.code === "EHOSTUNREACH") sending = false;
+        else if (e.code !== "EDQUOT") throw e;
+      }
+      if (!sending) {
         // one more message carrying the handle, surely after the destruction
-        peer.send(other, new Uint8Array([index]), { handles: [hN] });
+        for (;;) {
+          try {
+            peer.send(other, new Uint8Array([index]), { handles: [hN] });
+            break;
+          } catch (e) {
+            if (e.code !== "EDQUOT") throw e;
+            take();
+          }
+        }
         Atomics.add(c, HOLDERS_DONE, 1);
       }
     }
