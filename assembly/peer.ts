@@ -1116,7 +1116,9 @@ function peer_flush(c: Ctx, p: Peer): void {
     if (!entry_staged(entry(e)) && !entry_deliverable(entry(e))) entry_drop(c, p, entry(e));
     e = next;
   }
-  // received slices
+  // received slices (the queue holds none now: a queued message would be
+  // received into a map that has just been cleared)
+  assert(!p.qHead || entry_staged(entry(p.qHead)) || entry(p.qHead).kind != KIND_DATA, "flush left data queued");
   let sm = slice_map(p);
   let scap = map_capacity(sm);
   for (let i: u32 = 0; i < scap; i++) {

@@ -100,7 +100,7 @@ export async function compare(variants, count, log) {
   return { result: keep, rerun: { first: spread, second: again, kept: keep === first ? "first" : "second" } };
 }
 
-/** Runs each variant for `ms` before anything is recorded (JIT, caches, pools). */
+/** Measures each variant once and throws the figure away: JIT, caches and pools warm up. */
 export async function warmUp(variants, times = 1) {
   for (let i = 0; i < times; i++) for (const v of variants) await v.measure();
 }

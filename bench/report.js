@@ -7,7 +7,7 @@
 
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
-import { WILD_SPREAD, pct } from "./harness.js";
+import { WILD_SPREAD, pct, summarize } from "./harness.js";
 
 // ---- formatting ------------------------------------------------------------
 
@@ -139,10 +139,26 @@ export function formatTables(results) {
 
 // ---- results.json ----------------------------------------------------------
 
+/**
+ * Each row with its ratios: baseline ÷ bus1-wasm of the medians (the figure
+ * reported), and the same ratio round by round (the rounds are paired).
+ */
+function withRatios(row) {
+  const ratios = {};
+  for (const [name, base] of Object.entries(row.baselines)) {
+    ratios[name] = {
+      ofMedians: base.median / row.bus1.median,
+      byRound: summarize(base.samples.map((b, r) => b / row.bus1.samples[r])),
+    };
+  }
+  return { ...row, ratios };
+}
+
 export function writeJson(file, results) {
   mkdirSync(dirname(file), { recursive: true });
   const round = (_, v) => (typeof v === "number" && !Number.isInteger(v) ? +v.toPrecision(6) : v);
-  writeFileSync(file, `${JSON.stringify({ ...results, targets: targets(results) }, round, 2)}\n`);
+  const json = { ...results, rows: results.rows.map(withRatios), targets: targets(results) };
+  writeFileSync(file, `${JSON.stringify(json, round, 2)}\n`);
 }
 
 // ---- bench/README.md -------------------------------------------------------

@@ -51,6 +51,13 @@ function machine() {
   };
 }
 
+try {
+  await import("bus1-wasm");
+} catch (e) {
+  print(`bus1-wasm does not load (${e?.message ?? e}): build it first with \`npm run build\``);
+  process.exit(1);
+}
+
 const started = now();
 const m = machine();
 const date = new Date().toISOString();
