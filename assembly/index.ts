@@ -15,7 +15,7 @@ import { bus_broken, bus_break, lock_set_can_block, BROKEN_THREAD_DIED } from ".
 import {
   Peer, peer_new, peer_put, peer_check, flush_need, ARG_BROKEN, ARG_PEER, peer_send_begin, peer_send_commit, peer_send_cancel,
   peer_recv, peer_slice_release, peer_transfer, peer_release, peer_destroy, peer_reset, peer_query,
-  peer_disconnect, peer_stats, peer_ready,
+  peer_disconnect, peer_stats, peer_ready, wake_flush,
   MAX_DESTINATIONS, MAX_HANDLES, MAX_VECS, MAX_OBJECTS, MAX_DESTROY,
 } from "./peer";
 import { EBADF, EINVAL, ENOMEM, ESHUTDOWN } from "./errno";
@@ -205,6 +205,7 @@ function again(c: Ctx, p: i32, slot: u32, gen: u32, allowDisconnected: bool = fa
 
 function end(c: Ctx, rc: i32): i32 {
   ls_release(c);
+  if (c.nWake) wake_flush(c);
   c.inCall = 0;
   if (rc == -ESHUTDOWN && bus_broken()) return broken(c);
   return rc;

@@ -34,7 +34,7 @@ import { Entry, entry, queue_unlink, queue_front, clock_sync, entry_queued, key_
 import { Node, Handle, NODE_ALLOC, HANDLE_ALLOC, NODE_DESTROYED, HANDLE_MARK, HANDLE_CREATED, node_of, node_live, handle_live, handle_is_owner, node_link_handle, node_unlink_handle, node_release_entry, node_of_release_entry, handle_destroy_entry, handle_of_destroy_entry } from "./handle";
 import { Message, MESSAGE_SIZE, message_payload, message_of_payload, message_cost, message_handles, message_objects, slice_bytes, SLICE_MAX, pool_alloc, pool_free, pool_destroy } from "./pool";
 import { User, user_get, share_get, quota_try_charge, quota_replace, quota_restore, quota_uncharge, quota_adjust, quota_unshare, RES_HANDLES } from "./user";
-import { Ctx, ctx_out, ctx_cost, tx_begin, tx_stage, tx_unstage, tx_commit, tx_queue } from "./tx";
+import { Ctx, CTX_WAKES, ctx_out, ctx_cost, tx_begin, tx_stage, tx_unstage, tx_commit, tx_queue } from "./tx";
 import { EPERM, EBADF, ENXIO, EAGAIN, ENOMEM, EBUSY, EINVAL, ERANGE, EREMOTE, ENOTUNIQ, EMSGSIZE, ESHUTDOWN, EHOSTUNREACH, ESTALE, EDQUOT } from "./errno";
 
 // ---- flags of the ABI -----------------------------------------------------------
@@ -131,11 +131,31 @@ declare function host_objects_drop(slots: usize, count: u32): void;
 // @ts-ignore: decorator
 @inline function ptr<T>(x: T): u32 { return <u32>changetype<usize>(x); }
 
-/** Bumps the wake word: the queue front may have become receivable. */
-export function peer_wake(p: Peer): void {
+/**
+ * Bumps the wake word: the queue front may have become receivable. Sleepers
+ * are notified when the call has dropped its locks (wake_flush), so that a
+ * woken receiver does not at once sleep again on the lock the sender holds.
+ */
+export function peer_wake(c: Ctx, p: Peer): void {
   let w = changetype<usize>(p) + offsetof<Peer>("wake");
   atomic.add<u32>(w, 1);
-  if (atomic.load<u32>(w + 4)) atomic.notify(w, u32.MAX_VALUE);
+  if (!atomic.load<u32>(w + 4)) return;
+  let n = c.nWake;
+  let list = changetype<usize>(c) + offsetof<Ctx>("wake0");
+  for (let i: u32 = 0; i < n; i++) if (load<u32>(list + (i << 2)) == <u32>w) return;
+  if (n == CTX_WAKES) {
+    atomic.notify(w, u32.MAX_VALUE);
+    return;
+  }
+  store<u32>(list + (n << 2), <u32>w);
+  c.nWake = n + 1;
+}
+
+/** Notifies the sleepers peer_wake recorded; call with no lock held. */
+export function wake_flush(c: Ctx): void {
+  let list = changetype<usize>(c) + offsetof<Ctx>("wake0");
+  for (let i: u32 = 0; i < c.nWake; i++) atomic.notify(<usize>load<u32>(list + (i << 2)), u32.MAX_VALUE);
+  c.nWake = 0;
 }
 
 function fail(c: Ctx, err: i32, arg: u32, index: u32): i32 {
@@ -1150,7 +1170,7 @@ export function peer_disconnect(c: Ctx, p: Peer): void {
   map_clear(id_map(p));
   map_clear(node_map(p));
   pool_destroy(p);
-  peer_wake(p);
+  peer_wake(c, p);
 }
 
 /** Statistics for tests and benchmarks: writes counters to ctx.out. */

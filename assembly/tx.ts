@@ -31,6 +31,9 @@
  *   +116 want: the peer a call needs that could not be locked in order
  *   +120 refs, nRefs, capRefs: the peer references this thread holds, as
  *        (slot, gen) pairs, closed for it if it exits
+ *   +132 hostThread: the host's id of this thread (Node: threadId)
+ *   +136 nWake, +140 u32 × 8: wake words to notify after the locks are
+ *        dropped, so a woken receiver does not run into the sender's lock
  */
 
 import { Entry, entry, queue_link, queue_unlink, clock_sync, KIND_DESTROY } from "./queue";
@@ -60,12 +63,18 @@ import { handle_of_destroy_entry, Node } from "./handle";
   nRefs: u32;
   capRefs: u32;
   hostThread: u32;
+  /** Wake words to notify once the call has dropped its locks (peer_wake). */
+  nWake: u32;
+  wake0: u32; wake1: u32; wake2: u32; wake3: u32; wake4: u32; wake5: u32; wake6: u32; wake7: u32;
 }
+
+// @ts-ignore: decorator
+@inline export const CTX_WAKES: u32 = 8;
 
 // @ts-ignore: decorator
 @inline export const CTX_OUT: u32 = 64;
 // @ts-ignore: decorator
-@inline export const CTX_SIZE: u32 = 136;
+@inline export const CTX_SIZE: u32 = 176;
 
 /** The quota cost scratch of a context. */
 // @ts-ignore: decorator
@@ -132,7 +141,7 @@ export function tx_commit(c: Ctx): u64 {
       n.destroySender = e.sender;
       n.destroySeq = e.seq;
     }
-    peer_wake(q);
+    peer_wake(c, q);
     p = next;
   }
   actor.clock = clock_sync(actor.clock, ts);
@@ -140,7 +149,7 @@ export function tx_commit(c: Ctx): u64 {
 }
 
 /** Queues one entry on its own, as a transaction of one. */
-export function tx_post(actor: Peer, q: Peer, e: Entry): void {
+export function tx_post(c: Ctx, actor: Peer, q: Peer, e: Entry): void {
   let base = q.clock > actor.clock ? q.clock : actor.clock;
   let ts = base + 2;
   e.ts = ts;
@@ -149,11 +158,11 @@ export function tx_post(actor: Peer, q: Peer, e: Entry): void {
   queue_link(q, e);
   q.clock = ts;
   actor.clock = ts;
-  peer_wake(q);
+  peer_wake(c, q);
 }
 
 /** Queues `e` within the open transaction if there is one, else alone. */
 export function tx_queue(c: Ctx, actor: Peer, q: Peer, e: Entry): void {
   if (c.open) tx_stage(c, q, e);
-  else tx_post(actor, q, e);
+  else tx_post(c, actor, q, e);
 }

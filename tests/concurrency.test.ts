@@ -15,15 +15,37 @@ afterEach(async () => {
 });
 
 function start(file: string, workerData: unknown, bus: Bus): Worker {
+  current = bus;
   const w = new Worker(new URL(`./workers/${file}`, import.meta.url), { workerData });
   workers.push(w);
   bus.watch(w);
   return w;
 }
 
+/** What every attached thread is doing: printed when a worker times out. */
+function dumpBus(bus: Bus): string {
+  const core = bus.core, u32 = core.views().u32;
+  const root = core.ex.bus_root();
+  const threads = u32[(root + 72) >>> 2];
+  const lines = [`broken ${u32[(root + 56) >>> 2]}`];
+  for (let t = 0; t < 64; t++) {
+    const c = u32[(threads >>> 2) + t];
+    if (!c) continue;
+    const at = c >>> 2, held = u32[at + 26], nHeld = u32[at + 27];
+    const locks = Array.from({ length: nHeld }, (_, k) => {
+      const p = u32[(held >>> 2) + k];
+      return `${p}:${u32[p >>> 2].toString(16)}/${u32[(p >>> 2) + 1]}`;
+    });
+    lines.push(`thread ${t} host ${u32[at + 33]} inCall ${u32[at + 25]} held [${locks.join(" ")}] want ${u32[at + 29]}`);
+  }
+  return lines.join("\n");
+}
+
+let current: Bus | null = null;
+
 function result<T>(w: Worker, ms = 80_000): Promise<T> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("worker timed out")), ms);
+    const timer = setTimeout(() => reject(new Error(`worker timed out\n${current ? dumpBus(current) : ""}`)), ms);
     w.once("message", (m) => { clearTimeout(timer); resolve(m as T); });
     w.once("error", (e) => { clearTimeout(timer); reject(e); });
     w.once("exit", (code) => { if (code !== 0) { clearTimeout(timer); reject(new Error(`worker exited ${code}`)); } });
@@ -71,8 +93,10 @@ describe("many workers on one shared bus", () => {
     const sw = S.map((s, i) => start("stress.mjs", {
       handle: bus.handle, role: "sender", index: i, ref: s.ref, targets: sTargets[i], ctl, plan: plans[i], seed: i + 1,
     }, bus));
-    const senders = await Promise.all(sw.map((w) => result<{ index: number; completed: number[] }>(w)));
-    const receivers = await Promise.all(rw.map((w) => result<{ index: number; log: Entry[] }>(w)));
+    // listen for every result now: a receiver may finish before the senders report
+    const sentBy = Promise.all(sw.map((w) => result<{ index: number; completed: number[] }>(w)));
+    const gotBy = Promise.all(rw.map((w) => result<{ index: number; log: Entry[] }>(w)));
+    const [senders, receivers] = await Promise.all([sentBy, gotBy]);
     const logs: Entry[][] = [];
     for (const r of receivers) logs[r.index] = r.log;
     const completed: number[][] = [];
