@@ -845,7 +845,16 @@ export class Peer {
   private watch(reader: Reader): void {
     const core = this.bus.core;
     const waitAsync = (Atomics as unknown as { waitAsync?: Function }).waitAsync;
-    if (!waitAsync) return;
+    if (!waitAsync) {
+      // no Atomics.waitAsync here: look again every few milliseconds (not a busy loop)
+      const tick = () => {
+        if (!this.bus.readers.has(reader)) return;
+        reader.check();
+        if (this.bus.readers.has(reader)) setTimeout(tick, 4);
+      };
+      setTimeout(tick, 4);
+      return;
+    }
     const word = core.ex.wake_addr(this.slot, this.gen) >>> 2;
     const loop = () => {
       if (!this.bus.readers.has(reader)) return;

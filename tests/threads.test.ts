@@ -667,3 +667,31 @@ describe("host objects across threads", () => {
     }
   });
 });
+
+describe("readable() without Atomics.waitAsync", () => {
+  it("still resolves when a worker sends, by looking again every few milliseconds", async () => {
+    const bus = await Bus.create();
+    const receiver = bus.connect(), sender = bus.connect();
+    const to = receiver.transfer(4, sender);
+    const saved = Object.getOwnPropertyDescriptor(Atomics, "waitAsync");
+    delete (Atomics as unknown as { waitAsync?: unknown }).waitAsync;
+    let w: Worker | undefined;
+    try {
+      const ready = receiver.readable();
+      w = new Worker(`
+        const { workerData } = require("node:worker_threads");
+        import("bus1-wasm").then(async ({ Bus }) => {
+          const bus = await Bus.attach(workerData.handle);
+          bus.adopt(workerData.ref).send(workerData.to, new Uint8Array([7]));
+          bus.close();
+        });`, { eval: true, workerData: { handle: bus.handle, ref: sender.ref, to } });
+      bus.watch(w);
+      await Promise.race([ready, new Promise((_, reject) => setTimeout(() => reject(new Error("readable() never resolved")), 10_000))]);
+      expect(receiver.recv()!.payload[0]).toBe(7);
+    } finally {
+      if (saved) Object.defineProperty(Atomics, "waitAsync", saved);
+      await w?.terminate();
+      bus.close();
+    }
+  });
+});
