@@ -189,6 +189,26 @@ export function heap_free(p: usize): void {
   lock_drop(l);
 }
 
+/**
+ * Makes room for one more element in a growable array kept as three u32s at
+ * `a`: pointer, count, capacity (doubling, from 8). False when out of memory.
+ */
+export function array_room(a: usize, elem: u32): bool {
+  let n = load<u32>(a, 4), cap = load<u32>(a, 8);
+  if (n < cap) return true;
+  let ncap = cap ? cap * 2 : 8;
+  let p = heap_alloc(ncap * elem);
+  if (!p) return false;
+  let old = <usize>load<u32>(a);
+  if (old) {
+    memory.copy(p, old, n * elem);
+    heap_free(old);
+  }
+  store<u32>(a, <u32>p);
+  store<u32>(a, ncap, 8);
+  return true;
+}
+
 /** Takes the misc lock (users, slots, free peers, threads). */
 export function misc_lock(): bool {
   return lock_take(root_addr() + offsetof<Root>("miscLock"), thread_tid);

@@ -8,7 +8,7 @@
  * ctx.errIndex say which argument was at fault. docs/ABI.md is the reference.
  */
 
-import { bus_setup, root, root_addr, Root, slot_lookup, heap_alloc, heap_calloc, heap_free, heap_bytes, misc_lock, misc_unlock, thread_set, BUS1_MAGIC, ABI_VERSION, MAX_THREADS } from "./bus";
+import { bus_setup, root, root_addr, Root, slot_lookup, heap_alloc, heap_calloc, heap_free, heap_bytes, misc_lock, misc_unlock, thread_set, array_room, BUS1_MAGIC, ABI_VERSION, MAX_THREADS } from "./bus";
 import { Ctx, CTX_SIZE, ctx_out } from "./tx";
 import { ls_need, ls_retry, ls_release, ls_free, ERETRY, NEED_NOMEM } from "./lockset";
 import { bus_broken, bus_break, lock_set_can_block, BROKEN_THREAD_DIED } from "./lock";
@@ -127,17 +127,7 @@ export function bus_broken_reason(): u32 {
 }
 
 function refs_add(c: Ctx, slot: u32, gen: u32): bool {
-  if (c.nRefs == c.capRefs) {
-    let cap = c.capRefs ? c.capRefs * 2 : 8;
-    let a = heap_alloc(cap * 8);
-    if (!a) return false;
-    if (c.refs) {
-      memory.copy(a, c.refs, c.nRefs * 8);
-      heap_free(c.refs);
-    }
-    c.refs = <u32>a;
-    c.capRefs = cap;
-  }
+  if (!array_room(changetype<usize>(c) + offsetof<Ctx>("refs"), 8)) return false;
   let at = <usize>c.refs + (<usize>c.nRefs << 3);
   store<u32>(at, slot);
   store<u32>(at, gen, 4);

@@ -20,7 +20,7 @@
  */
 
 import { Ctx } from "./tx";
-import { heap_alloc, heap_free, thread_tid } from "./bus";
+import { heap_free, array_room, thread_tid } from "./bus";
 import { lock_take, lock_try, lock_drop } from "./lock";
 
 export const ERETRY: i32 = 1000;
@@ -47,17 +47,7 @@ function held_find(c: Ctx, p: usize): i32 {
 }
 
 function held_insert(c: Ctx, at: u32, p: usize): bool {
-  if (c.nHeld == c.capHeld) {
-    let cap = c.capHeld ? c.capHeld * 2 : 8;
-    let a = heap_alloc(cap * 4);
-    if (!a) return false;
-    if (c.held) {
-      memory.copy(a, c.held, c.nHeld * 4);
-      heap_free(c.held);
-    }
-    c.held = <u32>a;
-    c.capHeld = cap;
-  }
+  if (!array_room(changetype<usize>(c) + offsetof<Ctx>("held"), 4)) return false;
   let base = <usize>c.held + (<usize>at << 2);
   for (let i = <usize>c.nHeld - at; i > 0; i--) store<u32>(base + (i << 2), load<u32>(base + ((i - 1) << 2)));
   store<u32>(base, <u32>p);
