@@ -30,7 +30,7 @@ import { root, heap_calloc, heap_free, slot_take, slot_free, slot_gen, misc_lock
 import { ls_need, ERETRY, NEED_BROKEN, NEED_NOMEM } from "./lockset";
 import { lock_take, lock_drop } from "./lock";
 import { map_get, map_insert, map_remove, map_reserve, map_count, map_capacity, map_value_at, map_clear } from "./map";
-import { Entry, entry, queue_unlink, queue_front, clock_sync, entry_queued, key_before, KIND_DATA, KIND_DESTROY, KIND_RELEASE } from "./queue";
+import { Entry, entry, queue_unlink, queue_front, clock_sync, entry_queued, entry_staged, key_before, KIND_DATA, KIND_DESTROY, KIND_RELEASE } from "./queue";
 import { Node, Handle, NODE_ALLOC, HANDLE_ALLOC, NODE_DESTROYED, HANDLE_MARK, HANDLE_CREATED, node_of, node_live, handle_live, handle_is_owner, node_link_handle, node_unlink_handle, node_release_entry, node_of_release_entry, handle_destroy_entry, handle_of_destroy_entry } from "./handle";
 import { Message, MESSAGE_SIZE, message_payload, message_of_payload, message_cost, message_handles, message_objects, slice_bytes, SLICE_MAX, pool_alloc, pool_free, pool_destroy } from "./pool";
 import { User, user_get, share_get, quota_try_charge, quota_replace, quota_restore, quota_uncharge, quota_adjust, quota_unshare, RES_HANDLES } from "./user";
@@ -257,12 +257,17 @@ export function peer_put(c: Ctx, p: Peer): i32 {
 
 // ---- nodes and handles -------------------------------------------------------------
 
-/** Creates a node for caller-chosen `id`; returns its owner handle or -errno. */
-function node_create(c: Ctx, p: Peer, id: u64): i32 {
-  let one = ctx_cost(c); // scratch cost: 0,1,0,0
+/** The quota cost of one handle (slices 0, handles 1, bytes 0, objects 0), in ctx scratch. */
+function cost_one_handle(c: Ctx): usize {
+  let one = ctx_cost(c);
   store<u64>(one, <u64>1 << 32);
   store<u64>(one, 0, 8);
-  let rc = quota_try_charge(peer_limits(p), peer_usage(p), peer_user(p), 0, one);
+  return one;
+}
+
+/** Creates a node for caller-chosen `id`; returns its owner handle or -errno. */
+function node_create(c: Ctx, p: Peer, id: u64): i32 {
+  let rc = quota_try_charge(peer_limits(p), peer_usage(p), peer_user(p), 0, cost_one_handle(c));
   if (rc) return rc;
   let np: usize = 0, hp: usize = 0;
   if (map_reserve(node_map(p), map_count(node_map(p)) + 1) && map_reserve(id_map(p), map_count(node_map(p)) + 1)) {
@@ -404,7 +409,7 @@ function node_ref(c: Ctx, actor: Peer, n: Node, delta: i32): void {
       tx_queue(c, actor, changetype<Peer>(n.owner), e);
     }
   } else if (old == 1 && n.refs > 1 && entry_queued(e)) {
-    if (c.open && (e.ts & 1)) tx_unstage(c, e);
+    if (c.open && entry_staged(e)) tx_unstage(c, e);
     else queue_unlink(changetype<Peer>(e.queue), e);
   }
 }
@@ -958,11 +963,8 @@ export function peer_transfer(c: Ctx, p: Peer, x: f64, to: Peer, toSlot: u32, to
   let th = handle_get_or_make(to, n);
   if (!th) { created_undo(c); return -ENOMEM; }
   if (!handle_live(th)) {
-    let one = ctx_cost(c);
-    store<u64>(one, <u64>1 << 32);
-    store<u64>(one, 0, 8);
     if (to.nextId >= ID_SEQ_MAX) { handle_maybe_free(th); created_undo(c); return -ERANGE; }
-    rc = quota_try_charge(peer_limits(to), peer_usage(to), peer_user(to), 0, one);
+    rc = quota_try_charge(peer_limits(to), peer_usage(to), peer_user(to), 0, cost_one_handle(c));
     if (rc) {
       handle_maybe_free(th);
       created_undo(c);
@@ -1149,10 +1151,6 @@ function peer_flush(c: Ctx, p: Peer): void {
     pool_free(p, s);
   }
   map_clear(sm);
-}
-
-function entry_staged(e: Entry): bool {
-  return (e.ts & 1) != 0;
 }
 
 /** Full flush and seed drop; every later call fails with ESHUTDOWN. */
