@@ -68,6 +68,19 @@ export function ls_need(c: Ctx, p: usize): i32 {
     c.nHeld = 1;
     return 0;
   }
+  // above every held lock (the usual case: a send's receiver above its
+  // sender): append, still in order
+  let n = c.nHeld;
+  if (n != 0 && n < c.capHeld) {
+    let last = held_at(c, n - 1);
+    if (p == last) return 0;
+    if (p > last) {
+      if (!lock_take(p, thread_tid)) return NEED_BROKEN;
+      store<u32>(<usize>c.held + (<usize>n << 2), <u32>p);
+      c.nHeld = n + 1;
+      return 0;
+    }
+  }
   let i = held_find(c, p);
   if (i >= 0) return 0;
   let at = <u32>(-i - 1);

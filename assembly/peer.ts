@@ -112,6 +112,7 @@ declare function host_objects_drop(slots: usize, count: u32): void;
   poolTlsf: u32;
   poolChunks: u32;
   poolBytes: u32;
+  poolCache: u32;
   lim0: u32; lim1: u32; lim2: u32; lim3: u32;
   use0: u32; use1: u32; use2: u32; use3: u32;
 }

@@ -23,6 +23,15 @@
  * a peer that had a burst shrinks back. The control block is made with the
  * first chunk, so an idle peer that never received costs nothing here.
  *
+ * The steady state of a busy peer is: a slice arrives, is received and
+ * released, and the next one of the same size arrives. So a released small
+ * slice is kept aside (Peer.poolCache, one block) and handed out again when
+ * the next request has exactly its size, which skips both the TLSF free and
+ * the TLSF alloc. It is kept only while the pool has one chunk (the chunk
+ * that is never handed back anyway), and goes back to the allocator as soon
+ * as a request of another size comes or the pool grows, so it can neither
+ * raise the pool's peak nor keep a chunk from being handed back.
+ *
  * Chunk: +0 next chunk u32, +4 size u32, +8 region (TLSF blocks, sentinel).
  * Guarded by the peer's data lock.
  */
@@ -30,12 +39,15 @@
 import { Entry } from "./queue";
 import { Peer } from "./peer";
 import { heap_alloc, heap_free } from "./bus";
-import { tlsf_init, tlsf_add_region, tlsf_alloc, tlsf_free, tlsf_take, block_spans_region, block_body, tlsf_body_size, TLSF_SIZE, BLOCK_HEADER, BLOCK_MAX } from "./tlsf";
+import { tlsf_init, tlsf_add_region, tlsf_alloc, tlsf_free, tlsf_take, block_spans_region, block_body, block_size, tlsf_body_size, TLSF_SIZE, BLOCK_HEADER, BLOCK_MAX } from "./tlsf";
 
 // @ts-ignore: decorator
 @inline export const CHUNK_MIN: u32 = 65536;
 // @ts-ignore: decorator
 @inline const CHUNK_HEADER: u32 = 8;
+/** Largest block body the pool keeps aside for reuse (poolCache). */
+// @ts-ignore: decorator
+@inline const CACHE_MAX: u32 = 4096;
 
 @unmanaged export class Message extends Entry {
   dest: u32;
@@ -90,6 +102,12 @@ export const SLICE_MAX: u64 = <u64>(BLOCK_MAX - MESSAGE_SIZE - CHUNK_HEADER - 64
 /** Allocates a slice of `bytes` (from slice_bytes); returns its Message or 0. */
 export function pool_alloc(p: Peer, bytes: u32): Message | null {
   let body = MESSAGE_SIZE + bytes;
+  let cached = <usize>p.poolCache;
+  if (cached) {
+    p.poolCache = 0;
+    if (block_size(cached - BLOCK_HEADER) == tlsf_body_size(body)) return changetype<Message>(cached);
+    tlsf_free(p.poolTlsf, cached - BLOCK_HEADER);
+  }
   if (!p.poolTlsf) {
     let t = heap_alloc(TLSF_SIZE);
     if (!t) return null;
@@ -106,6 +124,7 @@ export function pool_alloc(p: Peer, bytes: u32): Message | null {
 }
 
 function pool_grow(p: Peer, body: u32): bool {
+  assert(!p.poolCache, "pool grows with a block kept aside");
   let need = <u64>tlsf_body_size(body) + 2 * BLOCK_HEADER + CHUNK_HEADER;
   // round up to a class boundary so the new block is found by the search
   need += need >> 3;
@@ -122,7 +141,12 @@ function pool_grow(p: Peer, body: u32): bool {
 
 /** Frees a slice; hands its chunk back if that empties it (not the last). */
 export function pool_free(p: Peer, m: Message): void {
-  let b = tlsf_free(p.poolTlsf, changetype<usize>(m) - BLOCK_HEADER);
+  let mb = changetype<usize>(m) - BLOCK_HEADER;
+  if (!p.poolCache && block_size(mb) <= CACHE_MAX && !load<u32>(p.poolChunks)) {
+    p.poolCache = <u32>changetype<usize>(m);
+    return;
+  }
+  let b = tlsf_free(p.poolTlsf, mb);
   if (!block_spans_region(b)) return;
   let chunk = b - CHUNK_HEADER;
   if (p.poolChunks == <u32>chunk && !load<u32>(chunk)) return; // the last one
@@ -148,6 +172,7 @@ export function pool_destroy(p: Peer): void {
   }
   p.poolChunks = 0;
   p.poolBytes = 0;
+  p.poolCache = 0;
   if (p.poolTlsf) heap_free(p.poolTlsf);
   p.poolTlsf = 0;
 }

@@ -119,8 +119,19 @@ export interface Platform {
   threadId(): number;
   /** Copies objects between threads of a shared bus (none: same thread only). */
   cloner?: Cloner;
+  /** Processors this process may run on (a wait spins only when there is more than one). */
+  cpus?: number;
   name: string;
 }
+
+/**
+ * How long `wait` watches the wake word before it sleeps, in milliseconds. A
+ * sender on another core usually answers within a few microseconds, while a
+ * sleep costs the futex round trip of the kernel (about 8 µs each way on the
+ * machine the benchmarks ran on; docs/PERFORMANCE.md). Spinning is skipped
+ * on a single processor, where it would only delay the sender.
+ */
+const WAIT_SPIN_MS = 0.05;
 
 let platform: Platform | null = null;
 
@@ -610,10 +621,14 @@ export class Peer {
   recv(options?: { seed?: boolean }): Message | null {
     const op = "recv";
     this.check(op);
-    const o = checkOptions(op, options, ["seed"]);
-    const seed = checkBoolean(op, "seed", o.seed);
+    const seed = options === undefined ? false : checkBoolean(op, "seed", checkOptions(op, options, ["seed"]).seed);
     const bus = this.bus, core = bus.core;
-    const rc = bus.call(op, () => core.ex.recv(core.ctx, this.slot, this.gen, seed ? RECV_SEED : 0));
+    let rc: number;
+    try {
+      rc = core.ex.recv(core.ctx, this.slot, this.gen, seed ? RECV_SEED : 0);
+    } catch (e) {
+      throw bus.trap(op, e);
+    }
     if (rc < 0) {
       if (rc === -EAGAIN) return null;
       throw bus.error(op, rc);
@@ -702,7 +717,12 @@ export class Peer {
     const op = "releaseSlice";
     this.check(op);
     const bus = this.bus, core = bus.core;
-    const rc = bus.call(op, () => core.ex.slice_release(core.ctx, this.slot, this.gen, toId(offset)));
+    let rc: number;
+    try {
+      rc = core.ex.slice_release(core.ctx, this.slot, this.gen, toId(offset));
+    } catch (e) {
+      throw bus.trap(op, e);
+    }
     if (rc < 0) throw bus.error(op, rc, { offset });
   }
 
@@ -807,7 +827,22 @@ export class Peer {
       return this.ready();
     }
     const word = core.ex.wake_addr(this.slot, this.gen) >>> 2;
-    const end = performance.now() + timeout;
+    const start = performance.now();
+    const end = start + timeout;
+    if ((platform?.cpus ?? 2) > 1) {
+      // spin: watch the wake word without registering as a sleeper (senders
+      // bump it on every send, and notify only registered sleepers)
+      const until = Math.min(end, start + WAIT_SPIN_MS);
+      const i32 = core.views().i32;
+      const seq = Atomics.load(i32, word);
+      for (let n = 1; ; n++) {
+        if (Atomics.load(i32, word) !== seq) {
+          if (this.ready()) return true;
+          break;
+        }
+        if ((n & 63) === 0 && performance.now() >= until) break;
+      }
+    }
     for (;;) {
       const i32 = core.views().i32;
       const seq = Atomics.load(i32, word);

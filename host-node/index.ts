@@ -9,6 +9,7 @@
 import { readFile } from "node:fs/promises";
 import { setFlagsFromString, serialize, deserialize } from "node:v8";
 import { threadId } from "node:worker_threads";
+import { availableParallelism } from "node:os";
 import { installPlatform } from "../host-common/bus.js";
 
 const v8Major = Number(process.versions.v8.split(".")[0]);
@@ -42,6 +43,7 @@ installPlatform({
   sharedAvailable: () => typeof SharedArrayBuffer === "function",
   canBlock: () => true,
   threadId: () => threadId,
+  cpus: availableParallelism(),
   cloner: {
     serialize(value: unknown): Uint8Array | null {
       try {
