@@ -32,6 +32,8 @@
  *                    the thread table
  *   +68  peerPool    list of free Peer records (type-stable, see peer.ts)
  *   +72  threads     thread table: MAX_THREADS context pointers
+ *   +76  spinners    threads spinning in a host's wait (the hosts keep it
+ *                    below the processor count; the core never reads it)
  *   +128 tlsf        the heap's TLSF control block
  *   +128+TLSF_SIZE   peer directory: PEER_DIR_SIZE page pointers
  *
@@ -81,6 +83,7 @@ export const ABI_VERSION: u32 = 1;
   miscWaiters: u32;
   peerPool: u32;
   threads: u32;
+  spinners: u32;
 }
 
 // @ts-ignore: decorator

@@ -8,7 +8,7 @@
  * travel as objects.
  */
 import { Bus1Error, codeOf, describe, type ErrorCode } from "./errors.js";
-import { Core, MAX_PAGES } from "./core.js";
+import { Core, MAX_PAGES, ROOT_SPINNERS } from "./core.js";
 import { Message, type MessageType } from "./message.js";
 import type { Cloner } from "./objects.js";
 
@@ -128,8 +128,10 @@ export interface Platform {
  * How long `wait` watches the wake word before it sleeps, in milliseconds. A
  * sender on another core usually answers within a few microseconds, while a
  * sleep costs the futex round trip of the kernel (about 8 µs each way on the
- * machine the benchmarks ran on; docs/PERFORMANCE.md). Spinning is skipped
- * on a single processor, where it would only delay the sender.
+ * machine the benchmarks ran on; docs/PERFORMANCE.md). Fewer threads spin at
+ * once than there are processors (a count in the bus's root), so spinners
+ * never take the core a sender needs: on one processor nobody spins, and of
+ * eight workers waiting on two cores one spins and seven sleep.
  */
 const WAIT_SPIN_MS = 0.05;
 
@@ -829,20 +831,7 @@ export class Peer {
     const word = core.ex.wake_addr(this.slot, this.gen) >>> 2;
     const start = performance.now();
     const end = start + timeout;
-    if ((platform?.cpus ?? 2) > 1) {
-      // spin: watch the wake word without registering as a sleeper (senders
-      // bump it on every send, and notify only registered sleepers)
-      const until = Math.min(end, start + WAIT_SPIN_MS);
-      const i32 = core.views().i32;
-      const seq = Atomics.load(i32, word);
-      for (let n = 1; ; n++) {
-        if (Atomics.load(i32, word) !== seq) {
-          if (this.ready()) return true;
-          break;
-        }
-        if ((n & 63) === 0 && performance.now() >= until) break;
-      }
-    }
+    if (this.spin(word, Math.min(end, start + WAIT_SPIN_MS))) return true;
     for (;;) {
       const i32 = core.views().i32;
       const seq = Atomics.load(i32, word);
@@ -855,6 +844,34 @@ export class Peer {
       } finally {
         Atomics.sub(core.views().i32, word + 1, 1);
       }
+    }
+  }
+
+  /**
+   * Watches the wake word until `until` (a performance.now() time) without
+   * registering as a sleeper (senders bump it on every send and notify only
+   * registered sleepers): true if a message became ready meanwhile. Does
+   * nothing when as many threads spin as there are processors but one (the
+   * count never goes above that).
+   */
+  private spin(word: number, until: number): boolean {
+    const core = this.bus.core;
+    const i32 = core.views().i32;
+    const spinners = (core.ex.bus_root() + ROOT_SPINNERS) >>> 2;
+    const limit = (platform?.cpus ?? 2) - 1;
+    for (;;) {
+      const n = Atomics.load(i32, spinners);
+      if (n >= limit) return false;
+      if (Atomics.compareExchange(i32, spinners, n, n + 1) === n) break;
+    }
+    try {
+      const seq = Atomics.load(i32, word);
+      for (let n = 1; ; n++) {
+        if (Atomics.load(i32, word) !== seq) return this.ready();
+        if ((n & 63) === 0 && performance.now() >= until) return false;
+      }
+    } finally {
+      Atomics.sub(i32, spinners, 1);
     }
   }
 

@@ -58,6 +58,8 @@ export const CTX_ERR_ARG = 28;
 export const CTX_ERR_INDEX = 32;
 export const CTX_OUT = 64;
 export const CTX_TID = 96;
+/** Offset in the root of the count of threads spinning in wait (docs/ABI.md). */
+export const ROOT_SPINNERS = 76;
 
 /** Pages of 64 KiB: the core keeps addresses below 2 GiB. */
 export const MAX_PAGES = 32767;

@@ -37,6 +37,52 @@ describe("pool space", () => {
     }
   });
 
+  it("hands a released slice's space to the next slice of its size, and gives it back for any other size", async () => {
+    // the pool keeps the last released small slice aside for reuse (pool.ts)
+    const bus: Bus = await newBus();
+    const a = bus.connect();
+    const b = bus.connect();
+    const hb = b.transfer(4, a);
+    const sizes = [64, 64, 100, 64, 4000, 4000, 0, 4096, 5000, 64, 1024, 1024, 8];
+    const offsets: number[] = [];
+    for (let round = 0; round < 3; round++) {
+      for (const [i, size] of sizes.entries()) {
+        a.send(hb, bytesOf(size, i + 1));
+        const msg = b.recv()!;
+        expect(Array.from(msg.payload), `size ${size}`).toEqual(Array.from(bytesOf(size, i + 1)));
+        offsets.push(msg.offset);
+        msg.release();
+      }
+    }
+    // the same size right after: the same place; a held slice is never handed out twice
+    a.send(hb, bytesOf(64, 1));
+    const first = b.recv()!;
+    first.release();
+    a.send(hb, bytesOf(64, 2));
+    const again = b.recv()!;
+    expect(again.offset).toBe(first.offset);
+    a.send(hb, bytesOf(64, 3));
+    const other = b.recv()!;
+    expect(other.offset).not.toBe(again.offset);
+    expect(Array.from(again.payload)).toEqual(Array.from(bytesOf(64, 2)));
+    again.release();
+    other.release();
+    // nothing is left charged and the pool is back to one chunk
+    const s = b.stats();
+    expect([s.slices, s.bytes]).toEqual([0, 0]);
+    expect(s.poolBytes).toBe(65536);
+    // a burst that needs a second chunk, then everything released: back to one chunk
+    const held = [];
+    for (let i = 0; i < 60; i++) {
+      a.send(hb, bytesOf(i % 2 ? 3000 : 64, i));
+      held.push(b.recv()!);
+    }
+    expect(b.stats().poolBytes).toBeGreaterThan(65536);
+    for (const m of held) m.release();
+    expect(b.stats().poolBytes).toBe(65536);
+    expect(offsets.length).toBe(sizes.length * 3);
+  });
+
   it("reuses the space of slices freed by a flush", async () => {
     const bus: Bus = await newBus(SMALL_BUS);
     const a = bus.connect();

@@ -195,6 +195,49 @@ describe("waiting across threads", () => {
     expect(r.timeoutElapsed).toBeLessThan(2_000);
   });
 
+  it("wait() spins in fewer threads than there are processors, and a message that comes while it spins is not missed", async () => {
+    // 4 workers, each taking 3000 messages with wait() + recv(); main sends to
+    // them in turn with pauses of 0 to 150 µs, so waits end both in the spin
+    // and in the sleep that follows it (Peer.wait, ROOT_SPINNERS)
+    const { availableParallelism } = await import("node:os");
+    const limit = Math.max(0, availableParallelism() - 1);
+    const bus = await newBus();
+    const main = bus.connect();
+    const spinners = (bus.core.ex.bus_root() + 76) >>> 2;
+    const count = 3000;
+    const sinks = [0, 1, 2, 3].map(() => {
+      const p = bus.connect();
+      const to = p.transfer(4, main);
+      const w = inbox(start("threads-spin.mjs", { ref: p.ref, count, spinners }, bus));
+      return { p, to, w };
+    });
+    for (const s of sinks) {
+      expect(await s.w.next<{ step: string }>()).toEqual({ step: "ready" });
+      s.p.close();
+    }
+    const i32 = new Int32Array(bus.core.memory.buffer);
+    const payload = new Uint8Array(8);
+    const seq = new DataView(payload.buffer);
+    let maxSeen = 0;
+    const deadline = performance.now() + 20_000;
+    for (let i = 0; i < count && performance.now() < deadline; i++) {
+      seq.setUint32(0, i, true);
+      for (const s of sinks) {
+        main.send(s.to, payload);
+        maxSeen = Math.max(maxSeen, Atomics.load(i32, spinners));
+        const until = performance.now() + ((i * 37) % 151) / 1000;
+        while (performance.now() < until) maxSeen = Math.max(maxSeen, Atomics.load(i32, spinners));
+      }
+    }
+    for (const s of sinks) {
+      const r = await s.w.next<{ received: number; outOfOrder: number; maxSpinners: number }>(20_000);
+      expect(r).toMatchObject({ received: count, outOfOrder: 0 });
+      expect(r.maxSpinners).toBeLessThanOrEqual(limit);
+    }
+    expect(maxSeen).toBeLessThanOrEqual(limit);
+    expect(Atomics.load(i32, spinners)).toBe(0);
+  }, 60_000);
+
   it("await peer.readable() on the main thread resolves when a worker sends", async () => {
     const bus = await newBus();
     const main = bus.connect();
