@@ -4,7 +4,7 @@
 //   --quick          3 rounds, short windows, 100,000 messages in the memory
 //                    case; results go to bench/quick/, not over the full run's
 //   --only=a,b       only these groups (same-thread, cross-worker, multicast,
-//                    kernel-io, capabilities, memory); nothing is written
+//                    kernel-io, capabilities, memory, floor); nothing is written
 //
 // Each group is a module of bench/ that exports run(settings) and returns
 // comparison rows and/or figures (see report.js). The package must be built
@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url";
 import { WILD_SPREAD, now } from "./harness.js";
 import { formatTables, writeJson, writeSvg, targets, updateReadme } from "./report.js";
 
-const GROUPS = ["same-thread", "cross-worker", "multicast", "kernel-io", "capabilities", "memory"];
+const GROUPS = ["same-thread", "cross-worker", "multicast", "kernel-io", "capabilities", "memory", "floor"];
 
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");

@@ -645,7 +645,7 @@ export class Peer {
       return new Message(this, type, destination, cont, -1, new Uint8Array(0), NO_HANDLES, NO_OBJECTS);
     }
     const offset = u32[out + 4], size = u32[out + 5], nh = u32[out + 6], no = u32[out + 7];
-    const payload = new Uint8Array(core.u8.buffer, offset, size);
+    const payload = new Uint8Array(core.buffer, offset, size);
     let handles = NO_HANDLES, objects = NO_OBJECTS;
     let at = (offset + ((size + 7) & ~7)) >>> 2;
     if (nh) {

@@ -71,6 +71,8 @@ export class Core {
   /** This thread's index in the core's thread table. */
   tid = 0;
   readonly bounds: CallBounds;
+  /** The memory's buffer as of the last views(): reading `u8.buffer` costs a view's worth of time. */
+  buffer!: ArrayBufferLike;
   u8!: Uint8Array;
   u32!: Uint32Array;
   i32!: Int32Array;
@@ -119,6 +121,7 @@ export class Core {
   views(): this {
     if (this.heapEnd !== 0 && this.u32[this.heapEnd] <= this.u8.length) return this;
     const buffer = this.memory.buffer;
+    this.buffer = buffer;
     this.u8 = new Uint8Array(buffer);
     this.u32 = new Uint32Array(buffer);
     this.i32 = new Int32Array(buffer);

@@ -1,0 +1,117 @@
+// Case 8 — the floor: what the primitives a message is made of cost on this
+// machine, measured in the same run as the cases they bound.
+//
+// docs/PERFORMANCE.md adds these up into the least a bus1 message can cost
+// here, and compares that with the targets the cases above miss. Nothing in
+// this group is bus1 semantics; it is JS, wasm and the machine:
+//
+//   empty wasm call          a JS → wasm call of an export that reads one word
+//   slot lookup              wake_addr: a call that finds a peer, no lock
+//   call with one lock       query: find the peer, take and drop its lock,
+//                            check it: the frame of every bus1 call
+//   atomic add (JS)          Atomics.add on shared memory
+//   view on shared memory    new Uint8Array(buffer, offset, 64)
+//   core round trip          send_begin, send_commit, recv, slice_release
+//                            called directly (64 B, no copy, no JS objects)
+//   hand-off by spinning     two threads pass a turn back and forth on one
+//                            shared word, both spinning: the cost of moving
+//                            a cache line between the cores, one way
+//   hand-off by futex        the same with Atomics.wait / Atomics.notify:
+//                            the kernel's wake-up, one way
+
+import { Worker } from "node:worker_threads";
+import { Bus } from "bus1-wasm";
+import { summarize, timeLoop } from "./harness.js";
+
+/** ns per operation of `run(n)`, as the median over `rounds` windows. */
+function measure(run, rounds, windowMs) {
+  timeLoop(run, windowMs); // warm-up
+  const samples = [];
+  for (let r = 0; r < rounds; r++) samples.push(timeLoop(run, windowMs));
+  return summarize(samples);
+}
+
+// The other thread of a hand-off: waits for its turn (odd values of word 0),
+// hands it back by adding 1, until told to stop (word 1). `futex` sleeps in
+// Atomics.wait instead of spinning.
+const PARTNER = `
+const { parentPort, workerData } = require("node:worker_threads");
+const w = new Int32Array(workerData.buffer);
+const futex = workerData.futex;
+parentPort.postMessage("up");
+for (;;) {
+  let v = Atomics.load(w, 0);
+  while ((v & 1) === 0) {
+    if (Atomics.load(w, 1)) process.exit(0);
+    if (futex) Atomics.wait(w, 0, v, 50);
+    v = Atomics.load(w, 0);
+  }
+  Atomics.add(w, 0, 1);
+  if (futex) Atomics.notify(w, 0);
+}
+`;
+
+/** One-way hand-off time between two threads, in ns (median over rounds). */
+async function handOff(futex, rounds, windowMs) {
+  const buffer = new SharedArrayBuffer(8);
+  const w = new Int32Array(buffer);
+  const worker = new Worker(PARTNER, { eval: true, workerData: { buffer, futex } });
+  await new Promise((resolve) => worker.once("message", resolve));
+  const trip = (n) => {
+    for (let i = 0; i < n; i++) {
+      const v = Atomics.add(w, 0, 1) + 1; // odd: the partner's turn
+      if (futex) Atomics.notify(w, 0);
+      while (Atomics.load(w, 0) === v) if (futex) Atomics.wait(w, 0, v, 50);
+    }
+  };
+  try {
+    const s = measure(trip, rounds, windowMs * 2);
+    // a trip is two hand-offs
+    return summarize(s.samples.map((x) => x / 2));
+  } finally {
+    Atomics.store(w, 1, 1);
+    Atomics.add(w, 0, 1);
+    Atomics.notify(w, 0);
+    await new Promise((resolve) => worker.once("exit", resolve));
+  }
+}
+
+export async function run({ rounds, windowMs, log }) {
+  const bus = await Bus.create();
+  const a = bus.connect(), b = bus.connect();
+  const to = b.transfer(4, a);
+  const core = bus.core, ex = core.ex, ctx = core.ctx;
+  const args = core.scratchFor(64);
+  core.views().f64[args >>> 3] = to;
+  const out = core.out >>> 2;
+  const i32 = core.i32;
+  const scratch = (args + 48) >>> 2; // clear of the send arguments
+  const buffer = core.u8.buffer;
+  let sink = 0;
+  const figures = [];
+  const add = (name, s, unit = "ns") => figures.push({ group: "floor", name, value: s.median, unit, spread: s });
+
+  log("  calls, locks, atomics, views");
+  add("empty wasm call (bus_version)", measure((n) => { for (let i = 0; i < n; i++) sink += ex.bus_version(); }, rounds, windowMs));
+  add("slot lookup, no lock (wake_addr)", measure((n) => { for (let i = 0; i < n; i++) sink += ex.wake_addr(a.slot, a.gen); }, rounds, windowMs));
+  add("call with one uncontended lock (query)", measure((n) => { for (let i = 0; i < n; i++) sink += ex.query(ctx, a.slot, a.gen); }, rounds, windowMs));
+  add("atomic add on shared memory, in JS", measure((n) => { for (let i = 0; i < n; i++) sink += Atomics.add(i32, scratch, 1); }, rounds, windowMs));
+  add("view on shared memory (new Uint8Array, 64 B)", measure((n) => {
+    for (let i = 0; i < n; i++) sink += new Uint8Array(buffer, 8 * (i & 1023), 64).length;
+  }, rounds, windowMs));
+  log("  the core alone");
+  add("core round trip, 64 B: send_begin, send_commit, recv, slice_release", measure((n) => {
+    for (let i = 0; i < n; i++) {
+      if (ex.send_begin(ctx, a.slot, a.gen, 0, args, 1, 1, 64, args + 8, 0, args + 8, 0, args + 8) !== 1) throw new Error("send_begin failed");
+      ex.send_commit(ctx);
+      if (ex.recv(ctx, b.slot, b.gen, 0) !== 0) throw new Error("recv failed");
+      if (ex.slice_release(ctx, b.slot, b.gen, core.u32[out + 4]) !== 0) throw new Error("slice_release failed");
+    }
+  }, rounds, windowMs));
+  bus.close();
+  log("  hand-offs between two threads");
+  add("hand-off between threads by spinning (one way)", await handOff(false, rounds, windowMs));
+  add("hand-off between threads by futex wait/notify (one way)", await handOff(true, rounds, windowMs));
+  if (sink === 0.5) log("");
+  return { figures };
+}
