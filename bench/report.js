@@ -126,7 +126,7 @@ export function formatTables(results) {
     f.target ? targetLabel(f.target, f.unit) : "", f.target ? (holds(f.target, f.value) ? "pass" : "FAIL") : "",
     f.rerun ? "re-run" : "",
   ]);
-  print("\ncapabilities and memory (medians over rounds)");
+  print("\ncapabilities, memory and the floor (medians over rounds)");
   print(table(["figure", "value", "spread", "target", "", "note"], figures));
 
   const list = targets(results);
