@@ -161,6 +161,44 @@ export function writeJson(file, results) {
   writeFileSync(file, `${JSON.stringify(json, round, 2)}\n`);
 }
 
+// ---- bench/history.json: the targets of every full run ---------------------
+
+/** How many full runs the history keeps. */
+const HISTORY_KEEP = 30;
+
+/** Appends the targets of a full run to the history file; returns the history. */
+export function appendHistory(file, results) {
+  let history = [];
+  try {
+    history = JSON.parse(readFileSync(file, "utf8"));
+  } catch {
+    // no history yet
+  }
+  history.push({
+    date: results.date, commit: results.git?.commit ?? null, node: results.node,
+    load: results.load, targets: targets(results).map(({ label, target, value, unit, pass }) => ({
+      label, target, value: +value.toPrecision(4), unit, pass,
+    })),
+  });
+  history = history.slice(-HISTORY_KEEP);
+  writeFileSync(file, `${JSON.stringify(history, null, 1)}\n`);
+  return history;
+}
+
+/** The targets of the last `n` full runs side by side, and whether each held in all of them. */
+export function formatHistory(history, n = 3) {
+  const runs = history.slice(-n);
+  if (runs.length === 0) return "";
+  const labels = runs[runs.length - 1].targets.map((t) => t.label);
+  const rows = labels.map((label) => {
+    const ts = runs.map((r) => r.targets.find((t) => t.label === label));
+    const cells = ts.map((t) => (t ? `${formatValue(t.value, t.unit)} ${t.pass ? "ok" : "--"}` : "n/a"));
+    return [label, ts[ts.length - 1].target, ...cells, ts.every((t) => t?.pass) ? "yes" : "no"];
+  });
+  const head = ["target", "", ...runs.map((r) => r.date.slice(0, 16).replace("T", " ")), `all ${runs.length}`];
+  return `the last ${runs.length} full runs (bench/history.json)\n${table(head, rows)}`;
+}
+
 // ---- bench/README.md -------------------------------------------------------
 
 const BEGIN = "<!-- results: written by bench/run.js -->", END = "<!-- /results -->";

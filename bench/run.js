@@ -6,6 +6,9 @@
 //   --only=a,b       only these groups (same-thread, cross-worker, multicast,
 //                    kernel-io, capabilities, memory, floor); nothing is written
 //
+// A full run also appends its targets to bench/history.json and prints the
+// last three full runs side by side.
+//
 // Each group is a module of bench/ that exports run(settings) and returns
 // comparison rows and/or figures (see report.js). The package must be built
 // (`npm run build`): the suite imports bus1-wasm by its own name.
@@ -14,7 +17,7 @@ import os from "node:os";
 import { execSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { WILD_SPREAD, now } from "./harness.js";
-import { formatTables, writeJson, writeSvg, targets, updateReadme } from "./report.js";
+import { formatTables, writeJson, writeSvg, targets, updateReadme, appendHistory, formatHistory } from "./report.js";
 
 const GROUPS = ["same-thread", "cross-worker", "multicast", "kernel-io", "capabilities", "memory", "floor"];
 
@@ -111,6 +114,10 @@ if (only) {
   writeSvg(svg, results);
   print(`wrote ${json} and ${svg}`);
   if (!quick && updateReadme(here("./README.md"), results)) print(`and the tables in ${here("./README.md")}`);
+  if (!quick && results.errors.length === 0) {
+    // a full run's targets join the history: do they hold run after run?
+    print(`\n${formatHistory(appendHistory(here("./history.json"), results))}`);
+  }
 }
 if (targets(results).some((t) => !t.pass)) print("(targets not met do not fail the run: the exit code reports errors only)");
 // A worker that failed may still be blocked in a wait: do not hang on it.
