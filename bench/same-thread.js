@@ -7,6 +7,10 @@
 //   copy into SAB   payload copied into an 8-byte-aligned place of a
 //                   SharedArrayBuffer (Uint8Array.set): the floor, since a
 //                   bus1 send copies the payload once into shared memory.
+// And, to show where bus1-wasm's own time goes, in the same rounds:
+//   its core alone  send_begin, send_commit, recv and slice_release called
+//                   directly on the wasm exports (no API, no copy, no JS
+//                   objects): the part of the round trip the core takes.
 // The payload is a Uint8Array of 0 B, 64 B, 1 KiB or 64 KiB.
 
 import { MessageChannel, receiveMessageOnPort } from "node:worker_threads";
@@ -34,6 +38,11 @@ export async function run({ rounds, windowMs, log }) {
   const dst = receiver.transfer(4, sender);
   const { port1, port2 } = new MessageChannel();
   const shared = new Uint8Array(new SharedArrayBuffer(2 * 65536));
+  // the core's four exports, called directly: no API layer, no payload copy, no JS objects
+  const core = bus.core, ex = core.ex, ctx = core.ctx;
+  const args = core.scratchFor(64);
+  core.views().f64[args >>> 3] = dst;
+  const out = core.out >>> 2;
   const rows = [];
 
   for (const [label, size] of SIZES) {
@@ -63,6 +72,21 @@ export async function run({ rounds, windowMs, log }) {
           for (let i = 0; i < n; i++) shared.set(payload, 64);
         }, windowMs),
       },
+      {
+        // not a baseline: how much of bus1-wasm's own time is its core,
+        // measured in the same rounds (docs/PERFORMANCE.md)
+        name: "its core alone",
+        measure: () => timeLoop((n) => {
+          for (let i = 0; i < n; i++) {
+            if (ex.send_begin(ctx, sender.slot, sender.gen, 0, args, 1, 1, size, args + 8, 0, args + 8, 0, args + 8) < 0) {
+              throw new Error("send_begin failed");
+            }
+            ex.send_commit(ctx);
+            if (ex.recv(ctx, receiver.slot, receiver.gen, 0) !== 0) throw new Error("recv failed");
+            if (ex.slice_release(ctx, receiver.slot, receiver.gen, core.u32[out + 4]) !== 0) throw new Error("slice_release failed");
+          }
+        }, windowMs),
+      },
     ];
     log(`  ${label}`);
     await warmUp(variants);
@@ -70,8 +94,11 @@ export async function run({ rounds, windowMs, log }) {
     rows.push({
       group: "same thread", case: label, unit: "ns", per: "message",
       bus1: result["bus1-wasm"],
-      baselines: { MessageChannel: result.MessageChannel, "copy into SAB": result["copy into SAB"] },
+      baselines: {
+        MessageChannel: result.MessageChannel, "copy into SAB": result["copy into SAB"], "its core alone": result["its core alone"],
+      },
       targets: TARGETS[label] ?? {},
+      breakdown: ["its core alone"],
       rerun,
     });
   }
