@@ -108,6 +108,10 @@ export function thread_exit(c: Ctx, hostThread: u32): i32 {
       bus_break(BROKEN_THREAD_DIED);
       return broken(c);
     }
+    // it died spinning in a wait: it no longer takes a processor
+    if (atomic.xchg<u32>(dp + offsetof<Ctx>("spinning"), 0)) {
+      atomic.sub<u32>(changetype<usize>(r) + offsetof<Root>("spinners"), 1);
+    }
     while (dead.nRefs) {
       let at = <usize>dead.refs + (<usize>(dead.nRefs - 1) << 3);
       let rc = peer_close(c, load<u32>(at), load<u32>(at, 4));

@@ -34,6 +34,9 @@
  *   +132 hostThread: the host's id of this thread (Node: threadId)
  *   +136 nWake, +140 u32 × 8: wake words to notify after the locks are
  *        dropped, so a woken receiver does not run into the sender's lock
+ *   +172 spinning: 1 while the host spins in a wait and is counted in
+ *        Root.spinners (written by the host; thread_exit takes a dead
+ *        thread's count back)
  */
 
 import { Entry, entry, queue_link, queue_unlink, clock_sync, KIND_DESTROY } from "./queue";
@@ -66,6 +69,8 @@ import { handle_of_destroy_entry, Node } from "./handle";
   /** Wake words to notify once the call has dropped its locks (peer_wake). */
   nWake: u32;
   wake0: u32; wake1: u32; wake2: u32; wake3: u32; wake4: u32; wake5: u32; wake6: u32; wake7: u32;
+  /** 1 while the host spins in a wait, counted in Root.spinners. */
+  spinning: u32;
 }
 
 // @ts-ignore: decorator

@@ -8,7 +8,7 @@
  * travel as objects.
  */
 import { Bus1Error, codeOf, describe, type ErrorCode } from "./errors.js";
-import { Core, MAX_PAGES, ROOT_SPINNERS } from "./core.js";
+import { Core, CTX_SPINNING, MAX_PAGES, ROOT_SPINNERS } from "./core.js";
 import { Message, type MessageType } from "./message.js";
 import type { Cloner } from "./objects.js";
 
@@ -864,6 +864,9 @@ export class Peer {
       if (n >= limit) return false;
       if (Atomics.compareExchange(i32, spinners, n, n + 1) === n) break;
     }
+    // if this thread dies spinning, thread_exit takes its count back
+    const flag = (core.ctx + CTX_SPINNING) >>> 2;
+    Atomics.store(i32, flag, 1);
     try {
       const seq = Atomics.load(i32, word);
       for (let n = 1; ; n++) {
@@ -871,7 +874,7 @@ export class Peer {
         if ((n & 63) === 0 && performance.now() >= until) return false;
       }
     } finally {
-      Atomics.sub(i32, spinners, 1);
+      if (Atomics.exchange(i32, flag, 0)) Atomics.sub(i32, spinners, 1);
     }
   }
 

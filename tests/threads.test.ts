@@ -238,6 +238,30 @@ describe("waiting across threads", () => {
     expect(Atomics.load(i32, spinners)).toBe(0);
   }, 60_000);
 
+  it("a worker terminated while it spins in wait() gives its place among the spinners back", async () => {
+    // the worker stops where a spinning wait() would be, counted and flagged;
+    // bus.watch's thread_exit must take its count back, or spinning would
+    // stay off for every other thread
+    const bus = await newBus();
+    const spinners = (bus.core.ex.bus_root() + 76) >>> 2;
+    const i32 = new Int32Array(bus.core.memory.buffer);
+    const p = bus.connect();
+    const w = start("threads-spinner.mjs", { ref: p.ref }, bus);
+    expect(await inbox(w).next<{ step: string }>()).toEqual({ step: "spinning" });
+    expect(Atomics.load(i32, spinners)).toBe(1);
+    const exited = new Promise((resolve) => w.once("exit", resolve));
+    await w.terminate();
+    await exited;
+    await sleep(10); // the exit listener of bus.watch has run
+    expect(Atomics.load(i32, spinners)).toBe(0);
+    // and a wait() that spins leaves neither count nor flag behind
+    const q = bus.connect();
+    expect(q.wait(1)).toBe(false);
+    expect(Atomics.load(i32, spinners)).toBe(0);
+    expect(Atomics.load(i32, (bus.core.ctx + 172) >>> 2)).toBe(0);
+    p.close();
+  });
+
   it("await peer.readable() on the main thread resolves when a worker sends", async () => {
     const bus = await newBus();
     const main = bus.connect();
