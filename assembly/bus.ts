@@ -33,7 +33,8 @@
  *   +68  peerPool    list of free Peer records (type-stable, see peer.ts)
  *   +72  threads     thread table: MAX_THREADS context pointers
  *   +76  spinners    threads spinning in a host's wait (the hosts keep it
- *                    below the processor count; the core never reads it)
+ *                    below the processor count; the core only takes back
+ *                    the place of a thread that died spinning, thread_exit)
  *   +128 tlsf        the heap's TLSF control block
  *   +128+TLSF_SIZE   peer directory: PEER_DIR_SIZE page pointers
  *
@@ -47,7 +48,7 @@ import { tlsf_init, tlsf_add_region, tlsf_extend_region, tlsf_alloc, tlsf_free, 
 import { lock_take, lock_drop } from "./lock";
 
 export const BUS1_MAGIC: u32 = 0x31737562; // "bus1"
-export const ABI_VERSION: u32 = 1;
+export const ABI_VERSION: u32 = 2;
 
 // @ts-ignore: decorator
 @inline export const PAGE_SIZE: u32 = 65536;

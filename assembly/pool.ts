@@ -141,6 +141,8 @@ function pool_grow(p: Peer, body: u32): bool {
 
 /** Frees a slice; hands its chunk back if that empties it (not the last). */
 export function pool_free(p: Peer, m: Message): void {
+  // a slice kept aside is not free in TLSF's eyes: catch a second free here
+  assert(<u32>changetype<usize>(m) != p.poolCache, "slice freed twice");
   let mb = changetype<usize>(m) - BLOCK_HEADER;
   if (!p.poolCache && block_size(mb) <= CACHE_MAX && !load<u32>(p.poolChunks)) {
     p.poolCache = <u32>changetype<usize>(m);

@@ -8,7 +8,7 @@
  * travel as objects.
  */
 import { Bus1Error, codeOf, describe, type ErrorCode } from "./errors.js";
-import { Core, CTX_SPINNING, MAX_PAGES, ROOT_SPINNERS } from "./core.js";
+import { ABI_VERSION, Core, CTX_SPINNING, MAX_PAGES, ROOT_SPINNERS } from "./core.js";
 import { Message, type MessageType } from "./message.js";
 import type { Cloner } from "./objects.js";
 
@@ -247,7 +247,7 @@ export class Bus {
     }
     const shared = typeof SharedArrayBuffer !== "undefined" && handle.memory.buffer instanceof SharedArrayBuffer;
     const bus = new Bus(handle.module, handle.memory, handle.id, shared);
-    if (bus.core.ex.bus_version() !== 1) throw Bus1Error.of("EINVAL", "Bus.attach", "the memory holds no bus");
+    if (bus.core.ex.bus_version() !== ABI_VERSION) throw Bus1Error.of("EINVAL", "Bus.attach", "the memory holds no bus");
     const p = requirePlatform();
     bus.core.open(p.canBlock(), p.threadId());
     return bus;

@@ -58,6 +58,8 @@ export const CTX_ERR_ARG = 28;
 export const CTX_ERR_INDEX = 32;
 export const CTX_OUT = 64;
 export const CTX_TID = 96;
+/** The ABI version this host speaks (bus_version(), docs/ABI.md). */
+export const ABI_VERSION = 2;
 /** Offset in the context block of the flag that this thread spins in a wait. */
 export const CTX_SPINNING = 172;
 /** Offset in the root of the count of threads spinning in wait (docs/ABI.md). */
