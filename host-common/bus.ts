@@ -152,8 +152,11 @@ export function markEndpoint(v: object): void {
   endpoints.add(v);
 }
 
+/** What checkOptions returns for no options (shared: callers only read it). */
+const NO_OPTIONS: Record<string, unknown> = Object.freeze({});
+
 function checkOptions(op: string, options: unknown, keys: readonly string[]): Record<string, unknown> {
-  if (options === undefined) return {};
+  if (options === undefined) return NO_OPTIONS;
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
     throw Bus1Error.of("EINVAL", op, `options must be an object, got ${describe(options)}`);
   }
@@ -623,14 +626,10 @@ export class Peer {
   recv(options?: { seed?: boolean }): Message | null {
     const op = "recv";
     this.check(op);
-    const seed = options === undefined ? false : checkBoolean(op, "seed", checkOptions(op, options, ["seed"]).seed);
+    const o = checkOptions(op, options, ["seed"]);
+    const seed = checkBoolean(op, "seed", o.seed);
     const bus = this.bus, core = bus.core;
-    let rc: number;
-    try {
-      rc = core.ex.recv(core.ctx, this.slot, this.gen, seed ? RECV_SEED : 0);
-    } catch (e) {
-      throw bus.trap(op, e);
-    }
+    const rc = bus.call(op, () => core.ex.recv(core.ctx, this.slot, this.gen, seed ? RECV_SEED : 0));
     if (rc < 0) {
       if (rc === -EAGAIN) return null;
       throw bus.error(op, rc);
@@ -719,12 +718,7 @@ export class Peer {
     const op = "releaseSlice";
     this.check(op);
     const bus = this.bus, core = bus.core;
-    let rc: number;
-    try {
-      rc = core.ex.slice_release(core.ctx, this.slot, this.gen, toId(offset));
-    } catch (e) {
-      throw bus.trap(op, e);
-    }
+    const rc = bus.call(op, () => core.ex.slice_release(core.ctx, this.slot, this.gen, toId(offset)));
     if (rc < 0) throw bus.error(op, rc, { offset });
   }
 
@@ -857,7 +851,7 @@ export class Peer {
   private spin(word: number, until: number): boolean {
     const core = this.bus.core;
     const i32 = core.views().i32;
-    const spinners = (core.ex.bus_root() + ROOT_SPINNERS) >>> 2;
+    const spinners = (core.root + ROOT_SPINNERS) >>> 2;
     const limit = (platform?.cpus ?? 2) - 1;
     for (;;) {
       const n = Atomics.load(i32, spinners);

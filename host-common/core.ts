@@ -75,6 +75,8 @@ export class Core {
   /** This thread's index in the core's thread table. */
   tid = 0;
   readonly bounds: CallBounds;
+  /** Address of the bus root (the same in every instance of the module). */
+  readonly root: number;
   /** The memory's buffer as of the last views(): reading `u8.buffer` costs a view's worth of time. */
   buffer!: ArrayBufferLike;
   u8!: Uint8Array;
@@ -107,6 +109,7 @@ export class Core {
     });
     this.ex = instance.exports as unknown as CoreExports;
     const ex = this.ex;
+    this.root = ex.bus_root();
     this.bounds = {
       destinations: ex.max_destinations.value, handles: ex.max_handles.value, vecs: ex.max_vecs.value,
       objects: ex.max_objects.value, destroy: ex.max_destroy.value,
@@ -130,7 +133,7 @@ export class Core {
     this.u32 = new Uint32Array(buffer);
     this.i32 = new Int32Array(buffer);
     this.f64 = new Float64Array(buffer);
-    this.heapEnd = (this.ex.bus_root() + 16) >>> 2;
+    this.heapEnd = (this.root + 16) >>> 2;
     return this;
   }
 
