@@ -22,6 +22,7 @@
 import { Worker } from "node:worker_threads";
 import { Bus } from "bus1-wasm";
 import { summarize, timeLoop } from "./harness.js";
+import { coreRoundTrip } from "./same-thread.js";
 
 /** ns per operation of `run(n)`, as the median over `rounds` windows. */
 function measure(run, rounds, windowMs) {
@@ -81,12 +82,10 @@ export async function run({ rounds, windowMs, log }) {
   const a = bus.connect(), b = bus.connect();
   const to = b.transfer(4, a);
   const core = bus.core, ex = core.ex, ctx = core.ctx;
-  const args = core.scratchFor(64);
-  core.views().f64[args >>> 3] = to;
-  const out = core.out >>> 2;
-  const i32 = core.i32;
-  const scratch = (args + 48) >>> 2; // clear of the send arguments
-  const buffer = core.u8.buffer;
+  const roundTrip = coreRoundTrip(bus, a, b, to, 64);
+  const i32 = core.views().i32;
+  const scratch = (core.scratchFor(64) + 48) >>> 2; // clear of the round trip's arguments
+  const buffer = core.buffer;
   let sink = 0;
   const figures = [];
   const add = (name, s, unit = "ns") => figures.push({ group: "floor", name, value: s.median, unit, spread: s });
@@ -100,14 +99,7 @@ export async function run({ rounds, windowMs, log }) {
     for (let i = 0; i < n; i++) sink += new Uint8Array(buffer, 8 * (i & 1023), 64).length;
   }, rounds, windowMs));
   log("  the core alone");
-  add("core round trip, 64 B: send_begin, send_commit, recv, slice_release", measure((n) => {
-    for (let i = 0; i < n; i++) {
-      if (ex.send_begin(ctx, a.slot, a.gen, 0, args, 1, 1, 64, args + 8, 0, args + 8, 0, args + 8) !== 1) throw new Error("send_begin failed");
-      ex.send_commit(ctx);
-      if (ex.recv(ctx, b.slot, b.gen, 0) !== 0) throw new Error("recv failed");
-      if (ex.slice_release(ctx, b.slot, b.gen, core.u32[out + 4]) !== 0) throw new Error("slice_release failed");
-    }
-  }, rounds, windowMs));
+  add("core round trip, 64 B: send_begin, send_commit, recv, slice_release", measure(roundTrip, rounds, windowMs));
   bus.close();
   log("  hand-offs between two threads");
   add("hand-off between threads by spinning (one way)", await handOff(false, rounds, windowMs));

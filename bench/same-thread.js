@@ -31,6 +31,28 @@ const TARGETS = {
   "64 KiB": { "copy into SAB": [">=", 1 / 1.5, "≤ 1.5× the copy"] },
 };
 
+/**
+ * One send → recv → release of `size` bytes from `sender` to `receiver`
+ * (`dst`: the sender's handle), made by calling the core's four exports
+ * directly: no API layer, no payload copy, no JS objects. Returns run(n).
+ */
+export function coreRoundTrip(bus, sender, receiver, dst, size) {
+  const core = bus.core, ex = core.ex, ctx = core.ctx;
+  const args = core.scratchFor(64);
+  core.views().f64[args >>> 3] = dst;
+  const out = core.out >>> 2;
+  return (n) => {
+    for (let i = 0; i < n; i++) {
+      if (ex.send_begin(ctx, sender.slot, sender.gen, 0, args, 1, 1, size, args + 8, 0, args + 8, 0, args + 8) !== 1) {
+        throw new Error("send_begin failed");
+      }
+      ex.send_commit(ctx);
+      if (ex.recv(ctx, receiver.slot, receiver.gen, 0) !== 0) throw new Error("recv failed");
+      if (ex.slice_release(ctx, receiver.slot, receiver.gen, core.u32[out + 4]) !== 0) throw new Error("slice_release failed");
+    }
+  };
+}
+
 export async function run({ rounds, windowMs, log }) {
   const bus = await Bus.create();
   const sender = bus.connect();
@@ -38,15 +60,11 @@ export async function run({ rounds, windowMs, log }) {
   const dst = receiver.transfer(4, sender);
   const { port1, port2 } = new MessageChannel();
   const shared = new Uint8Array(new SharedArrayBuffer(2 * 65536));
-  // the core's four exports, called directly: no API layer, no payload copy, no JS objects
-  const core = bus.core, ex = core.ex, ctx = core.ctx;
-  const args = core.scratchFor(64);
-  core.views().f64[args >>> 3] = dst;
-  const out = core.out >>> 2;
   const rows = [];
 
   for (const [label, size] of SIZES) {
     const payload = new Uint8Array(size).fill(0xab);
+    const coreOnly = coreRoundTrip(bus, sender, receiver, dst, size);
     const variants = [
       {
         name: "bus1-wasm",
@@ -76,16 +94,7 @@ export async function run({ rounds, windowMs, log }) {
         // not a baseline: how much of bus1-wasm's own time is its core,
         // measured in the same rounds (docs/PERFORMANCE.md)
         name: "its core alone",
-        measure: () => timeLoop((n) => {
-          for (let i = 0; i < n; i++) {
-            if (ex.send_begin(ctx, sender.slot, sender.gen, 0, args, 1, 1, size, args + 8, 0, args + 8, 0, args + 8) < 0) {
-              throw new Error("send_begin failed");
-            }
-            ex.send_commit(ctx);
-            if (ex.recv(ctx, receiver.slot, receiver.gen, 0) !== 0) throw new Error("recv failed");
-            if (ex.slice_release(ctx, receiver.slot, receiver.gen, core.u32[out + 4]) !== 0) throw new Error("slice_release failed");
-          }
-        }, windowMs),
+        measure: () => timeLoop(coreOnly, windowMs),
       },
     ];
     log(`  ${label}`);
