@@ -9,6 +9,9 @@
  */
 import { describe, expect, it } from "vitest";
 import { Bus, Bus1Error, HANDLE_INVALID } from "bus1-wasm";
+// the benchmarks' seeded PRNG (mulberry32, uniform in [0, 1))
+// @ts-expect-error: plain JavaScript, no declarations
+import { random as mulberry32 } from "../bench/harness.js";
 
 type Peer = ReturnType<Bus["connect"]>;
 type Message = NonNullable<ReturnType<Peer["recv"]>>;
@@ -19,17 +22,6 @@ const MAX_PEERS = 6;
 /** Caller-chosen node IDs (bits 0 and 1 clear). */
 const CALLER_IDS = [4, 8, 12, 16, 20, 24];
 
-/** mulberry32: a 32-bit seeded PRNG, uniform in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** FNV-1a over the bytes: keeps the trace short for long payloads. */
 function fnv1a(bytes: Uint8Array): string {
@@ -62,7 +54,7 @@ class Scenario {
   private sent = 0;
 
   constructor(private readonly bus: Bus, seed: number) {
-    this.rand = mulberry32(seed);
+    this.rand = mulberry32(seed) as () => number;
     for (let i = 0; i < 4; i++) this.connect();
   }
 
