@@ -23,37 +23,65 @@
  *   +16  heapEnd     end of the heap region
  *   +20  maxPages    bound from the `maxMemoryBytes` option
  *   +24  serial      last peer serial handed out (tie-break of the order)
- *   +28  users       list of User records
+ *   +28  nThreads    attached threads (entries in the thread table)
  *   +32  peerFree    first free peer slot + 1, 0 if none
  *   +36  peerSlots   number of peer slots ever made
  *   +40  limits      default per-user limits: slices, handles, bytes, objects
  *   +56  broken      0, or why the bus is broken (lock.ts BROKEN_*)
- *   +60  miscLock    lock (2 words) guarding users, peer slots, free peers,
- *                    the thread table
- *   +68  peerPool    list of free Peer records (type-stable, see peer.ts)
+ *   +60  miscLock    lock (2 words) guarding users, peer slots, the limbo,
+ *                    the thread table and the counters below
+ *   +68  records     host-object records alive (record_alloc, atomic)
  *   +72  threads     thread table: MAX_THREADS context pointers
  *   +76  spinners    threads spinning in a host's wait (the hosts keep it
  *                    below the processor count; the core only takes back
  *                    the place of a thread that died spinning, thread_exit)
+ *   +80  epoch       reclamation epoch (even; see "Freeing peers" below)
+ *   +84  limbo       three lists of retired Peer records, by epoch / 2 % 3
+ *   +96  heapUsed    bytes of heap blocks in use, headers included
+ *   +100 peers       Peer records allocated (live or retired, not yet freed)
+ *   +104 ctxSerial   last thread serial handed out (never 0 or 0xffffffff)
+ *   +108 threadsHigh thread-table entries ever used (bounds every scan)
+ *   +112 userMap     user id → User (map.ts, three words)
+ *   +124 (reserved)
  *   +128 tlsf        the heap's TLSF control block
  *   +128+TLSF_SIZE   peer directory: PEER_DIR_SIZE page pointers
  *
  * Peer slots: a peer is named across the ABI by (slot, generation); the
  * generation changes whenever a slot is freed, so a stale reference can never
  * reach a new peer. Slots live in pages of PEER_PAGE_SLOTS entries that are
- * never moved, so a reader needs no lock to find a peer.
+ * never moved or freed, so a reader needs no lock to find a peer. A slot
+ * entry is four u32s: the peer (or the free-list link, odd), the generation,
+ * and the peer's wake word and its count of sleepers. The wake word lives in
+ * the slot, not in the Peer, because a host sleeps on its address outside any
+ * call: slot memory is never freed, so a host that still waits on the word of
+ * a peer that is gone only sees a spurious wake-up.
+ *
+ * Freeing peers (epoch-based reclamation). Inside a call a thread follows raw
+ * Peer pointers it does not hold the lock of: the slot directory, a node's
+ * owner, its lock set while it relocks after a retry. So a Peer record is not
+ * handed back to the heap the moment it is freed: it is retired to the limbo
+ * list of the current epoch. A thread in a call announces the epoch it saw
+ * at the start of the call (Ctx.inCall = epoch + 1; 0 between calls). The
+ * epoch moves on by 2 once every thread in a call has announced the current
+ * one; a record retired in epoch E is freed when the epoch reaches E + 4:
+ * every thread then in a call started it after the record was retired, when
+ * nothing led to it any more. Persistent pointers to a Peer are counted
+ * instead (Peer.pins: the nodes it owns), and a peer is retired only when it
+ * is freed and unpinned.
  */
 
-import { tlsf_init, tlsf_add_region, tlsf_extend_region, tlsf_alloc, tlsf_free, block_body, block_of_body, TLSF_SIZE } from "./tlsf";
+import { tlsf_init, tlsf_add_region, tlsf_extend_region, tlsf_alloc, tlsf_free, block_body, block_of_body, block_size, TLSF_SIZE, BLOCK_HEADER } from "./tlsf";
 import { lock_take, lock_drop } from "./lock";
 
 export const BUS1_MAGIC: u32 = 0x31737562; // "bus1"
-export const ABI_VERSION: u32 = 2;
+export const ABI_VERSION: u32 = 3;
 
 // @ts-ignore: decorator
 @inline export const PAGE_SIZE: u32 = 65536;
 // @ts-ignore: decorator
 @inline export const PEER_PAGE_SLOTS: u32 = 512;
+// @ts-ignore: decorator
+@inline export const SLOT_SIZE: u32 = 16;
 // @ts-ignore: decorator
 @inline export const PEER_DIR_SIZE: u32 = 1024;
 
@@ -72,7 +100,7 @@ export const ABI_VERSION: u32 = 2;
   heapEnd: u32;
   maxPages: u32;
   serial: u32;
-  users: u32;
+  nThreads: u32;
   peerFree: u32;
   peerSlots: u32;
   limSlices: u32;
@@ -82,9 +110,16 @@ export const ABI_VERSION: u32 = 2;
   broken: u32;
   miscLock: u32;
   miscWaiters: u32;
-  peerPool: u32;
+  records: u32;
   threads: u32;
   spinners: u32;
+  epoch: u32;
+  limbo0: u32; limbo1: u32; limbo2: u32;
+  heapUsed: u32;
+  peers: u32;
+  ctxSerial: u32;
+  threadsHigh: u32;
+  userMap: u32; userCap: u32; userCount: u32;
 }
 
 // @ts-ignore: decorator
@@ -146,7 +181,9 @@ export function thread_set(tid: u32): void {
  */
 function heap_grow(size: u32): bool {
   let r = root();
-  let need = (<usize>size + 64 + PAGE_SIZE - 1) & ~(<usize>PAGE_SIZE - 1);
+  // TLSF rounds a request up to its size class (up to 1/16 more) before it
+  // searches: the new region must hold that, not just `size`
+  let need = (<usize>size + (<usize>size >> 3) + 64 + PAGE_SIZE - 1) & ~(<usize>PAGE_SIZE - 1);
   // grow by at least a quarter of what we have, to keep growth rare
   let want = max(need, (<usize>r.heapEnd >> 2) & ~(<usize>PAGE_SIZE - 1));
   let oldEnd = <usize>r.heapEnd;
@@ -174,6 +211,7 @@ export function heap_alloc(size: u32): usize {
   if (!lock_take(l, thread_tid)) return 0;
   let b = tlsf_alloc(t, size);
   if (!b && heap_grow(size)) b = tlsf_alloc(t, size);
+  if (b) root().heapUsed += block_size(b) + BLOCK_HEADER;
   lock_drop(l);
   return b ? block_body(b) : 0;
 }
@@ -189,7 +227,9 @@ export function heap_free(p: usize): void {
   let l = root_addr() + offsetof<Root>("heapLock");
   // a broken bus leaks rather than risk a heap a dead thread left half-changed
   if (!lock_take(l, thread_tid)) return;
-  tlsf_free(heap_tlsf(), block_of_body(p));
+  let b = block_of_body(p);
+  root().heapUsed -= block_size(b) + BLOCK_HEADER;
+  tlsf_free(heap_tlsf(), b);
   lock_drop(l);
 }
 
@@ -211,6 +251,25 @@ export function array_room(a: usize, elem: u32): bool {
   store<u32>(a, <u32>p);
   store<u32>(a, ncap, 8);
   return true;
+}
+
+/**
+ * Gives back most of a growable array (see array_room) that has emptied: at
+ * a quarter full or less it moves to a table half its size (never below 8).
+ * A thread that once held thousands of references does not keep their table
+ * for ever. Out of memory, it stays as it is.
+ */
+export function array_shrink(a: usize, elem: u32): void {
+  let n = load<u32>(a, 4), cap = load<u32>(a, 8);
+  if (cap <= 8 || n > cap >> 2) return;
+  let ncap = cap >> 1;
+  let p = heap_alloc(ncap * elem);
+  if (!p) return;
+  let old = <usize>load<u32>(a);
+  memory.copy(p, old, n * elem);
+  heap_free(old);
+  store<u32>(a, <u32>p);
+  store<u32>(a, ncap, 8);
 }
 
 /** Takes the misc lock (users, slots, free peers, threads). */
@@ -241,13 +300,13 @@ export function heap_bytes(): u32 {
   return root_addr() + ROOT_PEER_DIR;
 }
 
-/** Address of slot `i`'s entry (peer ptr u32, generation u32), or 0. */
+/** Address of slot `i`'s entry (peer ptr, generation, wake, sleepers), or 0. */
 export function slot_addr(i: u32): usize {
   let page = i / PEER_PAGE_SLOTS;
   if (page >= PEER_DIR_SIZE) return 0;
   let p = load<u32>(peer_dir() + page * 4);
   if (!p) return 0;
-  return p + (i % PEER_PAGE_SLOTS) * 8;
+  return p + (i % PEER_PAGE_SLOTS) * SLOT_SIZE;
 }
 
 /** Takes a free slot for `peer`; returns its index, or -1 when out of memory. */
@@ -265,7 +324,7 @@ export function slot_take(peer: usize): i32 {
   let page = i / PEER_PAGE_SLOTS;
   if (page >= PEER_DIR_SIZE) return -1;
   if (i % PEER_PAGE_SLOTS == 0) {
-    let p = heap_calloc(PEER_PAGE_SLOTS * 8);
+    let p = heap_calloc(PEER_PAGE_SLOTS * SLOT_SIZE);
     if (!p) return -1;
     store<u32>(peer_dir() + page * 4, <u32>p);
   }
@@ -296,3 +355,83 @@ export function slot_lookup(i: u32, gen: u32): usize {
 export function slot_gen(i: u32): u32 {
   return load<u32>(slot_addr(i), 4);
 }
+
+/** Address of slot `i`'s wake word (its sleeper count follows it). */
+export function slot_wake(i: u32): usize {
+  return slot_addr(i) + 8;
+}
+
+// ---- reclamation ----------------------------------------------------------------
+
+/** Announces that this thread is in a call (see "Freeing peers"). */
+// @ts-ignore: decorator
+@inline export function epoch_enter(inCall: usize): void {
+  atomic.store<u32>(inCall, atomic.load<u32>(root_addr() + offsetof<Root>("epoch")) + 1);
+}
+
+// @ts-ignore: decorator
+@inline export function epoch_leave(inCall: usize): void {
+  atomic.store<u32>(inCall, 0);
+}
+
+/** The limbo list of epoch `e` (0, 2 or 4). */
+// @ts-ignore: decorator
+@inline function limbo_list(e: u32): usize {
+  return root_addr() + offsetof<Root>("limbo0") + (<usize>(e >> 1) << 2);
+}
+
+/**
+ * Retires a freed Peer record: it goes back to the heap once no thread can
+ * still be looking at it. Its third word (after the lock) links the list.
+ * Under the misc lock.
+ */
+export function limbo_retire(p: usize): void {
+  let list = limbo_list(root().epoch);
+  store<u32>(p + LIMBO_LINK, load<u32>(list));
+  store<u32>(list, <u32>p);
+  limbo_advance();
+}
+
+/**
+ * Moves the epoch on if every thread in a call has announced the current
+ * one, and frees what was retired two epochs before. Under the misc lock.
+ *
+ * Epochs count 0, 2, 4, 0, ...: a thread in a call has announced either the
+ * current epoch or the one before (the epoch cannot move past a thread that
+ * has not seen it), so three values tell them apart, and the list the new
+ * epoch fills is the one retired two moves ago, freed here.
+ */
+export function limbo_advance(): void {
+  let r = root();
+  let e = r.epoch;
+  let t = <usize>r.threads;
+  for (let i: u32 = 0; i < r.threadsHigh; i++) {
+    let c = <usize>load<u32>(t + (i << 2));
+    if (!c) continue;
+    let seen = atomic.load<u32>(c + CTX_IN_CALL);
+    if (seen != 0 && seen != e + 1) return;
+  }
+  let next = e == 4 ? 0 : e + 2;
+  let list = limbo_list(next);
+  let p = <usize>load<u32>(list);
+  store<u32>(list, 0);
+  atomic.store<u32>(changetype<usize>(r) + offsetof<Root>("epoch"), next);
+  while (p) {
+    let after = <usize>load<u32>(p + LIMBO_LINK);
+    heap_free(p);
+    r.peers--;
+    p = after;
+  }
+}
+
+/** Frees what can be freed now (a thread that sees no other in a call frees everything). */
+export function limbo_drain(): void {
+  for (let i = 0; i < 3; i++) limbo_advance();
+}
+
+// @ts-ignore: decorator
+@inline const LIMBO_LINK: usize = 8;
+
+/** Ctx.inCall's offset (tx.ts); kept here so that bus.ts imports nothing above it. */
+// @ts-ignore: decorator
+@inline export const CTX_IN_CALL: usize = 100;

@@ -8,7 +8,9 @@
  * ctx.errIndex say which argument was at fault. docs/ABI.md is the reference.
  */
 
-import { bus_setup, root, root_addr, Root, slot_lookup, heap_alloc, heap_calloc, heap_free, heap_bytes, misc_lock, misc_unlock, thread_set, array_room, BUS1_MAGIC, ABI_VERSION, MAX_THREADS } from "./bus";
+import { bus_setup, root, root_addr, Root, slot_lookup, slot_wake, heap_alloc, heap_calloc, heap_free, heap_bytes, misc_lock, misc_unlock, thread_set, array_room, array_shrink, epoch_enter, epoch_leave, limbo_drain, BUS1_MAGIC, ABI_VERSION, MAX_THREADS } from "./bus";
+import { record_new, record_free, records_orphan } from "./record";
+import { user_count } from "./user";
 import { Ctx, CTX_SIZE, ctx_out } from "./tx";
 import { ls_need, ls_retry, ls_release, ls_free, ERETRY, NEED_NOMEM } from "./lockset";
 import { bus_broken, bus_break, lock_set_can_block, BROKEN_THREAD_DIED } from "./lock";
@@ -53,8 +55,9 @@ export function bus_heap_bytes(): u32 {
 
 /**
  * Attaches the calling thread: a new context block, registered in the thread
- * table under the host's id for this thread. 0 when out of memory or when
- * MAX_THREADS threads are attached.
+ * table under the host's id for this thread, with a serial that no other
+ * attachment has had. 0 when out of memory or when MAX_THREADS threads are
+ * attached.
  */
 export function ctx_new(canBlock: u32, hostThread: u32): usize {
   lock_set_can_block(canBlock != 0);
@@ -69,6 +72,11 @@ export function ctx_new(canBlock: u32, hostThread: u32): usize {
     let ctx = changetype<Ctx>(c);
     ctx.tid = tid;
     ctx.hostThread = hostThread;
+    // serials name record owners: never 0, never RECORD_ORPHAN
+    if (++r.ctxSerial == 0xFFFFFFFF) r.ctxSerial = 1;
+    ctx.serial = r.ctxSerial;
+    r.nThreads++;
+    if (tid >= r.threadsHigh) r.threadsHigh = tid + 1;
   }
   misc_unlock();
   if (c) thread_set(tid);
@@ -77,39 +85,61 @@ export function ctx_new(canBlock: u32, hostThread: u32): usize {
 
 /** Detaches the calling thread (its peer references were closed by the host). */
 export function ctx_free(c: Ctx): void {
+  if (misc_lock()) {
+    ctx_unlist(c);
+    misc_unlock();
+  }
   ctx_release(c);
 }
 
+/** Takes a context off the thread table. Under the misc lock. */
+function ctx_unlist(c: Ctx): void {
+  let r = root();
+  store<u32>(r.threads + (c.tid << 2), 0);
+  r.nThreads--;
+  // the thread no longer holds anything back
+  limbo_drain();
+}
+
+/** Frees a context that is off the table: its records become orphans. */
 function ctx_release(c: Ctx): void {
-  if (misc_lock()) {
-    store<u32>(root().threads + (c.tid << 2), 0);
-    misc_unlock();
-  }
+  records_orphan(c);
   ls_free(c);
   if (c.refs) heap_free(c.refs);
+  if (c.scratch) heap_free(c.scratch);
   heap_free(changetype<usize>(c));
 }
 
 /**
  * Another thread is gone (its host saw it exit). If it died inside a bus call
  * the bus is marked broken; otherwise the peer references it held are closed
- * for it and its context is freed. Returns the number of references closed.
+ * for it, its host object records become orphans and its context is freed.
+ * Returns the number of references closed.
  */
 export function thread_exit(c: Ctx, hostThread: u32): i32 {
   if (bus_broken()) return broken(c);
-  let r = root();
   let closed: i32 = 0;
-  for (let tid: u32 = 0; tid < MAX_THREADS; tid++) {
-    let dp = <usize>load<u32>(r.threads + (tid << 2));
-    if (!dp || dp == changetype<usize>(c)) continue;
-    let dead = changetype<Ctx>(dp);
-    if (dead.hostThread != hostThread) continue;
-    if (atomic.load<u32>(dp + offsetof<Ctx>("inCall"))) {
-      bus_break(BROKEN_THREAD_DIED);
-      return broken(c);
+  while (true) {
+    // claim the dead thread's context: whoever takes it off the table owns it
+    if (!misc_lock()) return broken(c);
+    let r = root();
+    let dead: Ctx | null = null;
+    for (let tid: u32 = 0; tid < r.threadsHigh; tid++) {
+      let dp = <usize>load<u32>(r.threads + (tid << 2));
+      if (!dp || dp == changetype<usize>(c) || changetype<Ctx>(dp).hostThread != hostThread) continue;
+      if (atomic.load<u32>(dp + offsetof<Ctx>("inCall"))) {
+        misc_unlock();
+        bus_break(BROKEN_THREAD_DIED);
+        return broken(c);
+      }
+      dead = changetype<Ctx>(dp);
+      ctx_unlist(dead);
+      break;
     }
+    misc_unlock();
+    if (!dead) return closed;
     // it died spinning in a wait: it no longer takes a processor
-    if (atomic.xchg<u32>(dp + offsetof<Ctx>("spinning"), 0)) {
+    if (atomic.xchg<u32>(changetype<usize>(dead) + offsetof<Ctx>("spinning"), 0)) {
       atomic.sub<u32>(changetype<usize>(r) + offsetof<Root>("spinners"), 1);
     }
     while (dead.nRefs) {
@@ -122,7 +152,6 @@ export function thread_exit(c: Ctx, hostThread: u32): i32 {
     }
     ctx_release(dead);
   }
-  return closed;
 }
 
 /** Why the bus is broken (lock.ts BROKEN_*), or 0. */
@@ -146,18 +175,56 @@ function refs_remove(c: Ctx, slot: u32, gen: u32): void {
       let last = <usize>c.refs + (<usize>(c.nRefs - 1) << 3);
       store<u64>(at, load<u64>(last));
       c.nRefs--;
+      array_shrink(changetype<usize>(c) + offsetof<Ctx>("refs"), 8);
       return;
     }
   }
 }
 
-/** Scratch memory for call arguments; 0 when out of memory. */
-export function scratch_alloc(size: u32): usize {
-  return heap_alloc(size);
+/**
+ * The thread's scratch for call arguments, made `size` bytes (8-aligned; its
+ * contents are not kept): its address, or 0 when out of memory (the old one
+ * then stays). It belongs to the context and goes with it.
+ */
+export function ctx_scratch(c: Ctx, size: u32): usize {
+  let p = heap_alloc(size);
+  if (!p) return 0;
+  if (c.scratch) heap_free(c.scratch);
+  c.scratch = <u32>p;
+  return p;
 }
 
-export function scratch_free(p: usize): void {
-  heap_free(p);
+/** A host object record (record.ts) of `length` serialized bytes for the value in `slot`; 0 when out of memory. */
+export function object_record(c: Ctx, slot: u32, length: u32): usize {
+  return record_new(c, slot, length);
+}
+
+/** Frees a record whose freeing the caller claimed (record.ts). */
+export function object_record_free(c: Ctx, rec: usize): void {
+  record_free(c, rec);
+}
+
+/**
+ * Counters of the whole bus, written to ctx.out as u32s: heap bytes spanned,
+ * heap bytes in use, peer records, users, attached threads, host object
+ * records. Records of closed peers that can already be freed are freed
+ * first, so that a quiet bus shows what it really holds.
+ */
+export function bus_stats(c: Ctx): i32 {
+  c.errArg = 0;
+  if (bus_broken()) return broken(c);
+  if (!misc_lock()) return broken(c);
+  limbo_drain();
+  let r = root();
+  let o = ctx_out(c);
+  store<u32>(o, heap_bytes());
+  store<u32>(o, r.heapUsed, 4);
+  store<u32>(o, r.peers, 8);
+  store<u32>(o, user_count(), 12);
+  store<u32>(o, r.nThreads, 16);
+  store<u32>(o, atomic.load<u32>(changetype<usize>(r) + offsetof<Root>("records")), 20);
+  misc_unlock();
+  return 0;
 }
 
 // ---- calls ---------------------------------------------------------------------------
@@ -177,9 +244,12 @@ function broken(c: Ctx): i32 {
 function begin(c: Ctx, slot: u32, gen: u32, allowDisconnected: bool = false): i32 {
   c.errArg = 0;
   if (bus_broken()) return broken(c);
+  epoch_enter(changetype<usize>(c) + offsetof<Ctx>("inCall"));
   let p = slot_lookup(slot, gen);
-  if (!p) return -EBADF;
-  c.inCall = 1;
+  if (!p) {
+    epoch_leave(changetype<usize>(c) + offsetof<Ctx>("inCall"));
+    return -EBADF;
+  }
   let need = ls_need(c, p);
   if (need != 0) return end(c, need == NEED_NOMEM ? -ENOMEM : broken(c));
   let rc = peer_check(changetype<Peer>(p), slot, gen);
@@ -200,7 +270,7 @@ function again(c: Ctx, p: i32, slot: u32, gen: u32, allowDisconnected: bool = fa
 function end(c: Ctx, rc: i32): i32 {
   ls_release(c);
   if (c.nWake) wake_flush(c);
-  c.inCall = 0;
+  epoch_leave(changetype<usize>(c) + offsetof<Ctx>("inCall"));
   if (rc == -ESHUTDOWN && bus_broken()) return broken(c);
   return rc;
 }
@@ -299,13 +369,13 @@ export function slice_release(c: Ctx, slot: u32, gen: u32, offset: f64): i32 {
 }
 
 export function transfer(c: Ctx, slot: u32, gen: u32, id: f64, toSlot: u32, toGen: u32): i32 {
+  let p = begin(c, slot, gen);
+  if (p < 0) return p;
   let to = slot_lookup(toSlot, toGen);
   if (!to) {
     c.errArg = ARG_PEER;
-    return -EINVAL;
+    return end(c, -EINVAL);
   }
-  let p = begin(c, slot, gen);
-  if (p < 0) return p;
   let rc: i32;
   while ((rc = peer_transfer(c, changetype<Peer>(p), id, changetype<Peer>(to), toSlot, toGen)) == -ERETRY) {
     rc = again(c, p, slot, gen);
@@ -374,9 +444,12 @@ export function stats(c: Ctx, slot: u32, gen: u32): i32 {
   return end(c, 0);
 }
 
-/** Address of the peer's wake word; the count of its waiters follows it. */
+/**
+ * Address of the peer's wake word; the count of its sleepers follows it. It
+ * lies in the peer's slot, which is never freed (bus.ts), so a host may keep
+ * waiting on it after the peer is gone.
+ */
 export function wake_addr(slot: u32, gen: u32): i32 {
-  let p = slot_lookup(slot, gen);
-  if (!p) return -EBADF;
-  return <i32>(p + offsetof<Peer>("wake"));
+  if (!slot_lookup(slot, gen)) return -EBADF;
+  return <i32>slot_wake(slot);
 }

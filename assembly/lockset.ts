@@ -20,7 +20,7 @@
  */
 
 import { Ctx } from "./tx";
-import { heap_free, array_room, thread_tid } from "./bus";
+import { heap_free, array_room, array_shrink, thread_tid } from "./bus";
 import { lock_take, lock_try, lock_drop } from "./lock";
 
 export const ERETRY: i32 = 1000;
@@ -97,11 +97,12 @@ export function ls_need(c: Ctx, p: usize): i32 {
   return 0;
 }
 
-/** Drops every lock of the call. */
+/** Drops every lock of the call (a set that grew large for one call shrinks again). */
 export function ls_release(c: Ctx): void {
   assert(c.nHeld <= c.capHeld, "lock set overflow");
   for (let i: u32 = c.nHeld; i > 0; i--) lock_drop(held_at(c, i - 1));
   c.nHeld = 0;
+  if (c.capHeld > 64) array_shrink(changetype<usize>(c) + offsetof<Ctx>("held"), 4);
 }
 
 /**

@@ -26,14 +26,15 @@
  * a multicast commits on all its receivers at once.
  */
 
-import { root, heap_calloc, heap_free, slot_take, slot_free, slot_gen, misc_lock, misc_unlock, thread_tid } from "./bus";
+import { root, heap_calloc, heap_free, slot_take, slot_free, slot_gen, slot_wake, misc_lock, misc_unlock, thread_tid, limbo_retire } from "./bus";
 import { ls_need, ERETRY, NEED_BROKEN, NEED_NOMEM } from "./lockset";
 import { lock_take, lock_drop } from "./lock";
 import { map_get, map_insert, map_remove, map_reserve, map_count, map_capacity, map_value_at, map_clear } from "./map";
 import { Entry, entry, queue_unlink, queue_front, clock_sync, entry_queued, entry_staged, key_before, KIND_DATA, KIND_DESTROY, KIND_RELEASE } from "./queue";
 import { Node, Handle, NODE_ALLOC, HANDLE_ALLOC, NODE_DESTROYED, HANDLE_MARK, HANDLE_CREATED, node_of, node_live, handle_live, handle_is_owner, node_link_handle, node_unlink_handle, node_release_entry, node_of_release_entry, handle_destroy_entry, handle_of_destroy_entry } from "./handle";
 import { Message, MESSAGE_SIZE, message_payload, message_of_payload, message_cost, message_handles, message_objects, slice_bytes, SLICE_MAX, pool_alloc, pool_free, pool_destroy } from "./pool";
-import { User, user_get, share_get, quota_try_charge, quota_replace, quota_restore, quota_uncharge, quota_adjust, quota_unshare, RES_HANDLES } from "./user";
+import { User, user_get, user_put, quota_try_charge, quota_charge_send, quota_replace, quota_restore, quota_uncharge, quota_adjust, quota_unshare, RES_HANDLES } from "./user";
+import { record_bytes } from "./record";
 import { Ctx, CTX_WAKES, ctx_out, ctx_cost, tx_begin, tx_stage, tx_unstage, tx_commit, tx_queue } from "./tx";
 import { EPERM, EBADF, ENXIO, EAGAIN, ENOMEM, EBUSY, EINVAL, ERANGE, EREMOTE, ENOTUNIQ, EMSGSIZE, ESHUTDOWN, EHOSTUNREACH, ESTALE, EDQUOT } from "./errno";
 
@@ -60,6 +61,8 @@ export const MAX_DESTINATIONS: u32 = 1 << 16;
 export const MAX_DESTROY: u32 = 1 << 20;
 
 export const HANDLE_INVALID: u64 = 0xFFFFFFFFFFFFFFFF;
+/** Handle.id of a handle that has no ID (not live): never a valid ID, so 0 is an ID like any other. */
+export const ID_NONE: u64 = HANDLE_INVALID;
 export const ID_MANAGED: u64 = 1;
 export const ID_REMOTE: u64 = 2;
 const ID_MAX: f64 = 9007199254740991; // 2^53 − 1
@@ -93,8 +96,12 @@ declare function host_objects_drop(slots: usize, count: u32): void;
 @unmanaged export class Peer {
   lock: u32;
   lockWaiters: u32;
+  /** Link in the limbo list once retired (bus.ts, "Freeing peers"). */
+  limbo: u32;
+  /** Nodes this peer owns: they point at it, so it is retired only at 0. */
+  pins: u32;
+  /** Address of the wake word in the peer's slot (bus.ts). */
   wake: u32;
-  wakeWaiters: u32;
   slot: u32;
   serial: u32;
   flags: u32;
@@ -138,7 +145,7 @@ declare function host_objects_drop(slots: usize, count: u32): void;
  * woken receiver does not at once sleep again on the lock the sender holds.
  */
 export function peer_wake(c: Ctx, p: Peer): void {
-  let w = changetype<usize>(p) + offsetof<Peer>("wake");
+  let w = <usize>p.wake;
   atomic.add<u32>(w, 1);
   if (!atomic.load<u32>(w + 4)) return;
   let n = c.nWake;
@@ -174,40 +181,37 @@ function id_from(x: f64): u64 {
 // ---- peers --------------------------------------------------------------------------
 
 /**
- * Peer records are type-stable: once made they are only ever peers. A freed
- * peer goes to the root's pool and may come back as a new peer, so a stale
- * pointer (a node's owner, a lock set built before a retry) always points at
- * a lock; whoever locks it re-checks slot and generation (peer_check).
+ * A new peer of `user`. The record is locked before it is published in its
+ * slot, so a thread that finds it there (by guessing the reference) waits
+ * until it is set up, and then sees a peer like any other.
  */
 export function peer_new(c: Ctx, user: f64): i32 {
   if (!(user >= 0 && user <= 2147483647) || user != Math.floor(user)) return fail(c, EINVAL, ARG_USER, 0);
-  if (!misc_lock()) return fail(c, ESHUTDOWN, ARG_BROKEN, 0);
+  let p = heap_calloc(<u32>offsetof<Peer>());
+  if (!p) return -ENOMEM;
+  lock_take(p, thread_tid);
+  if (!misc_lock()) {
+    heap_free(p);
+    return fail(c, ESHUTDOWN, ARG_BROKEN, 0);
+  }
   let r = root();
   let u = user_get(<u32>user);
-  let p: usize = 0;
   let slot: i32 = -1;
   if (u) {
-    p = r.peerPool;
-    if (p) r.peerPool = changetype<Peer>(p).qHead;
-    else p = heap_calloc(<u32>offsetof<Peer>());
-  }
-  if (p) {
     slot = slot_take(p);
-    if (slot < 0) {
-      changetype<Peer>(p).qHead = r.peerPool;
-      r.peerPool = <u32>p;
-    }
+    if (slot < 0) user_put(changetype<User>(u));
   }
   let serial = ++r.serial;
+  if (slot >= 0) r.peers++;
   misc_unlock();
-  if (slot < 0) return -ENOMEM;
-  lock_take(p, thread_tid);
-  // everything but the lock and the wake words: a waiter of the peer that had
-  // this record may still be counted there, and will take itself off
-  memory.fill(p + 16, 0, offsetof<Peer>() - 16);
+  if (slot < 0) {
+    heap_free(p);
+    return -ENOMEM;
+  }
   let peer = changetype<Peer>(p);
   let uu = changetype<User>(u);
   peer.slot = <u32>slot;
+  peer.wake = <u32>slot_wake(<u32>slot);
   peer.serial = serial;
   peer.refs = 1;
   peer.user = <u32>u;
@@ -248,12 +252,22 @@ export function peer_put(c: Ctx, p: Peer): i32 {
   // on a broken bus the record is left where it is rather than risk the lists
   if (misc_lock()) {
     slot_free(p.slot);
-    let r = root();
-    p.qHead = r.peerPool;
-    r.peerPool = <u32>changetype<usize>(p);
+    user_put(peer_user(p));
+    if (!p.pins) limbo_retire(changetype<usize>(p));
     misc_unlock();
   }
   return 0;
+}
+
+/** Frees a node nothing refers to any more; its owner may go once no node points at it. Under the owner's lock. */
+function node_free(n: Node): void {
+  let o = changetype<Peer>(n.owner);
+  heap_free(changetype<usize>(n));
+  if (--o.pins || !(o.flags & PEER_FREED)) return;
+  if (misc_lock()) {
+    limbo_retire(changetype<usize>(o));
+    misc_unlock();
+  }
 }
 
 // ---- nodes and handles -------------------------------------------------------------
@@ -268,7 +282,7 @@ function cost_one_handle(c: Ctx): usize {
 
 /** Creates a node for caller-chosen `id`; returns its owner handle or -errno. */
 function node_create(c: Ctx, p: Peer, id: u64): i32 {
-  let rc = quota_try_charge(peer_limits(p), peer_usage(p), peer_user(p), 0, cost_one_handle(c));
+  let rc = quota_try_charge(peer_limits(p), peer_usage(p), peer_user(p), cost_one_handle(c));
   if (rc) return rc;
   let np: usize = 0, hp: usize = 0;
   if (map_reserve(node_map(p), map_count(node_map(p)) + 1) && map_reserve(id_map(p), map_count(node_map(p)) + 1)) {
@@ -284,6 +298,7 @@ function node_create(c: Ctx, p: Peer, id: u64): i32 {
   let n = changetype<Node>(np);
   let h = changetype<Handle>(hp);
   n.owner = ptr(p);
+  p.pins++;
   n.ownerHandle = <u32>hp;
   n.refs = 1;
   h.node = <u32>np;
@@ -325,7 +340,7 @@ function created_undo(c: Ctx): void {
     map_remove(id_map(q), h.id);
     map_remove(node_map(q), <u64>h.node);
     quota_adjust(peer_usage(q), peer_user(q), RES_HANDLES, -1);
-    heap_free(changetype<usize>(n));
+    node_free(n);
     heap_free(p);
     p = next;
   }
@@ -357,6 +372,7 @@ function handle_get_or_make(q: Peer, n: Node): Handle | null {
   let nh = changetype<Handle>(hp);
   nh.node = ptr(n);
   nh.holder = ptr(q);
+  nh.id = ID_NONE;
   node_link_handle(n, nh);
   map_insert(node_map(q), changetype<usize>(n), <u32>hp);
   return nh;
@@ -384,15 +400,15 @@ function handle_maybe_free(h: Handle): void {
     if (entry_queued(re)) queue_unlink(changetype<Peer>(re.queue), re);
   }
   heap_free(changetype<usize>(h));
-  if (!n.handles) heap_free(changetype<usize>(n));
+  if (!n.handles) node_free(n);
 }
 
 /** A handle stopped being live: its ID goes, its quota charge is returned. */
 function handle_die(h: Handle): void {
-  assert(h.id != 0 && !handle_live(h), "a handle died twice");
+  assert(h.id != ID_NONE && !handle_live(h), "a handle died twice");
   let q = changetype<Peer>(h.holder);
   map_remove(id_map(q), h.id);
-  h.id = 0;
+  h.id = ID_NONE;
   quota_adjust(peer_usage(q), peer_user(q), RES_HANDLES, -1);
   handle_maybe_free(h);
 }
@@ -518,9 +534,13 @@ export function peer_send_begin(c: Ctx, p: Peer, flags: u32, dsts: usize, nDsts:
   let bytes64 = slice_bytes(size, nHandles, nObjs);
   if (bytes64 > SLICE_MAX) return fail(c, EMSGSIZE, ARG_PAYLOAD, 0);
   let bytes = <u32>bytes64;
+  // what each receiver is charged: the slice and the objects' records
+  let charged64 = bytes64 + record_bytes(objs, nObjs);
+  if (charged64 > <u64>u32.MAX_VALUE) return fail(c, EMSGSIZE, ARG_OBJECTS, 0);
+  let charged = <u32>charged64;
   if (flags & SEND_SEED) {
     if (nDsts || (flags & SEND_CONTINUE)) return fail(c, EINVAL, ARG_FLAGS, 0);
-    return seed_set(c, p, size, bytes, hs, hr, nHandles, objs, nObjs, out);
+    return seed_set(c, p, size, bytes, charged, hs, hr, nHandles, objs, nObjs, out);
   }
   if (nDsts == 1 && nHandles == 0 && nObjs == 0 && flags == 0) return send_unicast(c, p, load<f64>(dsts), size, bytes, out);
   // resolve destinations and attached handles (creating lazy nodes)
@@ -556,7 +576,7 @@ export function peer_send_begin(c: Ctx, p: Peer, flags: u32, dsts: usize, nDsts:
   if (rc >= 0) {
     for (i = 0; i < nDsts; i++) {
       let n = node_of(changetype<Handle>(load<u32>(out + (<usize>i << 3), 4)));
-      if (node_live(n) && <u64>bytes > <u64>changetype<Peer>(n.owner).lim2) {
+      if (node_live(n) && charged > changetype<Peer>(n.owner).lim2) {
         rc = fail(c, EMSGSIZE, ARG_PAYLOAD, i);
         break;
       }
@@ -574,7 +594,7 @@ export function peer_send_begin(c: Ctx, p: Peer, flags: u32, dsts: usize, nDsts:
   let first: i32 = 0;
   for (i = 0; i < nDsts; i++) {
     let o = out + (<usize>i << 3);
-    let err = send_stage(c, p, changetype<Handle>(load<u32>(o, 4)), size, bytes, hr, nHandles, objs, nObjs, o);
+    let err = send_stage(c, p, changetype<Handle>(load<u32>(o, 4)), size, bytes, charged, hr, nHandles, objs, nObjs, o);
     if (err == -ENOMEM) { first = err; sent = 0; break; }
     store<i32>(o, -err);
     if (err) {
@@ -616,7 +636,7 @@ function send_unicast(c: Ctx, p: Peer, x: f64, size: u32, bytes: u32, out: usize
     return rc;
   }
   tx_begin(c, p);
-  let err = send_stage(c, p, dh, size, bytes, 0, 0, 0, 0, out);
+  let err = send_stage(c, p, dh, size, bytes, bytes, 0, 0, 0, 0, out);
   if (err) {
     if (err != -ENOMEM) {
       store<i32>(out, -err);
@@ -633,31 +653,25 @@ function send_unicast(c: Ctx, p: Peer, x: f64, size: u32, bytes: u32, out: usize
 }
 
 /** Stages the message for one destination; 0 or -errno (undone on error). */
-function send_stage(c: Ctx, p: Peer, dh: Handle, size: u32, bytes: u32, hr: usize, nHandles: u32,
+function send_stage(c: Ctx, p: Peer, dh: Handle, size: u32, bytes: u32, charged: u32, hr: usize, nHandles: u32,
                     objs: usize, nObjs: u32, o: usize): i32 {
   let n = node_of(dh);
   if (!node_live(n)) return -EHOSTUNREACH;
   let q = changetype<Peer>(n.owner);
-  let ru = peer_user(q);
-  let share: usize = 0;
-  if (ru != peer_user(p)) {
-    share = share_get(ru, peer_user(p).id);
-    if (!share) return -ENOMEM;
-  }
   let cost = ctx_cost(c);
   store<u32>(cost, 1);
   store<u32>(cost, nHandles, 4);
-  store<u32>(cost, bytes, 8);
+  store<u32>(cost, charged, 8);
   store<u32>(cost, nObjs, 12);
-  let rc = quota_try_charge(peer_limits(q), peer_usage(q), ru, share, cost);
-  if (rc) return rc;
-  if (!map_reserve(slice_map(q), q.use0)) return send_nomem(q, share, cost, hr, 0);
+  let share = quota_charge_send(peer_limits(q), peer_usage(q), peer_user(q), peer_user(p).id, cost);
+  if (share < 0) return share;
+  if (!map_reserve(slice_map(q), q.use0)) return send_nomem(q, <usize>share, cost, hr, 0);
   for (let j: u32 = 0; j < nHandles; j++) {
     let h = changetype<Handle>(load<u32>(hr + (<usize>j << 2)));
-    if (!handle_get_or_make(q, node_of(h))) return send_nomem(q, share, cost, hr, j);
+    if (!handle_get_or_make(q, node_of(h))) return send_nomem(q, <usize>share, cost, hr, j);
   }
   let m = pool_alloc(q, bytes);
-  if (!m) return send_nomem(q, share, cost, hr, nHandles);
+  if (!m) return send_nomem(q, <usize>share, cost, hr, nHandles);
   let mp = changetype<usize>(m);
   m.state = 0;
   m.txNext = 0;
@@ -779,7 +793,7 @@ export function peer_send_cancel(c: Ctx): void {
 
 // ---- seed -----------------------------------------------------------------------------
 
-function seed_set(c: Ctx, p: Peer, size: u32, bytes: u32, hs: usize, hr: usize, nHandles: u32,
+function seed_set(c: Ctx, p: Peer, size: u32, bytes: u32, charged: u32, hs: usize, hr: usize, nHandles: u32,
                   objs: usize, nObjs: u32, out: usize): i32 {
   let rc: i32 = 0;
   for (let j: u32 = 0; j < nHandles; j++) {
@@ -787,7 +801,7 @@ function seed_set(c: Ctx, p: Peer, size: u32, bytes: u32, hs: usize, hr: usize, 
     if (rc < 0) { created_undo(c); return rc; }
     store<u32>(hr + (<usize>j << 2), <u32>rc);
   }
-  if (<u64>bytes > <u64>p.lim2) { created_undo(c); return fail(c, EMSGSIZE, ARG_PAYLOAD, 0); }
+  if (charged > p.lim2) { created_undo(c); return fail(c, EMSGSIZE, ARG_PAYLOAD, 0); }
   // the references the new seed takes and the old one drops: lock their owners
   for (let j: u32 = 0; j < nHandles && rc >= 0; j++) {
     rc = need_owner(c, node_of(changetype<Handle>(load<u32>(hr + (<usize>j << 2)))));
@@ -798,7 +812,7 @@ function seed_set(c: Ctx, p: Peer, size: u32, bytes: u32, hs: usize, hr: usize, 
   let cost = ctx_cost(c);
   store<u32>(cost, 1);
   store<u32>(cost, 0, 4);
-  store<u32>(cost, bytes, 8);
+  store<u32>(cost, charged, 8);
   store<u32>(cost, nObjs, 12);
   // the new seed replaces the old: the old one's charge does not count against it
   rc = quota_replace(peer_limits(p), peer_usage(p), peer_user(p), old ? message_cost(old) : 0, cost);
@@ -953,7 +967,7 @@ function message_deliver(c: Ctx, p: Peer, m: Message): void {
       continue;
     }
     if (handle_live(h)) quota_adjust(peer_usage(p), peer_user(p), RES_HANDLES, -1);
-    if (!h.id) handle_assign_id(p, h);
+    if (h.id == ID_NONE) handle_assign_id(p, h);
     h.uref++;
     store<u64>(at, h.id);
   }
@@ -999,13 +1013,13 @@ export function peer_transfer(c: Ctx, p: Peer, x: f64, to: Peer, toSlot: u32, to
   if (!th) { created_undo(c); return -ENOMEM; }
   if (!handle_live(th)) {
     if (to.nextId >= ID_SEQ_MAX) { handle_maybe_free(th); created_undo(c); return -ERANGE; }
-    rc = quota_try_charge(peer_limits(to), peer_usage(to), peer_user(to), 0, cost_one_handle(c));
+    rc = quota_try_charge(peer_limits(to), peer_usage(to), peer_user(to), cost_one_handle(c));
     if (rc) {
       handle_maybe_free(th);
       created_undo(c);
       return fail(c, -rc, ARG_HANDLE, 0);
     }
-    if (!th.id) handle_assign_id(to, th);
+    if (th.id == ID_NONE) handle_assign_id(to, th);
   }
   th.uref++;
   node_ref(c, p, n, 1);
@@ -1200,6 +1214,8 @@ export function peer_disconnect(c: Ctx, p: Peer): void {
     entry_drop(c, p, entry(e));
     e = next;
   }
+  assert(map_count(node_map(p)) == 0 && map_count(slice_map(p)) == 0 && !p.seed, "a disconnected peer keeps handles or slices");
+  assert((p.use0 | p.use1 | p.use2 | p.use3) == 0, "a disconnected peer is still charged");
   map_clear(id_map(p));
   map_clear(node_map(p));
   pool_destroy(p);

@@ -17,8 +17,10 @@
  * never covers it), and a peer's slices are looked up by offset in the peer's
  * slice map, never by trusting bytes in the pool.
  *
- * Chunks are at least CHUNK_MIN bytes; a slice larger than that gets a chunk
- * of its own size. A chunk that becomes entirely free is handed back to the
+ * A pool's first chunk is CHUNK_FIRST bytes and later ones at least
+ * CHUNK_MIN (a peer that only ever sees a few small messages keeps a small
+ * pool, and a small bus has room for a few peers); a slice larger than that
+ * gets a chunk of its own size. A chunk that becomes entirely free is handed back to the
  * heap, unless it is the pool's last one, so a quiet peer keeps one chunk and
  * a peer that had a burst shrinks back. The control block is made with the
  * first chunk, so an idle peer that never received costs nothing here.
@@ -43,6 +45,8 @@ import { tlsf_init, tlsf_add_region, tlsf_alloc, tlsf_free, tlsf_take, block_spa
 
 // @ts-ignore: decorator
 @inline export const CHUNK_MIN: u32 = 65536;
+// @ts-ignore: decorator
+@inline export const CHUNK_FIRST: u32 = 8192;
 // @ts-ignore: decorator
 @inline const CHUNK_HEADER: u32 = 8;
 /** Largest block body the pool keeps aside for reuse (poolCache). */
@@ -128,7 +132,8 @@ function pool_grow(p: Peer, body: u32): bool {
   let need = <u64>tlsf_body_size(body) + 2 * BLOCK_HEADER + CHUNK_HEADER;
   // round up to a class boundary so the new block is found by the search
   need += need >> 3;
-  let size = need < <u64>CHUNK_MIN ? CHUNK_MIN : <u32>((need + 7) & ~7);
+  let least = p.poolChunks ? CHUNK_MIN : CHUNK_FIRST;
+  let size = need < <u64>least ? least : <u32>((need + 7) & ~7);
   let c = heap_alloc(size);
   if (!c) return false;
   store<u32>(c, p.poolChunks);

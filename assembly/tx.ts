@@ -25,8 +25,9 @@
  *   +28 errArg u32  +32 errIndex u32
  *   +40 cost u32 × 4 (scratch for a quota charge)
  *   +64 out: the call's result record (see docs/ABI.md), 32 bytes
- *   +96 tid u32   +100 inCall u32 (non-zero inside a call, or between
- *       send_begin and send_commit)
+ *   +96 tid u32   +100 inCall u32: 0 between calls; inside a call (and
+ *       between send_begin and send_commit) the reclamation epoch the
+ *       thread saw when the call began, plus one (bus.ts, "Freeing peers")
  *   +104 held, nHeld, capHeld: the peers this thread has locked (lockset.ts)
  *   +116 want: the peer a call needs that could not be locked in order
  *   +120 refs, nRefs, capRefs: the peer references this thread holds, as
@@ -37,6 +38,10 @@
  *   +172 spinning: 1 while the host spins in a wait and is counted in
  *        Root.spinners (written by the host; thread_exit takes a dead
  *        thread's count back)
+ *   +176 serial: this attachment's serial, never reused (owner of its host
+ *        object records, record.ts)
+ *   +180 records: the host object records this thread owns (record.ts)
+ *   +184 scratch: the thread's scratch for call arguments (ctx_scratch)
  */
 
 import { Entry, entry, queue_link, queue_unlink, clock_sync, KIND_DESTROY } from "./queue";
@@ -71,6 +76,9 @@ import { handle_of_destroy_entry, Node } from "./handle";
   wake0: u32; wake1: u32; wake2: u32; wake3: u32; wake4: u32; wake5: u32; wake6: u32; wake7: u32;
   /** 1 while the host spins in a wait, counted in Root.spinners. */
   spinning: u32;
+  serial: u32;
+  records: u32;
+  scratch: u32;
 }
 
 // @ts-ignore: decorator
@@ -79,7 +87,7 @@ import { handle_of_destroy_entry, Node } from "./handle";
 // @ts-ignore: decorator
 @inline export const CTX_OUT: u32 = 64;
 // @ts-ignore: decorator
-@inline export const CTX_SIZE: u32 = 176;
+@inline export const CTX_SIZE: u32 = 192;
 
 /** The quota cost scratch of a context. */
 // @ts-ignore: decorator

@@ -1,11 +1,16 @@
 /**
  * DOC: user — accounting principals and the quota rules (SPEC §6)
  *
- * A User is created the first time a peer of that user id connects and lives
- * as long as the bus. It carries the per-user limits (the bus option
- * `limits`), what is charged to it as a receiver, and one Share record per
- * other user that has sent to it: what that sender has charged to it and not
- * yet had received.
+ * A User is created when the first peer of that user id connects and freed
+ * when its last peer is freed (`peers` counts them; by then nothing is
+ * charged to it: a freed peer has given everything back). It carries the
+ * per-user limits (the bus option `limits`), what is charged to it as a
+ * receiver, and one Share record per other user that has messages in flight
+ * to it: what that sender has charged to it and not yet had received. A
+ * Share is made by the first charge and freed when its counts are back to
+ * zero, both under the user's lock, so it exists exactly while some message
+ * in flight points at it (Message.share). Users are found through the root's
+ * user map (id → User).
  *
  * Charging happens at send, to the receiving peer and its user; a charge
  * either succeeds for all four resources or changes nothing (EDQUOT):
@@ -20,16 +25,18 @@
  * the rest stays on the receiver until the slice is released or, for
  * handles, until the handle is gone.
  *
- * User (56 bytes): id, next, limits[4], usage[4], shares, holders, lock (2).
- * A user's usage and shares change under its lock (a leaf lock: taken after
- * peer locks, before the heap lock); a peer's usage under the peer's lock.
+ * User (60 bytes): id, next (unused), limits[4], usage[4], shares, holders,
+ * lock (2), peers. A user's usage and shares change under its lock (a leaf
+ * lock: taken after peer locks, before the heap lock); a peer's usage under
+ * the peer's lock; `peers` and the user map under the misc lock.
  * Share (32 bytes): user id, next, share[4], owner (the receiving User).
  * Resources are indexed RES_SLICES, RES_HANDLES, RES_BYTES, RES_OBJECTS.
  */
 
-import { root, heap_calloc, thread_tid } from "./bus";
+import { root, heap_calloc, heap_free, thread_tid, Root } from "./bus";
 import { lock_take, lock_drop } from "./lock";
-import { EDQUOT } from "./errno";
+import { map_get, map_insert, map_remove, map_reserve, map_count } from "./map";
+import { EDQUOT, ENOMEM } from "./errno";
 
 // @ts-ignore: decorator
 @inline export const RES_SLICES: u32 = 0;
@@ -49,6 +56,7 @@ import { EDQUOT } from "./errno";
   holders: u32;
   lock: u32;
   lockWaiters: u32;
+  peers: u32;
 }
 
 @unmanaged export class Share {
@@ -85,25 +93,43 @@ import { EDQUOT } from "./errno";
   return changetype<usize>(s) + offsetof<Share>("s0");
 }
 
-/** Finds or makes the User record for `id`; 0 when out of memory. */
+// @ts-ignore: decorator
+@inline function user_map(): usize {
+  return changetype<usize>(root()) + offsetof<Root>("userMap");
+}
+
+/** Takes a reference to the User record of `id`, made if needed; 0 when out of memory. Under the misc lock. */
 export function user_get(id: u32): usize {
-  let r = root();
-  let p = r.users;
-  while (p) {
-    if (changetype<User>(p).id == id) return p;
-    p = changetype<User>(p).next;
+  let m = user_map();
+  let p = <usize>map_get(m, id);
+  if (!p) {
+    if (!map_reserve(m, map_count(m) + 1)) return 0;
+    p = heap_calloc(<u32>offsetof<User>());
+    if (!p) return 0;
+    let r = root();
+    let u = changetype<User>(p);
+    u.id = id;
+    u.lim0 = r.limSlices;
+    u.lim1 = r.limHandles;
+    u.lim2 = r.limBytes;
+    u.lim3 = r.limObjects;
+    map_insert(m, id, <u32>p);
   }
-  p = <u32>heap_calloc(<u32>offsetof<User>());
-  if (!p) return 0;
-  let u = changetype<User>(p);
-  u.id = id;
-  u.lim0 = r.limSlices;
-  u.lim1 = r.limHandles;
-  u.lim2 = r.limBytes;
-  u.lim3 = r.limObjects;
-  u.next = r.users;
-  r.users = <u32>p;
+  changetype<User>(p).peers++;
   return p;
+}
+
+/** Drops a reference taken by user_get; the last one frees the record. Under the misc lock. */
+export function user_put(u: User): void {
+  if (--u.peers) return;
+  assert((u.use0 | u.use1 | u.use2 | u.use3) == 0 && !u.shares, "a user without peers is still charged");
+  map_remove(user_map(), u.id);
+  heap_free(changetype<usize>(u));
+}
+
+/** Users with a record (for statistics). */
+export function user_count(): u32 {
+  return map_count(user_map());
 }
 
 // @ts-ignore: decorator
@@ -117,21 +143,14 @@ export function user_get(id: u32): usize {
   lock_drop(changetype<usize>(u) + offsetof<User>("lock"));
 }
 
-/** The share record of sender user `sid` in receiver `u`; made on demand. */
-export function share_get(u: User, sid: u32): usize {
-  user_lock(u);
-  let p = share_find(u, sid);
-  user_unlock(u);
-  return p;
-}
-
+/** The share record of sender user `sid` in receiver `u`, made if needed (0: out of memory). Under u's lock. */
 function share_find(u: User, sid: u32): usize {
-  let p = u.shares;
+  let p = <usize>u.shares;
   while (p) {
     if (changetype<Share>(p).user == sid) return p;
-    p = changetype<Share>(p).next;
+    p = <usize>changetype<Share>(p).next;
   }
-  p = <u32>heap_calloc(<u32>offsetof<Share>());
+  p = heap_calloc(<u32>offsetof<Share>());
   if (!p) return 0;
   let s = changetype<Share>(p);
   s.user = sid;
@@ -139,6 +158,14 @@ function share_find(u: User, sid: u32): usize {
   s.next = u.shares;
   u.shares = <u32>p;
   return p;
+}
+
+/** Unlinks and frees an empty share. Under its user's lock. */
+function share_free(u: User, s: Share): void {
+  let at = changetype<usize>(u) + offsetof<User>("shares");
+  while (load<u32>(at) != <u32>changetype<usize>(s)) at = <usize>load<u32>(at) + offsetof<Share>("next");
+  store<u32>(at, s.next);
+  heap_free(changetype<usize>(s));
 }
 
 function share_empty(s: Share): bool {
@@ -172,13 +199,34 @@ function quota_check(plim: usize, puse: usize, u: User, share: usize, cost: usiz
   return 0;
 }
 
-/** Charges `cost` if the quota rules allow it: 0 or −EDQUOT (nothing charged). */
-export function quota_try_charge(plim: usize, puse: usize, u: User, share: usize, cost: usize): i32 {
+/** Charges `cost` if the quota rules allow it (no sender share): 0 or −EDQUOT (nothing charged). */
+export function quota_try_charge(plim: usize, puse: usize, u: User, cost: usize): i32 {
   user_lock(u);
-  let rc = quota_check(plim, puse, u, share, cost);
-  if (!rc) quota_charge(puse, u, share, cost);
+  let rc = quota_check(plim, puse, u, 0, cost);
+  if (!rc) quota_charge(puse, u, 0, cost);
   user_unlock(u);
   return rc;
+}
+
+/**
+ * Charges a message of sender user `sid` to a receiving peer and its user
+ * `u`: the share record it was charged to (0 when `sid` is `u`'s own id), or
+ * −EDQUOT / −ENOMEM with nothing charged. The share stays as long as the
+ * charge does (quota_unshare takes it off).
+ */
+export function quota_charge_send(plim: usize, puse: usize, u: User, sid: u32, cost: usize): i32 {
+  user_lock(u);
+  let share: usize = 0;
+  let rc: i32 = 0;
+  if (sid != u.id) {
+    share = share_find(u, sid);
+    if (!share) rc = -ENOMEM;
+  }
+  if (!rc) rc = quota_check(plim, puse, u, share, cost);
+  if (!rc) quota_charge(puse, u, share, cost);
+  else if (share && share_empty(changetype<Share>(share))) share_free(u, changetype<Share>(share));
+  user_unlock(u);
+  return rc ? rc : <i32>share;
 }
 
 /**
@@ -255,5 +303,8 @@ function share_add(s: Share, cost: usize, sign: i32): void {
   let now = share_empty(s);
   let u = changetype<User>(s.owner);
   if (was && !now) u.holders++;
-  else if (!was && now) u.holders--;
+  else if (!was && now) {
+    u.holders--;
+    share_free(u, s);
+  }
 }

@@ -21,6 +21,8 @@
 
 import { Worker } from "node:worker_threads";
 import { Bus } from "bus1-wasm";
+// internals: the core's exports, called directly to measure the core alone
+import { coreOf } from "../dist/host-common/bus.js";
 import { summarize, timeLoop } from "./harness.js";
 import { coreRoundTrip } from "./same-thread.js";
 
@@ -81,7 +83,7 @@ export async function run({ rounds, windowMs, log }) {
   const bus = await Bus.create();
   const a = bus.connect(), b = bus.connect();
   const to = b.transfer(4, a);
-  const core = bus.core, ex = core.ex, ctx = core.ctx;
+  const core = coreOf(bus), ex = core.ex, ctx = core.ctx;
   const roundTrip = coreRoundTrip(bus, a, b, to, 64);
   const i32 = core.views().i32;
   const scratch = (core.scratchFor(64) + 48) >>> 2; // clear of the round trip's arguments
@@ -92,8 +94,9 @@ export async function run({ rounds, windowMs, log }) {
 
   log("  calls, locks, atomics, views");
   add("empty wasm call (bus_version)", measure((n) => { for (let i = 0; i < n; i++) sink += ex.bus_version(); }, rounds, windowMs));
-  add("slot lookup, no lock (wake_addr)", measure((n) => { for (let i = 0; i < n; i++) sink += ex.wake_addr(a.slot, a.gen); }, rounds, windowMs));
-  add("call with one uncontended lock (query)", measure((n) => { for (let i = 0; i < n; i++) sink += ex.query(ctx, a.slot, a.gen); }, rounds, windowMs));
+  const ra = a.ref;
+  add("slot lookup, no lock (wake_addr)", measure((n) => { for (let i = 0; i < n; i++) sink += ex.wake_addr(ra.slot, ra.gen); }, rounds, windowMs));
+  add("call with one uncontended lock (query)", measure((n) => { for (let i = 0; i < n; i++) sink += ex.query(ctx, ra.slot, ra.gen); }, rounds, windowMs));
   add("atomic add on shared memory, in JS", measure((n) => { for (let i = 0; i < n; i++) sink += Atomics.add(i32, scratch, 1); }, rounds, windowMs));
   add("view on shared memory (new Uint8Array, 64 B)", measure((n) => {
     for (let i = 0; i < n; i++) sink += new Uint8Array(buffer, 8 * (i & 1023), 64).length;

@@ -29,7 +29,7 @@ const IDLE_PEERS = 10_000;
 const MAX_SIZE = 65536;
 
 function heapBytes(bus) {
-  return bus.core.ex.bus_heap_bytes(); // internal: the core's heap span
+  return bus.stats().heapBytes;
 }
 
 async function idlePeers() {

@@ -15,6 +15,8 @@
 
 import { MessageChannel, receiveMessageOnPort } from "node:worker_threads";
 import { Bus } from "bus1-wasm";
+// internals: the core's exports, called directly to measure the core alone
+import { coreOf } from "../dist/host-common/bus.js";
 import { compare, timeLoop, warmUp } from "./harness.js";
 
 export const SIZES = [
@@ -37,18 +39,19 @@ const TARGETS = {
  * directly: no API layer, no payload copy, no JS objects. Returns run(n).
  */
 export function coreRoundTrip(bus, sender, receiver, dst, size) {
-  const core = bus.core, ex = core.ex, ctx = core.ctx;
+  const core = coreOf(bus), ex = core.ex, ctx = core.ctx;
   const args = core.scratchFor(64);
   core.views().f64[args >>> 3] = dst;
   const out = core.out >>> 2;
+  const from = sender.ref, to = receiver.ref;
   return (n) => {
     for (let i = 0; i < n; i++) {
-      if (ex.send_begin(ctx, sender.slot, sender.gen, 0, args, 1, 1, size, args + 8, 0, args + 8, 0, args + 8) !== 1) {
+      if (ex.send_begin(ctx, from.slot, from.gen, 0, args, 1, 1, size, args + 8, 0, args + 8, 0, args + 8) !== 1) {
         throw new Error("send_begin failed");
       }
       ex.send_commit(ctx);
-      if (ex.recv(ctx, receiver.slot, receiver.gen, 0) !== 0) throw new Error("recv failed");
-      if (ex.slice_release(ctx, receiver.slot, receiver.gen, core.u32[out + 4]) !== 0) throw new Error("slice_release failed");
+      if (ex.recv(ctx, to.slot, to.gen, 0) !== 0) throw new Error("recv failed");
+      if (ex.slice_release(ctx, to.slot, to.gen, core.u32[out + 4]) !== 0) throw new Error("slice_release failed");
     }
   };
 }

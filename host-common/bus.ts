@@ -6,11 +6,22 @@
  * bus1 rule is enforced by the core; what is checked here is only what the
  * core cannot see: the JS types of arguments, and which host values may
  * travel as objects.
+ *
+ * Every operation has three steps: the arguments are read once into a
+ * snapshot (check.ts; the caller's getters and proxies run here, if at all),
+ * the reference and the bus are checked again (a getter may have closed
+ * them), and only then is the core entered, with no user code until the
+ * operation is over. A Bus or a Peer keeps its state in private fields: the
+ * core, the memory and the raw slot are not reachable from them.
  */
-import { Bus1Error, codeOf, describe, type ErrorCode } from "./errors.js";
+import { Bus1Error, codeOf, type ErrorCode } from "./errors.js";
 import { ABI_VERSION, Core, CTX_SPINNING, MAX_PAGES, ROOT_SPINNERS } from "./core.js";
 import { Message, type MessageType } from "./message.js";
-import type { Cloner } from "./objects.js";
+import type { Cloner, PreparedObjects } from "./objects.js";
+import {
+  describe, fail, reading, readOptions, readBoolean, readInteger, readLimits, readTimeout, readSignal, readIds,
+  readPayload, readValues, uint8Length, typedArraySet, LIMIT_KEYS, NO_ID_LIST, type IdList, type Payload,
+} from "./check.js";
 
 export interface Limits {
   maxSlices: number;
@@ -95,17 +106,40 @@ export const DEFAULT_MAX_MEMORY_BYTES = 1 << 30;
 /** Largest bound: the core keeps every address below 2 GiB. */
 export const MAX_MEMORY_BYTES = MAX_PAGES * 65536;
 
-const LIMIT_KEYS = ["maxSlices", "maxHandles", "maxInflightBytes", "maxInflightObjects"] as const;
+/** Counters of the whole bus (an addition to API.md: monitoring, tests of leaks). */
+export interface BusStats {
+  /** Bytes the bus heap spans (it grows, and never shrinks). */
+  heapBytes: number;
+  /** Bytes of the heap in use: every peer, node, handle, pool, record and table, headers included. */
+  usedBytes: number;
+  /** Peer records that exist (connected, or disconnected and not yet freed). */
+  peers: number;
+  /** User records (one per user ID that has a peer). */
+  users: number;
+  /** Threads attached to the bus. */
+  threads: number;
+  /** Host object records in flight. */
+  records: number;
+}
+
 const U32_MAX = 0xffffffff;
 
 // ABI flags and argument names (docs/ABI.md)
 const SEND_CONTINUE = 1, SEND_SEED = 2, RECV_SEED = 1, DESTROY_RELEASE_HANDLES = 1;
 const RESET_FLUSH = 1, RESET_FLUSH_SEED = 2, RESET_LIMIT = 0x100;
-const EAGAIN = 11;
+const EAGAIN = 11, EBADF = 9, ESHUTDOWN = 108;
 const ARG_NAMES = ["", "destinations", "handles", "handle", "options", "offset", "limits", "payload", "objects", "payload", "user", "to"];
 const ARG_BROKEN = 12;
 const BROKEN_REASONS = ["", "a lock stayed held for 5 s: its thread is gone", "a thread died inside a bus call"];
 const TYPES: MessageType[] = ["data", "data", "node-destroy", "node-release"];
+/** Smallest bus: two pages (the root, the thread table and a few small peers). */
+const MIN_MEMORY_BYTES = 2 * 65536;
+/**
+ * On a single-thread bus nothing can arrive while the thread blocks, so a
+ * wait that could only end by a message is refused (EAGAIN). A timeout this
+ * long (about 24.8 days, the longest a host timer takes) counts as forever.
+ */
+const FOREVER_MS = 0x7fffffff;
 
 /** How a host loads the core; installed by each host entry point. */
 export interface Platform {
@@ -141,6 +175,11 @@ export function installPlatform(p: Platform): void {
   platform = p;
 }
 
+function requirePlatform(): Platform {
+  if (!platform) throw new Bus1Error("EINVAL", "bus1: no host installed (import bus1-wasm/node, /browser or /deno)");
+  return platform;
+}
+
 /** Values that are bus endpoints: never transferable as objects. */
 const endpoints = new WeakSet<object>();
 
@@ -152,190 +191,48 @@ export function markEndpoint(v: object): void {
   endpoints.add(v);
 }
 
-/** What checkOptions returns for no options (shared: callers only read it). */
-const NO_OPTIONS: Record<string, unknown> = Object.freeze({});
-
-function checkOptions(op: string, options: unknown, keys: readonly string[]): Record<string, unknown> {
-  if (options === undefined) return NO_OPTIONS;
-  if (typeof options !== "object" || options === null || Array.isArray(options)) {
-    throw Bus1Error.of("EINVAL", op, `options must be an object, got ${describe(options)}`);
+/** Array.isArray that says false for a revoked Proxy instead of throwing. */
+function isList(v: unknown): v is unknown[] {
+  try {
+    return Array.isArray(v);
+  } catch {
+    return false;
   }
-  for (const k of Object.keys(options)) {
-    if (!keys.includes(k)) throw Bus1Error.of("EINVAL", op, `unknown option ${JSON.stringify(k)}`);
-  }
-  return options as Record<string, unknown>;
 }
 
-function checkBoolean(op: string, name: string, v: unknown): boolean {
-  if (v === undefined) return false;
-  if (typeof v !== "boolean") throw Bus1Error.of("EINVAL", op, `${name} must be a boolean, got ${describe(v)}`);
-  return v;
-}
-
-function checkLimits(op: string, v: unknown): Partial<Limits> {
-  const limits = checkOptions(op, v, LIMIT_KEYS) as Partial<Limits>;
-  for (const k of LIMIT_KEYS) {
-    const x = limits[k];
-    if (x === undefined) continue;
-    if (typeof x !== "number" || !Number.isInteger(x) || x < 0 || x > U32_MAX) {
-      throw Bus1Error.of("EINVAL", op, `limits.${k} must be an integer from 0 to ${U32_MAX}, got ${describe(x)}`);
-    }
-  }
-  return limits;
-}
-
-function isArrayLike(v: unknown): v is ArrayLike<unknown> {
-  return typeof v === "object" && v !== null && typeof (v as ArrayLike<unknown>).length === "number"
-    && Number.isInteger((v as ArrayLike<unknown>).length) && (v as ArrayLike<unknown>).length >= 0;
-}
+/** Proves a constructor call comes from this module (Bus and Peer are made by the API, never by `new`). */
+const MAKE = Symbol("bus1-wasm internal");
 
 let busIds = 0;
 
-export class Bus {
-  /** @internal */ readonly core: Core;
-  /** @internal */ readonly id: number;
+/**
+ * One thread's state of one bus: the core binding, the peer references and
+ * pending readable() calls of this thread. Never handed out: a Bus or a Peer
+ * keeps it in a private field.
+ */
+class BusState {
+  readonly core: Core;
+  readonly id: number;
   readonly shared: boolean;
-  readonly #module: WebAssembly.Module;
-  readonly #peers = new Set<Peer>();
-  /** @internal pending readable() calls of this thread */
+  readonly module: WebAssembly.Module;
+  readonly peers = new Set<Peer>();
   readonly readers = new Set<Reader>();
-  #closed = false;
-  #handle: BusHandle | null = null;
+  closed = false;
+  handle: BusHandle | null = null;
 
-  private constructor(module: WebAssembly.Module, memory: WebAssembly.Memory, id: number, shared: boolean) {
+  constructor(module: WebAssembly.Module, memory: WebAssembly.Memory, id: number, shared: boolean) {
     this.core = new Core(module, memory, shared ? requirePlatform().cloner ?? null : null);
-    this.#module = module;
+    this.module = module;
     this.id = id;
     this.shared = shared;
-    markEndpoint(this);
   }
 
-  /** Loads the core and makes a new bus. */
-  static async create(options?: BusOptions): Promise<Bus> {
-    const p = requirePlatform();
-    const o = checkOptions("Bus.create", options, ["shared", "limits", "maxMemoryBytes"]);
-    if (o.shared !== undefined && typeof o.shared !== "boolean") {
-      throw Bus1Error.of("EINVAL", "Bus.create", `shared must be a boolean, got ${describe(o.shared)}`);
-    }
-    const shared = (o.shared as boolean | undefined) ?? p.sharedAvailable();
-    if (shared && !p.sharedAvailable()) {
-      throw Bus1Error.of("EINVAL", "Bus.create", "shared memory is not available here (SharedArrayBuffer)");
-    }
-    const limits = { ...DEFAULT_LIMITS, ...checkLimits("Bus.create", o.limits) };
-    const maxBytes = o.maxMemoryBytes ?? DEFAULT_MAX_MEMORY_BYTES;
-    if (typeof maxBytes !== "number" || !Number.isInteger(maxBytes) || maxBytes < 2 * 65536 || maxBytes > MAX_MEMORY_BYTES) {
-      throw Bus1Error.of("EINVAL", "Bus.create",
-        `maxMemoryBytes must be an integer from ${2 * 65536} to ${MAX_MEMORY_BYTES}, got ${describe(maxBytes)}`);
-    }
-    const pages = Math.floor(maxBytes / 65536);
-    const module = await p.module(shared);
-    // Private memory is made at its full size: growing it would detach every
-    // payload view handed out so far (shared memory grows without detaching).
-    // The pages are only reserved; the OS backs them when they are touched.
-    const memory = new WebAssembly.Memory({ initial: shared ? 2 : pages, maximum: pages, shared });
-    const bus = new Bus(module, memory, (Math.random() * 0x7fffffff) ^ ++busIds, shared);
-    const rc = bus.core.ex.bus_init(pages, limits.maxSlices, limits.maxHandles, limits.maxInflightBytes,
-      limits.maxInflightObjects);
-    if (rc < 0) throw Bus1Error.of("ENOMEM", "Bus.create", `maxMemoryBytes ${maxBytes} is too small`);
-    bus.core.open(p.canBlock(), p.threadId());
-    return bus;
-  }
-
-  /** Joins a bus made elsewhere (in another thread) through its handle. */
-  static async attach(handle: BusHandle): Promise<Bus> {
-    requirePlatform();
-    if (typeof handle !== "object" || handle === null || !(handle.module instanceof WebAssembly.Module)
-      || !(handle.memory instanceof WebAssembly.Memory) || typeof handle.id !== "number") {
-      throw Bus1Error.of("EINVAL", "Bus.attach", `not a bus handle: ${describe(handle)}`);
-    }
-    const shared = typeof SharedArrayBuffer !== "undefined" && handle.memory.buffer instanceof SharedArrayBuffer;
-    const bus = new Bus(handle.module, handle.memory, handle.id, shared);
-    if (bus.core.ex.bus_version() !== ABI_VERSION) throw Bus1Error.of("EINVAL", "Bus.attach", "the memory holds no bus");
-    const p = requirePlatform();
-    bus.core.open(p.canBlock(), p.threadId());
-    return bus;
-  }
-
-  /** Structured-cloneable: post it to a worker and Bus.attach it there. */
-  get handle(): BusHandle {
-    if (!this.#handle) {
-      this.#handle = Object.freeze({ id: this.id, module: this.#module, memory: this.core.memory });
-      markEndpoint(this.#handle);
-    }
-    return this.#handle;
-  }
-
-  /** @internal */
   checkOpen(op: string): void {
-    if (this.#closed) throw Bus1Error.of("EBADF", op, "the bus is closed in this thread");
+    if (this.closed) throw Bus1Error.of("EBADF", op, "the bus is closed in this thread");
     if (this.core.broken) throw Bus1Error.of("ESHUTDOWN", op, `the bus is broken: ${this.core.broken}`);
   }
 
-  /** A new peer (open("/dev/bus1")). */
-  connect(options?: ConnectOptions): Peer {
-    this.checkOpen("connect");
-    const o = checkOptions("connect", options, ["user"]);
-    const user = o.user ?? 0;
-    if (typeof user !== "number" || !Number.isInteger(user) || user < 0 || user > 0x7fffffff) {
-      throw Bus1Error.of("EINVAL", "connect", `user must be an integer from 0 to 2147483647, got ${describe(user)}`);
-    }
-    const core = this.core;
-    const rc = this.call("connect", () => core.ex.peer_connect(core.ctx, user));
-    if (rc < 0) throw this.error("connect", rc, { user });
-    const out = core.views().out >>> 2;
-    return this.track(new Peer(this, core.u32[out], core.u32[out + 1]));
-  }
-
-  /** Another reference to a peer, from its `ref`. */
-  adopt(ref: PeerRef): Peer {
-    this.checkOpen("adopt");
-    if (typeof ref !== "object" || ref === null || typeof ref.slot !== "number" || typeof ref.gen !== "number"
-      || typeof ref.bus !== "number") {
-      throw Bus1Error.of("EINVAL", "adopt", `not a peer reference: ${describe(ref)}`);
-    }
-    if (ref.bus !== this.id) throw Bus1Error.of("EINVAL", "adopt", "the reference is to a peer of another bus");
-    const core = this.core;
-    const rc = this.call("adopt", () => core.ex.peer_ref(core.ctx, ref.slot >>> 0, ref.gen >>> 0));
-    if (rc < 0) throw this.error("adopt", rc === -9 ? -108 : rc);
-    return this.track(new Peer(this, ref.slot >>> 0, ref.gen >>> 0));
-  }
-
-  /**
-   * Ties a worker's life to the bus: when it exits, the peer references it
-   * held are closed (peers only it used are disconnected); if it died inside
-   * a bus call, the bus is marked broken. Node: a worker_threads.Worker.
-   */
-  watch(worker: { threadId: number; once(event: "exit", listener: () => void): unknown }): void {
-    this.checkOpen("watch");
-    const id = worker.threadId;
-    worker.once("exit", () => {
-      if (this.#closed || this.core.broken) return;
-      const rc = this.call("watch", () => this.core.ex.thread_exit(this.core.ctx, id));
-      if (rc < 0) this.error("watch", rc);
-      this.poke();
-    });
-  }
-
-  /** This thread lets go: closes every peer reference it holds. */
-  close(): void {
-    if (this.#closed) return;
-    for (const peer of [...this.#peers]) peer.close();
-    this.#closed = true;
-    for (const r of [...this.readers]) r.fail(Bus1Error.of("EBADF", "readable", "the bus was closed"));
-    this.core.close();
-  }
-
-  private track(peer: Peer): Peer {
-    this.#peers.add(peer);
-    return peer;
-  }
-
-  /** @internal */
-  untrack(peer: Peer): void {
-    this.#peers.delete(peer);
-  }
-
-  /** @internal Calls into the core; a trap marks the bus broken. */
+  /** Calls into the core; a trap marks the bus broken. */
   call(op: string, f: () => number): number {
     try {
       return f();
@@ -344,16 +241,20 @@ export class Bus {
     }
   }
 
-  /** @internal What a call that threw turns into: a trap of the core breaks this bus. */
+  /** What a call that threw turns into: a trap of the core breaks this bus. */
   trap(op: string, e: unknown): unknown {
-    if (!(e instanceof WebAssembly.RuntimeError || (e as Error)?.message?.startsWith("bus1 core"))) return e;
-    this.core.broken = String((e as Error)?.message ?? e);
+    if (e instanceof Bus1Error) return e;
+    this.core.broken = e instanceof Error ? e.message : String(e);
     return Bus1Error.of("ESHUTDOWN", op, `the bus core failed (${this.core.broken})`);
   }
 
-  /** @internal The Bus1Error for −errno `rc` of `op`, naming the argument at fault. */
-  error(op: string, rc: number, values?: Record<string, unknown>): Bus1Error {
+  /** The Bus1Error for −errno `rc` of `op`, naming the argument at fault from the call's snapshot. */
+  error(op: string, rc: number, values?: Record<string, unknown>, rename?: Record<string, string>): Bus1Error {
     const code = codeOf(-rc);
+    if (code === undefined) {
+      this.core.broken = `the core returned ${rc}, which is no error code`;
+      return Bus1Error.of("ESHUTDOWN", op, `the bus core failed (${this.core.broken})`);
+    }
     const arg = this.core.errArg();
     if (code === "ESHUTDOWN" && arg === ARG_BROKEN) {
       this.core.broken = BROKEN_REASONS[this.core.ex.bus_broken_reason()] ?? "unknown";
@@ -361,13 +262,13 @@ export class Bus {
     }
     let what: string | undefined;
     if (arg > 0 && arg < ARG_NAMES.length && code !== "ESHUTDOWN" && code !== "EBADF" && code !== "ENOMEM") {
-      const name = ARG_NAMES[arg];
-      const list = values?.[name];
-      if (Array.isArray(list) || (isArrayLike(list) && name !== "payload")) {
+      const name = rename?.[ARG_NAMES[arg]] ?? ARG_NAMES[arg];
+      const v = values?.[name];
+      if (isList(v) && name !== "payload") {
         const i = this.core.errIndex();
-        what = `${name}[${i}] (${describe((list as ArrayLike<unknown>)[i])})`;
-      } else if (values && name in values) {
-        what = `${name} (${describe(values[name])})`;
+        what = `${name}[${i}] (${describe(v[i])})`;
+      } else if (values && name in values && name !== "payload") {
+        what = `${name} (${describe(v)})`;
       } else {
         what = name;
       }
@@ -375,22 +276,208 @@ export class Bus {
     return Bus1Error.of(code, op, what);
   }
 
-  /** @internal After an operation that may have made peers readable. */
+  /** After an operation that may have made peers readable. */
   poke(): void {
     if (this.readers.size === 0) return;
     for (const r of [...this.readers]) r.check();
   }
+
+  /** A new Peer object for (slot, gen), tracked as this thread's reference. */
+  track(slot: number, gen: number): Peer {
+    const peer = new Peer(MAKE, this, slot, gen);
+    this.peers.add(peer);
+    return peer;
+  }
+
+  /** This thread lets go: every reference closed, the thread detached. Never throws. */
+  close(): void {
+    if (this.closed) return;
+    for (const peer of [...this.peers]) {
+      try {
+        peer.close();
+      } catch {
+        // a broken core: the reference is dropped all the same
+      }
+    }
+    this.closed = true;
+    for (const r of [...this.readers]) r.fail(Bus1Error.of("EBADF", "readable", "the bus was closed"));
+    if (this.core.broken) return; // a core that trapped is not entered again
+    try {
+      this.core.close();
+    } catch (e) {
+      this.trap("close", e);
+    }
+  }
 }
 
-function requirePlatform(): Platform {
-  if (!platform) throw new Bus1Error("EINVAL", "bus1: no host installed (import bus1-wasm/node, /browser or /deno)");
-  return platform;
+/**
+ * The core binding of a bus in this thread, for the package's own tests and
+ * benchmarks (not exported by the entry points: internals are not API).
+ */
+export let coreOf: (bus: Bus) => Core;
+
+export class Bus {
+  readonly #s: BusState;
+
+  static {
+    coreOf = (bus) => bus.#s.core;
+  }
+
+  /** @internal Buses are made by Bus.create and Bus.attach. */
+  constructor(token: symbol, state: BusState) {
+    if (token !== MAKE) throw Bus1Error.of("EPERM", "Bus", "buses are made by Bus.create() and Bus.attach()");
+    this.#s = state;
+    markEndpoint(this);
+  }
+
+  /** True when the bus is on shared memory (other threads may attach). */
+  get shared(): boolean {
+    return this.#s.shared;
+  }
+
+  /** Loads the core and makes a new bus. */
+  static async create(options?: BusOptions): Promise<Bus> {
+    const op = "Bus.create";
+    const p = requirePlatform();
+    const o = readOptions(op, options, ["shared", "limits", "maxMemoryBytes"]);
+    if (o.shared !== undefined && typeof o.shared !== "boolean") {
+      throw fail("EINVAL", op, `shared must be a boolean, got ${describe(o.shared)}`);
+    }
+    const shared = (o.shared as boolean | undefined) ?? p.sharedAvailable();
+    if (shared && !p.sharedAvailable()) throw fail("EINVAL", op, "shared memory is not available here (SharedArrayBuffer)");
+    const limits = { ...DEFAULT_LIMITS, ...readLimits(op, o.limits) };
+    const maxBytes = o.maxMemoryBytes === undefined ? DEFAULT_MAX_MEMORY_BYTES
+      : readInteger(op, "maxMemoryBytes", o.maxMemoryBytes, MIN_MEMORY_BYTES, MAX_MEMORY_BYTES);
+    const pages = Math.floor(maxBytes / 65536);
+    const module = await p.module(shared);
+    // Private memory is made at its full size: growing it would detach every
+    // payload view handed out so far (shared memory grows without detaching).
+    // The pages are only reserved; the OS backs them when they are touched.
+    const memory = new WebAssembly.Memory({ initial: shared ? 2 : pages, maximum: pages, shared });
+    const state = new BusState(module, memory, (Math.random() * 0x7fffffff) ^ ++busIds, shared);
+    const rc = state.core.ex.bus_init(pages, limits.maxSlices, limits.maxHandles, limits.maxInflightBytes,
+      limits.maxInflightObjects);
+    if (rc < 0) throw fail("ENOMEM", op, `maxMemoryBytes ${maxBytes} is too small`);
+    state.core.open(p.canBlock(), p.threadId());
+    return new Bus(MAKE, state);
+  }
+
+  /** Joins a bus made elsewhere (in another thread) through its handle. */
+  static async attach(handle: BusHandle): Promise<Bus> {
+    const op = "Bus.attach";
+    const p = requirePlatform();
+    if (typeof handle !== "object" || handle === null) throw fail("EINVAL", op, `not a bus handle: ${describe(handle)}`);
+    const { id, module, memory } = reading(op, "handle", () => ({ id: handle.id, module: handle.module, memory: handle.memory }));
+    if (!(module instanceof WebAssembly.Module) || !(memory instanceof WebAssembly.Memory) || typeof id !== "number") {
+      throw fail("EINVAL", op, `not a bus handle: ${describe(handle)}`);
+    }
+    const shared = typeof SharedArrayBuffer !== "undefined" && memory.buffer instanceof SharedArrayBuffer;
+    let state: BusState;
+    try {
+      state = new BusState(module, memory, id, shared);
+    } catch (e) {
+      throw fail("EINVAL", op, `the module and memory of the handle do not fit together (${(e as Error)?.message})`, e);
+    }
+    if (state.core.ex.bus_version() !== ABI_VERSION) throw fail("EINVAL", op, "the memory holds no bus of this version");
+    state.core.open(p.canBlock(), p.threadId());
+    return new Bus(MAKE, state);
+  }
+
+  /** Structured-cloneable: post it to a worker and Bus.attach it there. */
+  get handle(): BusHandle {
+    const s = this.#s;
+    if (!s.handle) {
+      s.handle = Object.freeze({ id: s.id, module: s.module, memory: s.core.memory });
+      markEndpoint(s.handle);
+    }
+    return s.handle;
+  }
+
+  /** A new peer (open("/dev/bus1")). */
+  connect(options?: ConnectOptions): Peer {
+    const op = "connect";
+    const s = this.#s;
+    s.checkOpen(op);
+    const o = readOptions(op, options, ["user"]);
+    const user = o.user === undefined ? 0 : readInteger(op, "user", o.user, 0, 0x7fffffff);
+    s.checkOpen(op);
+    const core = s.core;
+    const rc = s.call(op, () => core.ex.peer_connect(core.ctx, user));
+    if (rc < 0) throw s.error(op, rc, { user });
+    const out = core.views().out >>> 2;
+    return s.track(core.u32[out], core.u32[out + 1]);
+  }
+
+  /** Another reference to a peer, from its `ref`. */
+  adopt(ref: PeerRef): Peer {
+    const op = "adopt";
+    const s = this.#s;
+    s.checkOpen(op);
+    if (typeof ref !== "object" || ref === null) throw fail("EINVAL", op, `not a peer reference: ${describe(ref)}`);
+    const r = reading(op, "ref", () => ({ bus: ref.bus, slot: ref.slot, gen: ref.gen }));
+    if (typeof r.bus !== "number") throw fail("EINVAL", op, `not a peer reference: ${describe(ref)}`);
+    const slot = readInteger(op, "ref.slot", r.slot, 0, U32_MAX);
+    const gen = readInteger(op, "ref.gen", r.gen, 0, U32_MAX);
+    if (r.bus !== s.id) throw fail("EINVAL", op, "the reference is to a peer of another bus");
+    s.checkOpen(op);
+    const core = s.core;
+    const rc = s.call(op, () => core.ex.peer_ref(core.ctx, slot, gen));
+    if (rc < 0) throw s.error(op, rc === -EBADF ? -ESHUTDOWN : rc);
+    return s.track(slot, gen);
+  }
+
+  /**
+   * Ties a worker's life to the bus: when it exits, the peer references it
+   * held are closed (peers only it used are disconnected) and its host
+   * objects in flight are handed to their receivers; if it died inside a bus
+   * call, the bus is marked broken. Node: a worker_threads.Worker.
+   */
+  watch(worker: { threadId: number; once(event: "exit", listener: () => void): unknown }): void {
+    const op = "watch";
+    const s = this.#s;
+    s.checkOpen(op);
+    if (typeof worker !== "object" || worker === null) throw fail("EINVAL", op, `worker must be a Worker, got ${describe(worker)}`);
+    const { id, once } = reading(op, "worker", () => ({ id: worker.threadId, once: worker.once }));
+    if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || typeof once !== "function") {
+      throw fail("EINVAL", op, `worker must be a Worker (threadId and once), got ${describe(worker)}`);
+    }
+    reading(op, "worker", () => once.call(worker, "exit", () => {
+      if (s.closed || s.core.broken) return;
+      try {
+        const rc = s.call(op, () => s.core.ex.thread_exit(s.core.ctx, id >>> 0));
+        if (rc < 0) s.error(op, rc);
+        s.poke();
+      } catch {
+        // an exit is news, not a call of anyone's: a broken bus is seen by the next call
+      }
+    }));
+  }
+
+  /** Counters of the whole bus (an addition to API.md). */
+  stats(): BusStats {
+    const op = "stats";
+    const s = this.#s;
+    s.checkOpen(op);
+    s.core.objects.sweep();
+    const core = s.core;
+    const rc = s.call(op, () => core.ex.bus_stats(core.ctx));
+    if (rc < 0) throw s.error(op, rc);
+    const u32 = core.views().u32, at = core.out >>> 2;
+    return { heapBytes: u32[at], usedBytes: u32[at + 1], peers: u32[at + 2], users: u32[at + 3], threads: u32[at + 4],
+      records: u32[at + 5] };
+  }
+
+  /** This thread lets go: closes every peer reference it holds. Works in every state, and never throws. */
+  close(): void {
+    this.#s.close();
+  }
 }
 
 /** A pending readable(): settled by poke() or by a wake from another thread. */
 class Reader {
-  constructor(readonly peer: Peer, readonly resolve: () => void, readonly reject: (e: unknown) => void,
-              readonly signal: AbortSignal | undefined, readonly onAbort: () => void) {}
+  constructor(readonly peer: Peer, readonly bus: BusState, readonly resolve: () => void,
+              readonly reject: (e: unknown) => void, readonly signal: AbortSignal | undefined,
+              readonly onAbort: () => void) {}
 
   check(): void {
     let ready: boolean;
@@ -417,7 +504,7 @@ class Reader {
   }
 
   private end(): void {
-    this.peer.bus.readers.delete(this);
+    this.bus.readers.delete(this);
     this.signal?.removeEventListener("abort", this.onAbort);
     this.wake?.();
     this.wake = null;
@@ -440,25 +527,38 @@ function toId(v: unknown): number {
   return typeof v === "number" ? v : NaN;
 }
 
+/** What throws for a message released a second time (Message.release). */
+export const RELEASED_AGAIN = Symbol("released again");
+
+/** The arguments of one send, read once (check.ts), before the core is entered. */
+interface SendArgs {
+  flags: number;
+  destinations: IdList;
+  payload: Payload;
+  handles: IdList;
+  objects: PreparedObjects;
+}
+
 export class Peer {
-  /** @internal */ readonly bus: Bus;
-  /** @internal */ readonly slot: number;
-  /** @internal */ readonly gen: number;
+  readonly #s: BusState;
+  readonly #slot: number;
+  readonly #gen: number;
   #closed = false;
   #ref: PeerRef | null = null;
 
-  /** @internal */
-  constructor(bus: Bus, slot: number, gen: number) {
-    this.bus = bus;
-    this.slot = slot;
-    this.gen = gen;
+  /** @internal Peers are made by bus.connect and bus.adopt. */
+  constructor(token: symbol, state: BusState, slot: number, gen: number) {
+    if (token !== MAKE) throw Bus1Error.of("EPERM", "Peer", "peers are made by bus.connect() and bus.adopt()");
+    this.#s = state;
+    this.#slot = slot;
+    this.#gen = gen;
     markEndpoint(this);
   }
 
   /** Structured-cloneable reference to this peer, for bus.adopt in any attached thread. */
   get ref(): PeerRef {
     if (!this.#ref) {
-      this.#ref = Object.freeze({ bus: this.bus.id, slot: this.slot, gen: this.gen });
+      this.#ref = Object.freeze({ bus: this.#s.id, slot: this.#slot, gen: this.#gen });
       markEndpoint(this.#ref);
     }
     return this.#ref;
@@ -468,179 +568,193 @@ export class Peer {
     return this.#closed;
   }
 
-  private check(op: string): void {
+  #check(op: string): void {
     if (this.#closed) throw Bus1Error.of("EBADF", op, "this peer reference is closed");
-    this.bus.checkOpen(op);
+    this.#s.checkOpen(op);
   }
 
-  /** @internal Throws what a call on this reference would throw before looking at its arguments. */
-  usable(op: string): void {
-    this.check(op);
-    const core = this.bus.core;
-    const rc = this.bus.call(op, () => core.ex.query(core.ctx, this.slot, this.gen));
-    if (rc < 0) throw this.bus.error(op, rc);
+  /** @internal What a second release of one of its messages throws: what any call would, else ENXIO. */
+  [RELEASED_AGAIN](offset: number): Bus1Error {
+    const op = "release";
+    try {
+      this.#check(op);
+      const s = this.#s, core = s.core;
+      const rc = s.call(op, () => core.ex.query(core.ctx, this.#slot, this.#gen));
+      if (rc < 0) return s.error(op, rc);
+    } catch (e) {
+      return e as Bus1Error;
+    }
+    return Bus1Error.of("ENXIO", op, `the slice at offset ${offset} is already released`);
   }
 
   /** Sends one message to the owners of `destinations` (one transaction). */
   send(destinations: number | ArrayLike<number>, payload?: Uint8Array | readonly Uint8Array[], options?: SendOptions): SendResult {
-    if (typeof destinations === "number" && options === undefined && (payload === undefined || payload instanceof Uint8Array)) {
-      return this.sendOne(destinations, payload);
+    const op = "send";
+    this.#check(op);
+    if (typeof destinations === "number" && options === undefined) {
+      const size = payload === undefined ? 0 : uint8Length(payload);
+      if (size >= 0) return this.#sendOne(destinations, payload as Uint8Array | undefined, size);
     }
-    return this.sendMany(destinations, payload, options);
+    const args = this.#readSend(op, destinations, payload, options);
+    // the snapshot ran the caller's getters: they may have closed this reference or the bus
+    this.#check(op);
+    return this.#sendMany(op, args);
   }
 
-  /** The common case, kept short: one destination, one vec, no options. */
-  private sendOne(destination: number, payload: Uint8Array | undefined): SendResult {
-    this.check("send");
-    const bus = this.bus, core = bus.core;
-    const base = core.scratchFor(16);
-    const size = payload === undefined ? 0 : payload.length;
-    core.f64[base >>> 3] = destination;
-    let rc: number;
-    try {
-      rc = core.ex.send_begin(core.ctx, this.slot, this.gen, 0, base, 1, 1, size, base + 8, 0, base + 8, 0, base + 8);
-    } catch (e) {
-      throw bus.trap("send", e);
-    }
-    if (rc < 0) throw bus.error("send", rc, { destinations: [destination] });
-    if (rc > 0 && size > 0) {
-      core.views();
-      try {
-        core.u8.set(payload!, core.u32[(base + 12) >>> 2]);
-      } catch (e) {
-        core.ex.send_cancel(core.ctx);
-        throw Bus1Error.of("EINVAL", "send", `payload could not be copied (${(e as Error)?.message ?? e})`);
+  #readSend(op: string, destinations: unknown, payload: unknown, options: unknown): SendArgs {
+    const bounds = this.#s.core.bounds;
+    const o = readOptions(op, options, ["handles", "objects", "continue", "seed"]);
+    let flags = 0;
+    if (readBoolean(op, "continue", o.continue)) flags |= SEND_CONTINUE;
+    if (readBoolean(op, "seed", o.seed)) flags |= SEND_SEED;
+    const dsts = readIds(op, "destinations", destinations, bounds.destinations, "EMSGSIZE", true);
+    const body = readPayload(op, payload, bounds.vecs);
+    const handles = o.handles === undefined ? NO_ID_LIST
+      : readIds(op, "handles", o.handles, bounds.handles, "EMSGSIZE", false);
+    let values: unknown[] = [];
+    if (o.objects !== undefined) {
+      values = readValues(op, "objects", o.objects, bounds.objects);
+      for (let i = 0; i < values.length; i++) {
+        if (isEndpoint(values[i])) throw fail("EOPNOTSUPP", op, `objects[${i}] (${describe(values[i])}) is a bus endpoint`);
       }
     }
-    core.ex.send_commit(core.ctx);
-    if (bus.readers.size) bus.poke();
+    const objects = reading(op, "objects", () => this.#s.core.objects.prepare(values));
+    return { flags, destinations: dsts, payload: body, handles, objects };
+  }
+
+  /** The common case, kept short: one destination, one genuine Uint8Array of `size` bytes, no options. */
+  #sendOne(destination: number, payload: Uint8Array | undefined, size: number): SendResult {
+    const op = "send";
+    const s = this.#s, core = s.core;
+    let rc: number;
+    try {
+      const base = core.scratchFor(16);
+      core.f64[base >>> 3] = destination;
+      rc = core.ex.send_begin(core.ctx, this.#slot, this.#gen, 0, base, 1, 1, size, base + 8, 0, base + 8, 0, base + 8);
+      if (rc > 0 && size > 0) {
+        core.views();
+        // a view of exactly `size` bytes: the copy can never run past the slice
+        typedArraySet(new Uint8Array(core.buffer, core.u32[(base + 12) >>> 2], size), payload!);
+      }
+    } catch (e) {
+      throw this.#cancel(op, e);
+    }
+    if (rc < 0) throw s.error(op, rc, { destinations: [destination] });
+    s.call(op, () => (core.ex.send_commit(core.ctx), 0));
+    if (s.readers.size) s.poke();
     return SENT_ONE;
   }
 
-  private sendMany(destinations: number | ArrayLike<number>, payload: Uint8Array | readonly Uint8Array[] | undefined,
-                   options: SendOptions | undefined): SendResult {
-    const op = "send";
-    this.check(op);
-    const bus = this.bus, core = bus.core;
-    const o = checkOptions(op, options, ["handles", "objects", "continue", "seed"]);
-    let flags = 0;
-    if (checkBoolean(op, "continue", o.continue)) flags |= SEND_CONTINUE;
-    if (checkBoolean(op, "seed", o.seed)) flags |= SEND_SEED;
-    // destinations
-    let dsts: ArrayLike<unknown>;
-    if (typeof destinations === "number") dsts = [destinations];
-    else if (isArrayLike(destinations) && typeof destinations !== "string") dsts = destinations;
-    else throw Bus1Error.of("EINVAL", op, `destinations must be a handle ID or an array of them, got ${describe(destinations)}`);
-    // payload vecs
-    let vecs: readonly Uint8Array[];
-    if (payload === undefined) vecs = [];
-    else if (payload instanceof Uint8Array) vecs = [payload];
-    else if (Array.isArray(payload)) {
-      vecs = payload;
-      for (let i = 0; i < vecs.length; i++) {
-        if (!(vecs[i] instanceof Uint8Array)) {
-          throw Bus1Error.of("EINVAL", op, `payload[${i}] must be a Uint8Array, got ${describe(vecs[i])}`);
-        }
-      }
-    } else throw Bus1Error.of("EINVAL", op, `payload must be a Uint8Array or an array of them, got ${describe(payload)}`);
-    let size = 0;
-    for (let i = 0; i < vecs.length; i++) size += vecs[i].length;
-    // attached handles and objects
-    let handles: ArrayLike<unknown> = [];
-    if (o.handles !== undefined) {
-      if (!isArrayLike(o.handles) || typeof o.handles === "string") {
-        throw Bus1Error.of("EINVAL", op, `handles must be an array of handle IDs, got ${describe(o.handles)}`);
-      }
-      handles = o.handles;
-    }
-    let objects: unknown[] = [];
-    if (o.objects !== undefined) {
-      if (!Array.isArray(o.objects)) throw Bus1Error.of("EINVAL", op, `objects must be an array, got ${describe(o.objects)}`);
-      objects = o.objects;
-      for (let i = 0; i < objects.length; i++) {
-        if (isEndpoint(objects[i])) {
-          throw Bus1Error.of("EOPNOTSUPP", op, `objects[${i}] (${describe(objects[i])}) is a bus endpoint`);
-        }
-      }
-    }
-    const nd = dsts.length, nh = handles.length, no = objects.length;
-    // the core refuses oversized counts before it reads the arrays: don't write them
-    const bounds = core.bounds;
-    const nds = nd > bounds.destinations ? 0 : nd, nhs = nh > bounds.handles ? 0 : nh;
-    // IDs as f64, then room for the core's resolved handles (u32 each)
-    const dstOff = 0, hOff = dstOff + nds * 8, oOff = hOff + nhs * 8 + ((nhs * 4 + 7) & ~7);
-    const outOff = oOff + ((no * 4 + 7) & ~7);
-    const base = core.scratchFor(outOff + nds * 8 + 8);
-    core.views();
-    const f64 = core.f64, u32 = core.u32;
-    for (let i = 0, at = (base + dstOff) >>> 3; i < nds; i++) f64[at + i] = toId(dsts[i]);
-    for (let i = 0, at = (base + hOff) >>> 3; i < nhs; i++) f64[at + i] = toId(handles[i]);
-    const table = core.objects;
-    const slots = no > 0 && no <= bounds.objects ? table.put(objects) : [];
-    for (let i = 0, at = (base + oOff) >>> 2; i < slots.length; i++) u32[at + i] = slots[i];
-    const rc = bus.call(op, () => core.ex.send_begin(core.ctx, this.slot, this.gen, flags, base + dstOff, u32Clamp(nd),
-      vecs.length, u32Clamp(size), base + hOff, u32Clamp(nh), base + oOff, u32Clamp(no), base + outOff));
-    if (rc < 0) {
-      table.hold(slots, 0);
-      throw bus.error(op, rc, { destinations: dsts, handles, objects, payload });
-    }
-    table.hold(slots, rc);
-    core.views();
-    const u8 = core.u8, i32 = core.i32, u32b = core.u32;
-    const outAt = (base + outOff) >>> 2;
-    const results = flags & SEND_SEED ? 1 : nd;
-    // the core holds the receivers' locks until commit: copy, and nothing else
+  /** A send whose copy failed: the staged send is taken back (a trap of the core breaks the bus). */
+  #cancel(op: string, e: unknown): unknown {
+    const s = this.#s, core = s.core;
+    if (e instanceof WebAssembly.RuntimeError || core.broken) return s.trap(op, e);
     try {
-      if (size > 0 && rc > 0) {
+      core.ex.send_cancel(core.ctx);
+    } catch (trap) {
+      return s.trap(op, trap);
+    }
+    return fail("EINVAL", op, `payload could not be copied (${(e as Error)?.message ?? e})`, e);
+  }
+
+  #sendMany(op: string, a: SendArgs): SendResult {
+    const s = this.#s, core = s.core;
+    const { flags, destinations, payload, handles, objects } = a;
+    const nd = destinations.ids.length, nh = handles.ids.length;
+    // IDs as f64, then room for the core's resolved handles (u32 each)
+    const dstOff = 0, hOff = dstOff + nd * 8, oOff = hOff + nh * 8 + ((nh * 4 + 7) & ~7);
+    const no = objects.values.length;
+    const outOff = oOff + ((no * 4 + 7) & ~7);
+    const values = { destinations: destinations.values, handles: handles.values, objects: objects.values };
+    const table = core.objects;
+    let slots: number[] = [];
+    let rc: number;
+    try {
+      const base = core.scratchFor(outOff + nd * 8 + 8);
+      slots = table.put(objects);
+      core.views();
+      core.f64.set(destinations.ids, (base + dstOff) >>> 3);
+      core.f64.set(handles.ids, (base + hOff) >>> 3);
+      for (let i = 0, at = (base + oOff) >>> 2; i < slots.length; i++) core.u32[at + i] = slots[i];
+      rc = core.ex.send_begin(core.ctx, this.#slot, this.#gen, flags, base + dstOff, nd, payload.vecs.length,
+        u32Clamp(payload.size), base + hOff, nh, base + oOff, no, base + outOff);
+      if (rc < 0) {
+        table.hold(slots, 0);
+        throw s.error(op, rc, values);
+      }
+      table.hold(slots, rc);
+      return this.#copyAndCommit(op, a, base + outOff, rc);
+    } catch (e) {
+      throw s.trap(op, e);
+    }
+  }
+
+  /** Copies the payload into every staged slice (send_begin holds the receivers' locks) and commits. */
+  #copyAndCommit(op: string, a: SendArgs, out: number, staged: number): SendResult {
+    const s = this.#s, core = s.core;
+    const { flags, payload } = a;
+    const nd = a.destinations.ids.length;
+    core.views();
+    const outAt = out >>> 2;
+    const results = flags & SEND_SEED ? 1 : nd;
+    try {
+      if (payload.size > 0 && staged > 0) {
+        const buffer = core.buffer, i32 = core.i32, u32 = core.u32;
         for (let i = 0; i < results; i++) {
-          let addr = u32b[outAt + 2 * i + 1];
+          const addr = u32[outAt + 2 * i + 1];
           if (i32[outAt + 2 * i] !== 0 || addr === 0) continue;
-          for (let v = 0; v < vecs.length; v++) {
-            u8.set(vecs[v], addr);
-            addr += vecs[v].length;
+          // a view of exactly the slice: the copy can never run past it
+          const slice = new Uint8Array(buffer, addr, payload.size);
+          let at = 0;
+          for (const vec of payload.vecs) {
+            typedArraySet(slice, vec, at);
+            at += vec.byteLength;
           }
         }
       }
     } catch (e) {
+      if (e instanceof WebAssembly.RuntimeError) throw e;
       if (flags & SEND_SEED) {
         // a seed is set by send_begin: drop it rather than keep a torn payload
         core.ex.send_commit(core.ctx);
         this.reset({ flushSeed: true });
       } else {
         core.ex.send_cancel(core.ctx);
-        table.hold(slots, 0);
       }
-      throw Bus1Error.of("EINVAL", op, `payload could not be copied (${(e as Error)?.message ?? e})`);
+      throw fail("EINVAL", op, `payload could not be copied (${(e as Error)?.message ?? e})`, e);
     }
     core.ex.send_commit(core.ctx);
     const errors: (ErrorCode | null)[] = new Array(nd);
+    const i32 = core.views().i32;
     for (let i = 0; i < nd; i++) {
       const e = flags & SEND_SEED ? 0 : i32[outAt + 2 * i];
-      errors[i] = e ? codeOf(e) : null;
+      errors[i] = e ? codeOf(e) ?? "EINVAL" : null;
     }
-    bus.poke();
+    s.poke();
     return { errors };
   }
 
   /** Takes the next message, or null when none is ready. */
   recv(options?: { seed?: boolean }): Message | null {
     const op = "recv";
-    this.check(op);
-    const o = checkOptions(op, options, ["seed"]);
-    const seed = checkBoolean(op, "seed", o.seed);
-    const bus = this.bus, core = bus.core;
-    const rc = bus.call(op, () => core.ex.recv(core.ctx, this.slot, this.gen, seed ? RECV_SEED : 0));
+    this.#check(op);
+    const o = readOptions(op, options, ["seed"]);
+    const seed = readBoolean(op, "seed", o.seed);
+    this.#check(op);
+    const s = this.#s, core = s.core;
+    const rc = s.call(op, () => core.ex.recv(core.ctx, this.#slot, this.#gen, seed ? RECV_SEED : 0));
     if (rc < 0) {
       if (rc === -EAGAIN) return null;
-      throw bus.error(op, rc);
+      throw s.error(op, rc);
     }
+    // the message is taken: from here nothing may throw, or it would be lost
     core.views();
     const u32 = core.u32, out = core.out >>> 2;
     const type = TYPES[u32[out]];
     const cont = (u32[out + 1] & 1) !== 0;
     const destination = core.f64[(core.out + 8) >>> 3];
     if (type !== "data") {
-      bus.poke();
+      s.poke();
       return new Message(this, type, destination, cont, -1, new Uint8Array(0), NO_HANDLES, NO_OBJECTS);
     }
     const offset = u32[out + 4], size = u32[out + 5], nh = u32[out + 6], no = u32[out + 7];
@@ -653,7 +767,7 @@ export class Peer {
         const lo = u32[at], hi = u32[at + 1];
         handles[i] = lo === U32_MAX && hi === U32_MAX ? HANDLE_INVALID : hi * 0x100000000 + lo;
       }
-      bus.poke();
+      s.poke();
     }
     if (no) {
       objects = new Array(no);
@@ -666,92 +780,94 @@ export class Peer {
   /** Gives `to` (default: this peer) a handle to the node of `handle`; returns its ID there. */
   transfer(handle: number, to?: Peer): number {
     const op = "transfer";
-    this.check(op);
-    let target: Peer = this;
+    this.#check(op);
+    let slot = this.#slot, gen = this.#gen;
     if (to !== undefined) {
-      if (!(to instanceof Peer) || to.bus.core.memory !== this.bus.core.memory) {
-        throw Bus1Error.of("EINVAL", op, `to must be a Peer of the same bus, got ${describe(to)}`);
+      if (typeof to !== "object" || to === null || !(#slot in to) || to.#s.core.memory !== this.#s.core.memory) {
+        throw fail("EINVAL", op, `to must be a Peer of the same bus, got ${describe(to)}`);
       }
-      if (to.#closed) throw Bus1Error.of("EBADF", op, "to: that peer reference is closed");
-      target = to;
+      if (to.#closed) throw fail("EBADF", op, "to: that peer reference is closed");
+      slot = to.#slot;
+      gen = to.#gen;
     }
-    const bus = this.bus, core = bus.core;
-    const rc = bus.call(op, () => core.ex.transfer(core.ctx, this.slot, this.gen, toId(handle), target.slot, target.gen));
-    if (rc < 0) throw bus.error(op, rc, { handle });
-    bus.poke();
+    const s = this.#s, core = s.core;
+    const rc = s.call(op, () => core.ex.transfer(core.ctx, this.#slot, this.#gen, toId(handle), slot, gen));
+    if (rc < 0) throw s.error(op, rc, { handle });
+    s.poke();
     return core.views().f64[core.out >>> 3];
   }
 
   /** Drops one reference of `handle`. */
   release(handle: number): void {
     const op = "release";
-    this.check(op);
-    const bus = this.bus, core = bus.core;
-    const rc = bus.call(op, () => core.ex.release(core.ctx, this.slot, this.gen, toId(handle)));
-    if (rc < 0) throw bus.error(op, rc, { handle });
-    bus.poke();
+    this.#check(op);
+    const s = this.#s, core = s.core;
+    const rc = s.call(op, () => core.ex.release(core.ctx, this.#slot, this.#gen, toId(handle)));
+    if (rc < 0) throw s.error(op, rc, { handle });
+    s.poke();
   }
 
   /** Destroys owned nodes, as one transaction. */
   destroy(nodes: number | ArrayLike<number>, options?: { releaseHandles?: boolean }): void {
     const op = "destroy";
-    this.check(op);
-    const o = checkOptions(op, options, ["releaseHandles"]);
-    const flags = checkBoolean(op, "releaseHandles", o.releaseHandles) ? DESTROY_RELEASE_HANDLES : 0;
-    let ids: ArrayLike<unknown>;
-    if (typeof nodes === "number") ids = [nodes];
-    else if (isArrayLike(nodes) && typeof nodes !== "string") ids = nodes;
-    else throw Bus1Error.of("EINVAL", op, `nodes must be a handle ID or an array of them, got ${describe(nodes)}`);
-    const bus = this.bus, core = bus.core;
-    const n = ids.length;
-    const nw = n > core.bounds.destroy ? 0 : n;
-    const base = core.scratchFor(nw * 12 + 8);
-    const f64 = core.views().f64;
-    for (let i = 0, at = base >>> 3; i < nw; i++) f64[at + i] = toId(ids[i]);
-    const rc = bus.call(op, () => core.ex.destroy(core.ctx, this.slot, this.gen, flags, base, u32Clamp(n)));
-    if (rc < 0) throw bus.error(op, rc, { handles: ids });
-    bus.poke();
+    this.#check(op);
+    const s = this.#s, core = s.core;
+    const o = readOptions(op, options, ["releaseHandles"]);
+    const flags = readBoolean(op, "releaseHandles", o.releaseHandles) ? DESTROY_RELEASE_HANDLES : 0;
+    const ids = readIds(op, "nodes", nodes, core.bounds.destroy, "EINVAL", true);
+    this.#check(op);
+    const n = ids.ids.length;
+    const rc = s.call(op, () => {
+      const base = core.scratchFor(n * 12 + 8);
+      core.views().f64.set(ids.ids, base >>> 3);
+      return core.ex.destroy(core.ctx, this.#slot, this.#gen, flags, base, n);
+    });
+    if (rc < 0) throw s.error(op, rc, { nodes: ids.values }, { handles: "nodes" });
+    s.poke();
   }
 
   /** Frees a received slice. */
   releaseSlice(offset: number): void {
     const op = "releaseSlice";
-    this.check(op);
-    const bus = this.bus, core = bus.core;
-    const rc = bus.call(op, () => core.ex.slice_release(core.ctx, this.slot, this.gen, toId(offset)));
-    if (rc < 0) throw bus.error(op, rc, { offset });
+    this.#check(op);
+    const s = this.#s, core = s.core;
+    const rc = s.call(op, () => core.ex.slice_release(core.ctx, this.#slot, this.#gen, toId(offset)));
+    if (rc < 0) throw s.error(op, rc, { offset });
   }
 
   /** Sets limits; flushes the peer and/or its seed. */
   reset(options?: ResetOptions): void {
     const op = "reset";
-    this.check(op);
-    const o = checkOptions(op, options, ["flush", "flushSeed", "limits"]);
+    this.#check(op);
+    const o = readOptions(op, options, ["flush", "flushSeed", "limits"]);
     let flags = 0;
-    if (checkBoolean(op, "flush", o.flush)) flags |= RESET_FLUSH;
-    if (checkBoolean(op, "flushSeed", o.flushSeed)) flags |= RESET_FLUSH_SEED;
-    const limits = checkLimits(op, o.limits);
-    const bus = this.bus, core = bus.core;
-    const base = core.scratchFor(32);
-    const f64 = core.views().f64;
-    LIMIT_KEYS.forEach((k, r) => {
-      if (limits[k] !== undefined) {
-        flags |= RESET_LIMIT << r;
-        f64[(base >>> 3) + r] = limits[k]!;
-      }
+    if (readBoolean(op, "flush", o.flush)) flags |= RESET_FLUSH;
+    if (readBoolean(op, "flushSeed", o.flushSeed)) flags |= RESET_FLUSH_SEED;
+    const limits = readLimits(op, o.limits);
+    this.#check(op);
+    const s = this.#s, core = s.core;
+    const rc = s.call(op, () => {
+      const base = core.scratchFor(32);
+      const f64 = core.views().f64;
+      LIMIT_KEYS.forEach((k, r) => {
+        if (limits[k] !== undefined) {
+          flags |= RESET_LIMIT << r;
+          f64[(base >>> 3) + r] = limits[k]!;
+        }
+      });
+      return core.ex.reset(core.ctx, this.#slot, this.#gen, flags, base);
     });
-    const rc = bus.call(op, () => core.ex.reset(core.ctx, this.slot, this.gen, flags, base));
-    if (rc < 0) throw bus.error(op, rc, { limits });
-    bus.poke();
+    if (rc < 0) throw s.error(op, rc, { limits });
+    s.poke();
   }
 
   /** The peer's limits. */
   query(): Limits {
     const op = "query";
-    this.check(op);
-    const bus = this.bus, core = bus.core;
-    const rc = bus.call(op, () => core.ex.query(core.ctx, this.slot, this.gen));
-    if (rc < 0) throw bus.error(op, rc);
+    this.#check(op);
+    const s = this.#s, core = s.core;
+    const rc = s.call(op, () => core.ex.query(core.ctx, this.#slot, this.#gen));
+    if (rc < 0) throw s.error(op, rc);
     const u32 = core.views().u32, at = core.out >>> 2;
     return { maxSlices: u32[at], maxHandles: u32[at + 1], maxInflightBytes: u32[at + 2], maxInflightObjects: u32[at + 3] };
   }
@@ -759,10 +875,10 @@ export class Peer {
   /** Counters of this peer (an addition to the API: tests, monitoring). */
   stats(): PeerStats {
     const op = "stats";
-    this.check(op);
-    const bus = this.bus, core = bus.core;
-    const rc = bus.call(op, () => core.ex.stats(core.ctx, this.slot, this.gen));
-    if (rc < 0) throw bus.error(op, rc);
+    this.#check(op);
+    const s = this.#s, core = s.core;
+    const rc = s.call(op, () => core.ex.stats(core.ctx, this.#slot, this.#gen));
+    if (rc < 0) throw s.error(op, rc);
     const u32 = core.views().u32, at = core.out >>> 2;
     return {
       slices: u32[at], handles: u32[at + 1], bytes: u32[at + 2], objects: u32[at + 3], poolBytes: u32[at + 4],
@@ -773,21 +889,21 @@ export class Peer {
   /** Ends the peer for every holder: a full flush, then ESHUTDOWN. */
   disconnect(): void {
     const op = "disconnect";
-    this.check(op);
-    const bus = this.bus, core = bus.core;
-    const rc = bus.call(op, () => core.ex.disconnect(core.ctx, this.slot, this.gen));
-    if (rc < 0) throw bus.error(op, rc);
-    bus.poke();
+    this.#check(op);
+    const s = this.#s, core = s.core;
+    const rc = s.call(op, () => core.ex.disconnect(core.ctx, this.#slot, this.#gen));
+    if (rc < 0) throw s.error(op, rc);
+    s.poke();
   }
 
   /** Drops this reference; the last one disconnects the peer. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    const bus = this.bus, core = bus.core;
-    bus.untrack(this);
-    if (!core.broken && core.ctx) bus.call("close", () => core.ex.peer_unref(core.ctx, this.slot, this.gen));
-    bus.poke();
+    const s = this.#s, core = s.core;
+    s.peers.delete(this);
+    if (!core.broken && core.ctx) s.call("close", () => core.ex.peer_unref(core.ctx, this.#slot, this.#gen));
+    s.poke();
   }
 
   [Symbol.dispose](): void {
@@ -797,35 +913,32 @@ export class Peer {
   /** @internal True if recv() would return a message now. */
   ready(): boolean {
     const op = "ready";
-    this.check(op);
-    const bus = this.bus, core = bus.core;
-    const rc = bus.call(op, () => core.ex.ready(core.ctx, this.slot, this.gen));
-    if (rc < 0) throw bus.error(op, rc);
+    this.#check(op);
+    const s = this.#s, core = s.core;
+    const rc = s.call(op, () => core.ex.ready(core.ctx, this.#slot, this.#gen));
+    if (rc < 0) throw s.error(op, rc);
     return rc > 0;
   }
 
   /** Blocks until recv() would return a message; false on timeout. */
   wait(timeoutMs?: number): boolean {
     const op = "wait";
-    this.check(op);
-    if (timeoutMs !== undefined && (typeof timeoutMs !== "number" || Number.isNaN(timeoutMs) || timeoutMs < 0)) {
-      throw Bus1Error.of("EINVAL", op, `timeoutMs must be a non-negative number, got ${describe(timeoutMs)}`);
-    }
-    const timeout = timeoutMs ?? Infinity;
+    this.#check(op);
+    const timeout = readTimeout(op, timeoutMs);
     if (this.ready()) return true;
-    const core = this.bus.core;
-    if (!this.bus.shared) {
+    const s = this.#s, core = s.core;
+    if (!s.shared) {
       // one thread, private memory: nothing can arrive while we block
-      if (timeout === Infinity) {
-        throw Bus1Error.of("EAGAIN", op, "nothing is queued and nothing can arrive on a single-thread bus");
+      if (timeout >= FOREVER_MS) {
+        throw fail("EAGAIN", op, "nothing is queued and nothing can arrive on a single-thread bus");
       }
       if (timeout > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, timeout);
       return this.ready();
     }
-    const word = core.ex.wake_addr(this.slot, this.gen) >>> 2;
+    const word = core.ex.wake_addr(this.#slot, this.#gen) >>> 2;
     const start = performance.now();
     const end = start + timeout;
-    if (this.spin(word, Math.min(end, start + WAIT_SPIN_MS))) return true;
+    if (this.#spin(word, Math.min(end, start + WAIT_SPIN_MS))) return true;
     for (;;) {
       const i32 = core.views().i32;
       const seq = Atomics.load(i32, word);
@@ -848,8 +961,8 @@ export class Peer {
    * nothing when as many threads spin as there are processors but one (the
    * count never goes above that).
    */
-  private spin(word: number, until: number): boolean {
-    const core = this.bus.core;
+  #spin(word: number, until: number): boolean {
+    const core = this.#s.core;
     const i32 = core.views().i32;
     const spinners = (core.root + ROOT_SPINNERS) >>> 2;
     const limit = (platform?.cpus ?? 2) - 1;
@@ -874,43 +987,47 @@ export class Peer {
 
   /** Resolves when recv() would return a message. */
   readable(signal?: AbortSignal): Promise<void> {
+    const op = "readable";
+    let sig: AbortSignal | undefined;
     try {
-      this.check("readable");
-      if (signal?.aborted) return Promise.reject(signal.reason);
+      this.#check(op);
+      sig = readSignal(op, signal);
+      if (sig?.aborted) return Promise.reject(sig.reason);
       if (this.ready()) return Promise.resolve();
     } catch (e) {
       return Promise.reject(e);
     }
+    const s = this.#s;
     return new Promise<void>((resolve, reject) => {
-      const onAbort = () => reader.fail(signal!.reason);
-      const reader = new Reader(this, resolve, reject, signal, onAbort);
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.bus.readers.add(reader);
-      if (this.bus.shared) this.watch(reader);
+      const onAbort = () => reader.fail(sig!.reason);
+      const reader = new Reader(this, s, resolve, reject, sig, onAbort);
+      sig?.addEventListener("abort", onAbort, { once: true });
+      s.readers.add(reader);
+      if (s.shared) this.#watch(reader);
     });
   }
 
   /** Waits on the wake word for senders in other threads. */
-  private watch(reader: Reader): void {
-    const core = this.bus.core;
+  #watch(reader: Reader): void {
+    const s = this.#s, core = s.core;
     const waitAsync = (Atomics as unknown as { waitAsync?: Function }).waitAsync;
     if (!waitAsync) {
       // no Atomics.waitAsync here: look again every few milliseconds (not a busy loop)
       const tick = () => {
-        if (!this.bus.readers.has(reader)) return;
+        if (!s.readers.has(reader)) return;
         reader.check();
-        if (this.bus.readers.has(reader)) setTimeout(tick, 4);
+        if (s.readers.has(reader)) setTimeout(tick, 4);
       };
       setTimeout(tick, 4);
       return;
     }
-    const word = core.ex.wake_addr(this.slot, this.gen) >>> 2;
+    const word = core.ex.wake_addr(this.#slot, this.#gen) >>> 2;
     const loop = () => {
-      if (!this.bus.readers.has(reader)) return;
+      if (!s.readers.has(reader)) return;
       const i32 = core.views().i32;
       const seq = Atomics.load(i32, word);
       reader.check();
-      if (!this.bus.readers.has(reader)) return;
+      if (!s.readers.has(reader)) return;
       Atomics.add(i32, word + 1, 1);
       const r = waitAsync(i32, word, seq, 1000) as { async: boolean; value: Promise<string> | string };
       reader.wake = () => Atomics.notify(core.views().i32, word);

@@ -17,8 +17,10 @@ export interface CoreExports {
   ctx_free(ctx: number): void;
   thread_exit(ctx: number, hostThread: number): number;
   bus_broken_reason(): number;
-  scratch_alloc(size: number): number;
-  scratch_free(p: number): void;
+  ctx_scratch(ctx: number, size: number): number;
+  object_record(ctx: number, slot: number, length: number): number;
+  object_record_free(ctx: number, rec: number): void;
+  bus_stats(ctx: number): number;
   peer_connect(ctx: number, user: number): number;
   peer_ref(ctx: number, slot: number, gen: number): number;
   peer_unref(ctx: number, slot: number, gen: number): number;
@@ -58,12 +60,16 @@ export const CTX_ERR_ARG = 28;
 export const CTX_ERR_INDEX = 32;
 export const CTX_OUT = 64;
 export const CTX_TID = 96;
+export const CTX_SERIAL = 176;
 /** The ABI version this host speaks (bus_version(), docs/ABI.md). */
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;
 /** Offset in the context block of the flag that this thread spins in a wait. */
 export const CTX_SPINNING = 172;
 /** Offset in the root of the count of threads spinning in wait (docs/ABI.md). */
 export const ROOT_SPINNERS = 76;
+
+const SCRATCH_MIN = 4096;
+const SCRATCH_KEEP = 65536;
 
 /** Pages of 64 KiB: the core keeps addresses below 2 GiB. */
 export const MAX_PAGES = 32767;
@@ -74,6 +80,8 @@ export class Core {
   readonly objects: ObjectTable;
   /** This thread's index in the core's thread table. */
   tid = 0;
+  /** This attachment's serial: the owner of the object records it makes. */
+  serial = 0;
   readonly bounds: CallBounds;
   /** Address of the bus root (the same in every instance of the module). */
   readonly root: number;
@@ -91,6 +99,7 @@ export class Core {
   /** Set when the core trapped: the bus can no longer be trusted. */
   broken: string | null = null;
 
+  /** Instantiates the core on `memory`; throws what the engine throws (LinkError for a memory that does not fit). */
   constructor(module: WebAssembly.Module, memory: WebAssembly.Memory, cloner: Cloner | null) {
     this.memory = memory;
     this.objects = new ObjectTable(this, cloner);
@@ -143,25 +152,36 @@ export class Core {
     if (!this.ctx) throw new Bus1Error("ENOMEM", "bus: out of memory for a thread context");
     this.out = this.ctx + CTX_OUT;
     this.tid = this.views().u32[(this.ctx + CTX_TID) >>> 2];
+    this.serial = this.u32[(this.ctx + CTX_SERIAL) >>> 2];
   }
 
+  /** Detaches this thread: its records in flight become orphans, its context goes. */
   close(): void {
+    if (!this.ctx) return;
     this.objects.sweep();
-    this.objects.orphan();
-    if (this.scratch) this.ex.scratch_free(this.scratch);
-    if (this.ctx) this.ex.ctx_free(this.ctx);
-    this.scratch = this.scratchSize = this.ctx = 0;
+    this.objects.forget();
+    this.scratch = this.scratchSize = 0;
+    const ctx = this.ctx;
+    this.ctx = 0;
+    this.ex.ctx_free(ctx);
   }
 
-  /** Scratch of at least `bytes` bytes for call arguments (8-aligned). */
+  /**
+   * Scratch of at least `bytes` bytes for call arguments (8-aligned), owned
+   * by the thread's context in the core. It doubles as it grows, and a large
+   * one goes back to 64 KiB once a call needs less than a quarter of it.
+   */
   scratchFor(bytes: number): number {
-    if (bytes > this.scratchSize) {
-      const size = Math.max(bytes, 4096, this.scratchSize * 2);
-      const p = this.ex.scratch_alloc(size);
-      if (!p) throw new Bus1Error("ENOMEM", `bus: out of memory for ${bytes} bytes of call arguments`);
-      if (this.scratch) this.ex.scratch_free(this.scratch);
+    const size = this.scratchSize;
+    if (bytes > size || (size > SCRATCH_KEEP && bytes <= size >>> 2)) {
+      const want = bytes > size ? Math.max(bytes, SCRATCH_MIN, size * 2) : Math.max(bytes, SCRATCH_KEEP);
+      const p = this.ex.ctx_scratch(this.ctx, want);
+      if (!p) {
+        if (bytes <= size) return this.scratch;
+        throw new Bus1Error("ENOMEM", `bus: out of memory for ${bytes} bytes of call arguments`);
+      }
       this.scratch = p;
-      this.scratchSize = size;
+      this.scratchSize = want;
       // the new block may lie beyond what the views cover
       this.views();
     }

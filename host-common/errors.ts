@@ -16,11 +16,9 @@ export const ERRNO: Readonly<Record<ErrorCode, number>> = Object.freeze({
 const CODES: Record<number, ErrorCode> = {};
 for (const [code, n] of Object.entries(ERRNO)) CODES[n] = code as ErrorCode;
 
-/** The code for an errno of the ABI. */
-export function codeOf(errno: number): ErrorCode {
-  const code = CODES[errno];
-  if (code === undefined) throw new Error(`bus1: unknown errno ${errno} from the core`);
-  return code;
+/** The code for an errno of the ABI, or undefined for a number the ABI does not have. */
+export function codeOf(errno: number): ErrorCode | undefined {
+  return CODES[errno];
 }
 
 const MEANING: Record<ErrorCode, string> = {
@@ -55,13 +53,4 @@ export class Bus1Error extends Error {
   static of(code: ErrorCode, op: string, what?: string): Bus1Error {
     return new Bus1Error(code, `${op}: ${what ? `${what}: ` : ""}${MEANING[code]} (${code})`);
   }
-}
-
-/** A short description of a bad value for error messages. */
-export function describe(v: unknown): string {
-  if (typeof v === "string") return JSON.stringify(v.length > 40 ? v.slice(0, 40) + "…" : v);
-  if (typeof v === "number" || typeof v === "boolean" || typeof v === "bigint" || v == null) return String(v);
-  if (Array.isArray(v)) return `an array of ${v.length}`;
-  if (typeof v === "function") return "a function";
-  return `a ${Object.prototype.toString.call(v).slice(8, -1)}`;
 }

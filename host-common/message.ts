@@ -2,8 +2,7 @@
  * Message: what `recv` returns. The payload is a view into the receiver's
  * pool (no copy); it stays valid until the slice is released.
  */
-import type { Peer } from "./bus.js";
-import { Bus1Error } from "./errors.js";
+import { RELEASED_AGAIN, type Peer } from "./bus.js";
 
 export type MessageType = "data" | "node-destroy" | "node-release";
 
@@ -37,10 +36,7 @@ export class Message {
    */
   release(): void {
     if (this.offset < 0) return;
-    if (this.#released) {
-      this.#peer.usable("release");
-      throw Bus1Error.of("ENXIO", "release", `the slice at offset ${this.offset} is already released`);
-    }
+    if (this.#released) throw this.#peer[RELEASED_AGAIN](this.offset);
     this.#peer.releaseSlice(this.offset);
     this.#released = true;
   }

@@ -1,42 +1,46 @@
 /**
  * Host objects (SPEC §7): values that cannot live in linear memory travel
- * with a message as records in the bus memory.
+ * with a message as records in the bus memory (assembly/record.ts has the
+ * record's layout and its rules).
  *
- * Record (in the bus heap, made by the sending thread):
+ * A receiver in the sending thread gets the value itself (same identity);
+ * one in another thread gets a structured clone made from the serialized
+ * bytes in the record. A value that cannot be cloned (a function, say), or
+ * whose clone cannot be rebuilt in the receiving thread, arrives as a
+ * Bus1Error in its place: the message is delivered either way.
  *
- *   +0  owner    u32   the sending thread's index in the core's thread table
- *   +4  slot     u32   the value's slot in the owner's table
- *   +8  pending  i32   messages that still carry the record (atomic)
- *   +12 length   u32   bytes of the value's serialized form, NOT_CLONEABLE
- *                      when it has none (or the bus is private)
- *   +16 bytes
- *
- * The message carries the record's address as its object slot. A receiver in
- * the sending thread gets the value itself (same identity); one in another
- * thread gets a structured clone made from the serialized bytes. A value that
- * cannot be cloned (a function, say) reaches other threads as a Bus1Error
- * EOPNOTSUPP in its place. Every message that is received or dropped takes
- * one from `pending`; at zero the owner frees the record and its slot (at
- * once when it is the one that saw it reach zero, otherwise on its next
- * sweep). When the owner thread lets go of the bus, its records still in
- * flight become orphans (owner ORPHAN): receivers get clones, and whoever
- * takes the last one frees the record. Freeing is claimed by moving
- * `pending` from 0 to −1, so a record is freed exactly once.
+ * A record names its owner by the serial of the owning thread's attachment,
+ * never by a reused index, so a thread never takes another thread's record
+ * for its own. Every message that is received or dropped takes one from the
+ * record's `pending`; at zero the owner frees it (at once when it is the one
+ * that saw zero, otherwise on its next sweep). When the owner lets go of the
+ * bus, or dies and is found by `bus.watch`, the core turns its records into
+ * orphans, and whoever takes the last message frees them.
  */
 import { Bus1Error } from "./errors.js";
 import type { Core } from "./core.js";
 
+/** Record.length of a value that has no serialized form. */
 export const NOT_CLONEABLE = 0xffffffff;
-/** Owner of a record whose thread has let go of the bus. */
+/** Record.owner of a record whose thread is gone. */
 const ORPHAN = 0xffffffff;
+/** Bytes of a record's header (assembly/record.ts RECORD_HEADER). */
+const HEADER = 24;
 const NONE: number[] = [];
-const HEADER = 16;
 
 /** How a host copies values between threads; null where it cannot. */
 export interface Cloner {
   serialize(value: unknown): Uint8Array | null;
   deserialize(bytes: Uint8Array): unknown;
 }
+
+/** Values of one send, serialized (this runs user code) before the core is entered. */
+export interface PreparedObjects {
+  readonly values: readonly unknown[];
+  readonly forms: readonly (Uint8Array | null)[];
+}
+
+export const NO_OBJECTS: PreparedObjects = Object.freeze({ values: Object.freeze([]), forms: Object.freeze([]) });
 
 export class ObjectTable {
   private values: unknown[] = [];
@@ -51,25 +55,32 @@ export class ObjectTable {
     return this.values.length - this.free.length;
   }
 
-  /** Records for `objects`; their addresses are written to u32 `at`. */
-  put(objects: readonly unknown[]): number[] {
-    if (objects.length === 0) return NONE;
+  /** Serializes the values of one send; getters of the values run here, and only here. */
+  prepare(values: readonly unknown[]): PreparedObjects {
+    if (values.length === 0) return NO_OBJECTS;
+    const forms: (Uint8Array | null)[] = new Array(values.length);
+    for (let i = 0; i < values.length; i++) forms[i] = this.cloner ? this.cloner.serialize(values[i]) : null;
+    return { values, forms };
+  }
+
+  /** Records for prepared values; runs no user code. */
+  put(objects: PreparedObjects): number[] {
+    const n = objects.values.length;
+    if (n === 0) return NONE;
     this.sweep();
     const core = this.core;
     const records: number[] = [];
     try {
-      for (const value of objects) {
-        const bytes = this.cloner ? this.cloner.serialize(value) : null;
-        const rec = core.ex.scratch_alloc(HEADER + (bytes ? bytes.length : 0));
-        if (!rec) throw new Bus1Error("ENOMEM", "send: out of memory for the objects");
+      for (let i = 0; i < n; i++) {
+        const form = objects.forms[i];
         const slot = this.free.length ? this.free.pop()! : this.values.length;
-        this.values[slot] = value;
-        const u32 = core.views().u32, at = rec >>> 2;
-        u32[at] = core.tid;
-        u32[at + 1] = slot;
-        u32[at + 2] = 0;
-        u32[at + 3] = bytes ? bytes.length : NOT_CLONEABLE;
-        if (bytes) core.u8.set(bytes, rec + HEADER);
+        const rec = core.ex.object_record(core.ctx, slot, form ? form.length : NOT_CLONEABLE);
+        if (!rec) {
+          this.free.push(slot);
+          throw Bus1Error.of("ENOMEM", "send", "no memory for the objects' records");
+        }
+        this.values[slot] = objects.values[i];
+        if (form) core.views().u8.set(form, rec + HEADER);
         records.push(rec);
       }
     } catch (e) {
@@ -94,16 +105,21 @@ export class ObjectTable {
     }
   }
 
-  /** The value of a record, for a receiver that keeps the message (a seed). */
+  /** The value of a record, for a receiver that keeps the message (a seed); never throws. */
   peek(rec: number): unknown {
     const core = this.core.views();
     const at = rec >>> 2;
-    if (core.u32[at] === core.tid) return this.values[core.u32[at + 1]];
+    if (Atomics.load(core.u32, at) === core.serial) return this.values[core.u32[at + 1]];
     const length = core.u32[at + 3];
     if (length === NOT_CLONEABLE || !this.cloner) {
-      return Bus1Error.of("EOPNOTSUPP", "recv", `an object sent by another thread cannot be cloned`);
+      return Bus1Error.of("EOPNOTSUPP", "recv", "an object sent by another thread that cannot be cloned");
     }
-    return this.cloner.deserialize(core.u8.slice(rec + HEADER, rec + HEADER + length));
+    try {
+      return this.cloner.deserialize(core.u8.slice(rec + HEADER, rec + HEADER + length));
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      return Bus1Error.of("EOPNOTSUPP", "recv", `an object sent by another thread could not be rebuilt here (${why})`);
+    }
   }
 
   /** The value of a record for one message that was received. */
@@ -119,8 +135,10 @@ export class ObjectTable {
     const at = rec >>> 2;
     if (Atomics.sub(core.i32, at + 2, 1) !== 1) return;
     const owner = Atomics.load(core.u32, at);
-    if (owner === core.tid) this.release(rec);
-    else if (owner === ORPHAN && Atomics.compareExchange(core.i32, at + 2, 0, -1) === 0) core.ex.scratch_free(rec);
+    if (owner === core.serial) this.release(rec);
+    else if (owner === ORPHAN && Atomics.compareExchange(core.i32, at + 2, 0, -1) === 0) {
+      core.ex.object_record_free(core.ctx, rec);
+    }
   }
 
   /** Frees the records of this thread that no message carries any more. */
@@ -130,13 +148,8 @@ export class ObjectTable {
     for (const rec of this.outstanding) if (Atomics.load(i32, (rec >>> 2) + 2) === 0) this.release(rec);
   }
 
-  /** This thread lets go: its records in flight become orphans. */
-  orphan(): void {
-    const core = this.core.views();
-    for (const rec of this.outstanding) {
-      Atomics.store(core.u32, rec >>> 2, ORPHAN);
-      if (Atomics.compareExchange(core.i32, (rec >>> 2) + 2, 0, -1) === 0) core.ex.scratch_free(rec);
-    }
+  /** This thread lets go: the core makes its records in flight orphans (ctx_free); the values go. */
+  forget(): void {
     this.outstanding.clear();
     this.values = [];
     this.free = [];
@@ -149,6 +162,6 @@ export class ObjectTable {
     this.values[slot] = undefined;
     this.free.push(slot);
     this.outstanding.delete(rec);
-    core.ex.scratch_free(rec);
+    core.ex.object_record_free(core.ctx, rec);
   }
 }

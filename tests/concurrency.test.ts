@@ -5,6 +5,8 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { Worker } from "node:worker_threads";
 import { Bus, type Peer } from "bus1-wasm";
+// internals, for the dump of a hung bus: not part of the API
+import { coreOf } from "../dist/host-common/bus.js";
 
 const workers: Worker[] = [];
 const buses: Bus[] = [];
@@ -24,7 +26,7 @@ function start(file: string, workerData: unknown, bus: Bus): Worker {
 
 /** What every attached thread is doing: printed when a worker times out. */
 function dumpBus(bus: Bus): string {
-  const core = bus.core, u32 = core.views().u32;
+  const core = coreOf(bus), u32 = core.views().u32;
   const root = core.ex.bus_root();
   const threads = u32[(root + 72) >>> 2];
   const lines = [`broken ${u32[(root + 56) >>> 2]}`];

@@ -135,13 +135,18 @@ describe("quota", () => {
     }
   });
 
-  it("counts the objects' u32 array in the slice size", async () => {
+  it("charges the objects' slots in the slice and their records in the bus memory as bytes", async () => {
     const { a, b, hb } = await pair();
-    b.reset({ limits: { maxInflightBytes: 64 } });
-    // 56 bytes of payload + 2 objects padded to 8 = 64: fits
+    // on a single-thread bus a record is its 24-byte header (no serialized form)
+    b.reset({ limits: { maxInflightBytes: 112 } });
+    // 56 bytes of payload + 2 slots padded to 8 + 2 records of 24 = 112: fits
     a.send(hb, new Uint8Array(56), { objects: [{}, {}] });
-    expect(takeOne(b).objects).toHaveLength(2);
-    // 56 + 3 objects padded to 16 = 72: never fits
+    const m = b.recv()!;
+    expect(b.stats().bytes).toBe(112);
+    expect(m.objects).toHaveLength(2);
+    m.release();
+    expect(b.stats().bytes).toBe(0);
+    // 56 + 3 slots padded to 16 + 3 records = 144: never fits
     expectCode(() => a.send(hb, new Uint8Array(56), { objects: [{}, {}, {}] }), "EMSGSIZE");
   });
 });

@@ -154,7 +154,10 @@ interface SentMessage {
   /** Attached handles; a node destroyed at send time arrives as HANDLE_INVALID. */
   handles: { node: NodeModel; liveAtSend: boolean }[];
   objects: unknown[];
+  /** Bytes of the slice. */
   size: number;
+  /** Bytes charged to the receiver: the slice and one record per object. */
+  charged: number;
 }
 
 /** Something a receiver must (or, if `maybe`, may) still receive. */
@@ -209,6 +212,9 @@ interface PeerModel {
 function sliceSize(payloadLength: number, handles: number, objects: number): number {
   return align8(payloadLength) + 8 * handles + align8(4 * objects);
 }
+
+/** A host object's record in the bus memory, charged as bytes: on a single-thread bus, its header alone. */
+const RECORD_BYTES = 24;
 
 function align8(n: number): number {
   return (n + 7) & ~7;
@@ -456,7 +462,7 @@ class Model {
       let slices = 0, bytes = 0, objects = 0;
       for (const s of pm.slices.values()) {
         slices++;
-        bytes += s.size;
+        bytes += s.msg.charged;
         objects += s.msg.objects.length;
         check(
           sameBytes(s.message.payload, s.msg.payload),
@@ -474,7 +480,7 @@ class Model {
         for (const e of g.entries) {
           if (e.kind !== "data" || e.maybe || !e.msg) continue;
           slices++;
-          bytes += e.msg.size;
+          bytes += e.msg.charged;
           objects += e.msg.objects.length;
         }
       }
@@ -510,6 +516,7 @@ class Model {
     const objects = Array.from({ length: o.objects }, (_, i) => ({ message: id, object: i }));
     const what = `peer ${pm.index}: send #${id} to [${dsts.map((d) => String(d.id))}] handles [${handles.map((h) => String(h.id))}] ${o.size} B${objects.length ? ` ${objects.length} objects` : ""}${o.cont ? " continue" : ""}`;
     const size = sliceSize(o.size, handles.length, objects.length);
+    const charged = size + RECORD_BYTES * objects.length;
 
     const all = [...dsts, ...handles];
     const must = new Set<string>();
@@ -527,7 +534,7 @@ class Model {
       const node = nodeOf(d);
       const receiver = node ? node.owner : pm; // a new node belongs to the sender
       if (node && !node.live) return false;
-      return size > receiver.limits.maxInflightBytes || objects.length > receiver.limits.maxInflightObjects;
+      return charged > receiver.limits.maxInflightBytes || objects.length > receiver.limits.maxInflightObjects;
     });
     const anyTooBig = tooBig.some(Boolean);
     if (!hard && !o.cont && unreachable.some(Boolean)) must.add("EHOSTUNREACH");
@@ -556,7 +563,7 @@ class Model {
     const errors = r.value.errors;
     check(Array.isArray(errors) && errors.length === dsts.length, `${what}: errors has length ${errors?.length}, expected ${dsts.length}`);
     const msg: SentMessage = {
-      id, sender: pm, payload, objects, size,
+      id, sender: pm, payload, objects, size, charged,
       handles: handles.map((h) => {
         const node = resolvedNode(h);
         return { node, liveAtSend: node.live };
@@ -572,7 +579,7 @@ class Model {
       } else if (!node.live) {
         check(err === "EHOSTUNREACH", `${what}: destination ${d.id} (node ${node.key} destroyed) got ${err}, expected EHOSTUNREACH`);
       } else if (tooBig[i]) {
-        check(err === "EDQUOT" || err === "EMSGSIZE", `${what}: destination ${d.id} cannot hold ${size} B but got ${err}`);
+        check(err === "EDQUOT" || err === "EMSGSIZE", `${what}: destination ${d.id} cannot hold ${charged} B but got ${err}`);
       } else {
         check(err === null || err === "EDQUOT", `${what}: destination ${d.id} (live node ${node.key}) got ${err}`);
       }

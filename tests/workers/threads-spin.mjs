@@ -3,11 +3,12 @@
 // order, and records the most threads it ever saw spinning at once.
 import { workerData, parentPort } from "node:worker_threads";
 import { Bus } from "bus1-wasm";
+import { coreOf } from "../../dist/host-common/bus.js";
 
 const { handle, ref, count, spinners } = workerData;
 const bus = await Bus.attach(handle);
 const peer = bus.adopt(ref);
-const i32 = new Int32Array(bus.core.memory.buffer);
+const i32 = new Int32Array(coreOf(bus).memory.buffer);
 
 parentPort.postMessage({ step: "ready" });
 let next = 0, outOfOrder = 0, maxSpinners = 0;

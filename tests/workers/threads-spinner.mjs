@@ -4,11 +4,12 @@
 // call, as if it were terminated in the middle of a spin.
 import { workerData, parentPort } from "node:worker_threads";
 import { Bus } from "bus1-wasm";
+import { coreOf } from "../../dist/host-common/bus.js";
 
 const { handle, ref } = workerData;
 const bus = await Bus.attach(handle);
 bus.adopt(ref);
-const core = bus.core;
+const core = coreOf(bus);
 const i32 = new Int32Array(core.memory.buffer);
 const spinners = (core.ex.bus_root() + 76) >>> 2;
 const flag = (core.ctx + 172) >>> 2;

@@ -1,0 +1,320 @@
+/**
+ * Argument checks shared by every kind of peer: each turns what a caller
+ * passed into a validated snapshot, before the core is entered.
+ *
+ * The rules, so that no argument can change under the core's feet:
+ * - Every argument is read exactly once, here. A getter, a Proxy trap or a
+ *   `valueOf` runs (if at all) while the snapshot is taken, never between two
+ *   core calls of one operation or while the core holds a lock. A getter that
+ *   calls the bus itself makes an ordinary call that completes before this one
+ *   begins.
+ * - Typed arrays are read from the engine's internal slots through the
+ *   intrinsic getters captured when this module loads (`byteLength`, not the
+ *   `length` property, which an own property, a subclass or a Proxy can fake).
+ *   A Proxy is not a Uint8Array.
+ * - Whatever throws while a snapshot is taken (a getter, a revoked Proxy)
+ *   becomes a Bus1Error EINVAL naming the argument, with the original as its
+ *   `cause`.
+ * - Error messages describe values without reading them again (`describe`).
+ *
+ * Code that replaces builtins before this module loads is trusted like the
+ * engine; replacing them afterwards changes nothing here.
+ */
+import { Bus1Error, type ErrorCode } from "./errors.js";
+
+// ---- intrinsics -------------------------------------------------------------------
+
+const uncurry = <A extends unknown[], R>(f: (...args: A) => R) =>
+  Function.prototype.call.bind(f) as unknown as (self: unknown, ...args: A) => R;
+
+function getter(proto: object, key: PropertyKey): (self: unknown) => unknown {
+  return uncurry(Object.getOwnPropertyDescriptor(proto, key)!.get! as () => unknown);
+}
+
+const TypedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype) as object;
+const typedArrayTag = getter(TypedArrayPrototype, Symbol.toStringTag) as (v: unknown) => string | undefined;
+const typedArrayBuffer = getter(TypedArrayPrototype, "buffer") as (v: unknown) => ArrayBufferLike;
+const typedArrayOffset = getter(TypedArrayPrototype, "byteOffset") as (v: unknown) => number;
+const typedArrayLength = getter(TypedArrayPrototype, "byteLength") as (v: unknown) => number;
+/** %TypedArray%.prototype.set, as `set(target, source, offset)`. */
+export const typedArraySet = uncurry(TypedArrayPrototype && (TypedArrayPrototype as Uint8Array).set) as
+  (target: Uint8Array, source: Uint8Array, offset?: number) => void;
+const isArray = Array.isArray;
+const objectKeys = Object.keys;
+const U8 = Uint8Array;
+const abortSignalAborted = typeof AbortSignal === "function"
+  ? getter(AbortSignal.prototype, "aborted") as (v: unknown) => boolean : null;
+
+const U32_MAX = 0xffffffff;
+
+// ---- describing values -------------------------------------------------------------
+
+/**
+ * A short description of a value for an error message. It reads nothing
+ * that could run code: no property, no Proxy trap, no `toString`.
+ */
+export function describe(v: unknown): string {
+  switch (typeof v) {
+    case "string": return JSON.stringify(v.length > 40 ? v.slice(0, 40) + "…" : v);
+    case "number": return Object.is(v, -0) ? "-0" : String(v);
+    case "boolean": case "bigint": case "undefined": return String(v);
+    case "symbol": return "a symbol";
+    case "function": return "a function";
+  }
+  if (v === null) return "null";
+  const tag = typedArrayTag(v);
+  if (tag !== undefined) return `a ${tag} of ${typedArrayLength(v)} bytes`;
+  try {
+    if (isArray(v)) return "an array";
+  } catch {
+    return "a revoked Proxy";
+  }
+  return "an object";
+}
+
+/** Bus1Error `code` of `op` about `what`. */
+export function fail(code: ErrorCode, op: string, what: string, cause?: unknown): Bus1Error {
+  const e = Bus1Error.of(code, op, what);
+  if (cause !== undefined) Object.defineProperty(e, "cause", { value: cause, configurable: true, writable: true });
+  return e;
+}
+
+/** Runs `read` (which may run user code); anything it throws that is not a Bus1Error becomes EINVAL about `name`. */
+export function reading<T>(op: string, name: string, read: () => T): T {
+  try {
+    return read();
+  } catch (e) {
+    if (e instanceof Bus1Error) throw e;
+    throw fail("EINVAL", op, `${name} could not be read (${errorText(e)})`, e);
+  }
+}
+
+/** The message of a thrown value, read without running user code where possible. */
+function errorText(e: unknown): string {
+  if (e instanceof Error) {
+    const d = Object.getOwnPropertyDescriptor(e, "message");
+    if (d && typeof d.value === "string") return d.value;
+  }
+  return describe(e);
+}
+
+// ---- plain values -------------------------------------------------------------------
+
+/** A snapshot of an options object: only `keys`, each read once, on a prototype-less object. */
+export function readOptions(op: string, v: unknown, keys: readonly string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = Object.create(null);
+  if (v === undefined) return out;
+  if (typeof v !== "object" || v === null || isArrayChecked(op, "options", v)) {
+    throw fail("EINVAL", op, `options must be an object, got ${describe(v)}`);
+  }
+  return reading(op, "options", () => {
+    const present = objectKeys(v);
+    for (let i = 0; i < present.length; i++) {
+      const k = present[i];
+      if (!keys.includes(k)) throw fail("EINVAL", op, `unknown option ${JSON.stringify(k)}`);
+    }
+    for (let i = 0; i < present.length; i++) out[present[i]] = (v as Record<string, unknown>)[present[i]];
+    return out;
+  });
+}
+
+function isArrayChecked(op: string, name: string, v: unknown): boolean {
+  try {
+    return isArray(v);
+  } catch (e) {
+    throw fail("EINVAL", op, `${name} is a revoked Proxy`, e);
+  }
+}
+
+export function readBoolean(op: string, name: string, v: unknown): boolean {
+  if (v === undefined) return false;
+  if (typeof v !== "boolean") throw fail("EINVAL", op, `${name} must be a boolean, got ${describe(v)}`);
+  return v;
+}
+
+/** An integer in [min, max]. */
+export function readInteger(op: string, name: string, v: unknown, min: number, max: number): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
+    throw fail("EINVAL", op, `${name} must be an integer from ${min} to ${max}, got ${describe(v)}`);
+  }
+  return v;
+}
+
+export interface LimitsSnapshot {
+  maxSlices?: number;
+  maxHandles?: number;
+  maxInflightBytes?: number;
+  maxInflightObjects?: number;
+}
+
+export const LIMIT_KEYS = ["maxSlices", "maxHandles", "maxInflightBytes", "maxInflightObjects"] as const;
+
+export function readLimits(op: string, v: unknown): LimitsSnapshot {
+  const o = readOptions(op, v, LIMIT_KEYS);
+  const limits: LimitsSnapshot = {};
+  for (const k of LIMIT_KEYS) {
+    if (o[k] !== undefined) limits[k] = readInteger(op, `limits.${k}`, o[k], 0, U32_MAX);
+  }
+  return limits;
+}
+
+/** A timeout in milliseconds: Infinity when absent. */
+export function readTimeout(op: string, v: unknown): number {
+  if (v === undefined) return Infinity;
+  if (typeof v !== "number" || Number.isNaN(v) || v < 0) {
+    throw fail("EINVAL", op, `timeoutMs must be a non-negative number, got ${describe(v)}`);
+  }
+  return v;
+}
+
+/** An AbortSignal or undefined (checked by its internal slots). */
+export function readSignal(op: string, v: unknown): AbortSignal | undefined {
+  if (v === undefined) return undefined;
+  if (abortSignalAborted) {
+    try {
+      abortSignalAborted(v);
+      return v as AbortSignal;
+    } catch {
+      // not an AbortSignal
+    }
+  }
+  throw fail("EINVAL", op, `signal must be an AbortSignal, got ${describe(v)}`);
+}
+
+// ---- lists of handle IDs ------------------------------------------------------------
+
+/** A list read once: the raw values (for error messages) and the IDs the core gets (NaN for a non-number). */
+export interface IdList {
+  readonly values: readonly unknown[];
+  readonly ids: Float64Array;
+}
+
+const NO_VALUES: readonly unknown[] = Object.freeze([]);
+const NO_IDS = new Float64Array(0);
+export const NO_ID_LIST: IdList = Object.freeze({ values: NO_VALUES, ids: NO_IDS });
+
+/**
+ * A number or an array-like of numbers (`single` allows a lone number), read
+ * once. More than `max` entries is `tooMany` (EMSGSIZE or EINVAL), said with
+ * the count, before any entry is read.
+ */
+export function readIds(op: string, name: string, v: unknown, max: number, tooMany: ErrorCode,
+                        single: boolean): IdList {
+  if (single && typeof v === "number") return { values: [v], ids: Float64Array.of(v) };
+  if (typeof v !== "object" || v === null) {
+    throw fail("EINVAL", op, `${name} must be ${single ? "a handle ID or " : ""}an array of handle IDs, got ${describe(v)}`);
+  }
+  return reading(op, name, () => {
+    const n = (v as ArrayLike<unknown>).length;
+    if (typeof n !== "number" || !Number.isInteger(n) || n < 0) {
+      throw fail("EINVAL", op, `${name} must be ${single ? "a handle ID or " : ""}an array of handle IDs, got ${describe(v)} with length ${describe(n)}`);
+    }
+    if (n > max) throw fail(tooMany, op, `${name}: ${n} entries, more than ${max}`);
+    const values: unknown[] = new Array(n);
+    const ids = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      const x = (v as ArrayLike<unknown>)[i];
+      values[i] = x;
+      ids[i] = typeof x === "number" ? x : NaN;
+    }
+    return { values, ids };
+  });
+}
+
+// ---- payloads -----------------------------------------------------------------------
+
+/**
+ * Byte length of a genuine Uint8Array (by its internal slots), or −1 for
+ * anything else, a detached one included. Runs no user code.
+ */
+export function uint8Length(v: unknown): number {
+  if (typeof v !== "object" || v === null || typedArrayTag(v) !== "Uint8Array") return -1;
+  const n = typedArrayLength(v);
+  return n === 0 && isDetached(v) ? -1 : n;
+}
+
+function isDetached(v: unknown): boolean {
+  try {
+    new U8(typedArrayBuffer(v), 0, 0);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/** A payload read once: fixed-length views of the caller's bytes and their total. */
+export interface Payload {
+  readonly vecs: readonly Uint8Array[];
+  readonly size: number;
+}
+
+const NO_VECS: readonly Uint8Array[] = Object.freeze([]);
+export const NO_PAYLOAD: Payload = Object.freeze({ vecs: NO_VECS, size: 0 });
+
+/**
+ * A Uint8Array or an array of them. Each vec becomes a view of fixed length
+ * on its buffer, made from its internal slots: what is copied is exactly what
+ * was counted, whatever the caller's objects do later.
+ */
+export function readPayload(op: string, v: unknown, maxVecs: number): Payload {
+  if (v === undefined) return NO_PAYLOAD;
+  if (uint8Length(v) >= 0) {
+    const view = fixedView(op, "payload", v);
+    return { vecs: [view], size: view.byteLength };
+  }
+  if (typeof v !== "object" || v === null || !isArrayChecked(op, "payload", v)) {
+    throw fail("EINVAL", op, `payload must be a Uint8Array or an array of them, got ${describe(v)}`);
+  }
+  return reading(op, "payload", () => {
+    const n = (v as unknown[]).length;
+    if (n > maxVecs) throw fail("EMSGSIZE", op, `payload: ${n} vecs, more than ${maxVecs}`);
+    const vecs: Uint8Array[] = new Array(n);
+    let size = 0;
+    for (let i = 0; i < n; i++) {
+      const x = (v as unknown[])[i];
+      vecs[i] = fixedView(op, `payload[${i}]`, x);
+      size += vecs[i].byteLength;
+    }
+    return { vecs, size };
+  });
+}
+
+function fixedView(op: string, name: string, v: unknown): Uint8Array {
+  if (typeof v !== "object" || v === null || typedArrayTag(v) !== "Uint8Array") {
+    throw fail("EINVAL", op, `${name} must be a Uint8Array, got ${describe(v)}`);
+  }
+  try {
+    return new U8(typedArrayBuffer(v), typedArrayOffset(v), typedArrayLength(v));
+  } catch (e) {
+    throw fail("EINVAL", op, `${name} is detached`, e);
+  }
+}
+
+// ---- objects ------------------------------------------------------------------------
+
+/** An array of host values, read once (its entries are checked by the caller). */
+export function readValues(op: string, name: string, v: unknown, max: number): unknown[] {
+  if (typeof v !== "object" || v === null || !isArrayChecked(op, name, v)) {
+    throw fail("EINVAL", op, `${name} must be an array, got ${describe(v)}`);
+  }
+  return reading(op, name, () => {
+    const n = (v as unknown[]).length;
+    if (n > max) throw fail("EMSGSIZE", op, `${name}: ${n} entries, more than ${max}`);
+    const out: unknown[] = new Array(n);
+    for (let i = 0; i < n; i++) out[i] = (v as unknown[])[i];
+    return out;
+  });
+}
+
+// ---- references ---------------------------------------------------------------------
+
+/** The own data property `key` of a plain record, or undefined; never runs a getter. */
+export function ownData(v: object, key: string): unknown {
+  let d: PropertyDescriptor | undefined;
+  try {
+    d = Object.getOwnPropertyDescriptor(v, key);
+  } catch {
+    return undefined;
+  }
+  return d && "value" in d ? d.value : undefined;
+}
