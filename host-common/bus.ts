@@ -640,7 +640,11 @@ export class Peer {
       throw this.#cancel(op, e);
     }
     if (rc < 0) throw s.error(op, rc, { destinations: [destination] });
-    s.call(op, () => (core.ex.send_commit(core.ctx), 0));
+    try {
+      core.ex.send_commit(core.ctx);
+    } catch (e) {
+      throw s.trap(op, e);
+    }
     if (s.readers.size) s.poke();
     return SENT_ONE;
   }
@@ -738,9 +742,11 @@ export class Peer {
   recv(options?: { seed?: boolean }): Message | null {
     const op = "recv";
     this.#check(op);
-    const o = readOptions(op, options, ["seed"]);
-    const seed = readBoolean(op, "seed", o.seed);
-    this.#check(op);
+    let seed = false;
+    if (options !== undefined) {
+      seed = readBoolean(op, "seed", readOptions(op, options, ["seed"]).seed);
+      this.#check(op);
+    }
     const s = this.#s, core = s.core;
     const rc = s.call(op, () => core.ex.recv(core.ctx, this.#slot, this.#gen, seed ? RECV_SEED : 0));
     if (rc < 0) {

@@ -46,6 +46,8 @@ const abortSignalAborted = typeof AbortSignal === "function"
   ? getter(AbortSignal.prototype, "aborted") as (v: unknown) => boolean : null;
 
 const U32_MAX = 0xffffffff;
+/** The snapshot of absent options (shared: callers only read it). */
+const NO_OPTIONS: Record<string, unknown> = Object.freeze(Object.create(null));
 
 // ---- describing values -------------------------------------------------------------
 
@@ -102,8 +104,8 @@ function errorText(e: unknown): string {
 
 /** A snapshot of an options object: only `keys`, each read once, on a prototype-less object. */
 export function readOptions(op: string, v: unknown, keys: readonly string[]): Record<string, unknown> {
+  if (v === undefined) return NO_OPTIONS;
   const out: Record<string, unknown> = Object.create(null);
-  if (v === undefined) return out;
   if (typeof v !== "object" || v === null || isArrayChecked(op, "options", v)) {
     throw fail("EINVAL", op, `options must be an object, got ${describe(v)}`);
   }
