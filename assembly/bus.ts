@@ -398,8 +398,9 @@ export function limbo_retire(p: usize): void {
  *
  * Epochs count 0, 2, 4, 0, ...: a thread in a call has announced either the
  * current epoch or the one before (the epoch cannot move past a thread that
- * has not seen it), so three values tell them apart, and the list the new
- * epoch fills is the one retired two moves ago, freed here.
+ * has not seen it), so three values tell them apart. The list freed here is
+ * the one of epoch next − 4, two moves ago; the list of `next` itself was
+ * freed one move ago, so it is empty when the new epoch starts filling it.
  */
 export function limbo_advance(): void {
   let r = root();
@@ -412,7 +413,8 @@ export function limbo_advance(): void {
     if (seen != 0 && seen != e + 1) return;
   }
   let next = e == 4 ? 0 : e + 2;
-  let list = limbo_list(next);
+  // what was retired in epoch next − 4 (≡ next + 2): two moves ago
+  let list = limbo_list(next == 0 ? 2 : next == 2 ? 4 : 0);
   let p = <usize>load<u32>(list);
   store<u32>(list, 0);
   atomic.store<u32>(changetype<usize>(r) + offsetof<Root>("epoch"), next);

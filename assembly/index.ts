@@ -13,7 +13,7 @@ import { record_new, record_free, records_orphan } from "./record";
 import { user_count } from "./user";
 import { Ctx, CTX_SIZE, ctx_out } from "./tx";
 import { ls_need, ls_retry, ls_release, ls_free, ERETRY, NEED_NOMEM } from "./lockset";
-import { bus_broken, bus_break, lock_set_can_block, BROKEN_THREAD_DIED } from "./lock";
+import { bus_broken, bus_break, lock_set_can_block, BROKEN_THREAD_DIED, BROKEN_TRAP } from "./lock";
 import {
   Peer, peer_new, peer_put, peer_check, flush_need, ARG_BROKEN, ARG_PEER, peer_send_begin, peer_send_commit, peer_send_cancel,
   peer_recv, peer_slice_release, peer_transfer, peer_release, peer_destroy, peer_reset, peer_query,
@@ -118,6 +118,11 @@ function ctx_release(c: Ctx): void {
  */
 export function thread_exit(c: Ctx, hostThread: u32): i32 {
   if (bus_broken()) return broken(c);
+  // the calling thread is alive: another attachment of it is not gone either
+  if (hostThread == c.hostThread) {
+    c.errArg = 0;
+    return -EINVAL;
+  }
   let closed: i32 = 0;
   while (true) {
     // claim the dead thread's context: whoever takes it off the table owns it
@@ -145,13 +150,23 @@ export function thread_exit(c: Ctx, hostThread: u32): i32 {
     while (dead.nRefs) {
       let at = <usize>dead.refs + (<usize>(dead.nRefs - 1) << 3);
       let rc = peer_close(c, load<u32>(at), load<u32>(at, 4));
-      // a reference that is already gone (EBADF) needs no closing
-      if (rc < 0 && rc != -EBADF) return rc;
+      // the bus broke under us: leave the rest where it is
+      if (bus_broken()) return broken(c);
+      // a reference that is already gone (EBADF) needs no closing; one that
+      // could not be closed (no memory for the lock set) stays open
       dead.nRefs--;
       if (rc >= 0) closed++;
     }
     ctx_release(dead);
   }
+}
+
+/**
+ * A host saw the core trap in its thread (the state it was changing may be
+ * half-changed): the bus is marked broken for every thread.
+ */
+export function bus_fail(): void {
+  bus_break(BROKEN_TRAP);
 }
 
 /** Why the bus is broken (lock.ts BROKEN_*), or 0. */

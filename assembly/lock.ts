@@ -20,7 +20,7 @@
  * every later call fails with ESHUTDOWN and a reason, instead of hanging or
  * reading state the dead thread left half-changed. A host that learns of a
  * thread's death first (a Worker's exit event) marks it at once
- * (thread_exit in peer.ts).
+ * (thread_exit in index.ts).
  *
  * Lock order (deadlock freedom): peer locks in address order (a lock set,
  * see lockset.ts), then the misc lock, then a user's lock, then the heap
@@ -62,6 +62,7 @@ export function bus_break(reason: u32): void {
 
 export const BROKEN_STALE_LOCK: u32 = 1;
 export const BROKEN_THREAD_DIED: u32 = 2;
+export const BROKEN_TRAP: u32 = 3;
 
 /** Per instance (per thread): acquisitions so far, so holder values differ. */
 let acquisitions: u32 = 0;

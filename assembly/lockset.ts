@@ -15,8 +15,10 @@
  * Sets only grow within one call, so this ends.
  *
  * The held set is a sorted array of peer addresses in the heap (ctx.held).
- * Peer records are type-stable (peer.ts): a pointer to a peer that went away
- * still points at a lock, and the call re-validates what it finds.
+ * A pointer in the set may name a peer that went away while the call had
+ * dropped its locks for a retry: its record is not freed while the call runs
+ * (bus.ts, "Freeing peers"), so it still holds a lock, and the call
+ * re-validates what it finds after relocking.
  */
 
 import { Ctx } from "./tx";

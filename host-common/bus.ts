@@ -20,7 +20,7 @@ import { Message, type MessageType } from "./message.js";
 import type { Cloner, PreparedObjects } from "./objects.js";
 import {
   describe, fail, reading, readOptions, readBoolean, readInteger, readLimits, readTimeout, readSignal, readIds,
-  readPayload, readValues, uint8Length, typedArraySet, LIMIT_KEYS, NO_ID_LIST, type IdList, type Payload,
+  readPayload, readValues, uint8Length, typedArraySet, viewOf, LIMIT_KEYS, NO_ID_LIST, type IdList, type Payload,
 } from "./check.js";
 
 export interface Limits {
@@ -130,7 +130,8 @@ const RESET_FLUSH = 1, RESET_FLUSH_SEED = 2, RESET_LIMIT = 0x100;
 const EAGAIN = 11, EBADF = 9, ESHUTDOWN = 108;
 const ARG_NAMES = ["", "destinations", "handles", "handle", "options", "offset", "limits", "payload", "objects", "payload", "user", "to"];
 const ARG_BROKEN = 12;
-const BROKEN_REASONS = ["", "a lock stayed held for 5 s: its thread is gone", "a thread died inside a bus call"];
+const BROKEN_REASONS = ["", "a lock stayed held for 5 s: its thread is gone", "a thread died inside a bus call",
+  "the core trapped in a thread"];
 const TYPES: MessageType[] = ["data", "data", "node-destroy", "node-release"];
 /** Smallest bus: two pages (the root, the thread table and a few small peers). */
 const MIN_MEMORY_BYTES = 2 * 65536;
@@ -151,6 +152,12 @@ export interface Platform {
   canBlock(): boolean;
   /** The host's id for this thread (Node: worker_threads.threadId). */
   threadId(): number;
+  /**
+   * Calls `onExit(id)` with the host's id of a worker's thread once that
+   * thread has really ended; throws a Bus1Error EINVAL for anything that is
+   * not a worker of this host. Absent where a host cannot tell.
+   */
+  watch?(worker: unknown, onExit: (thread: number) => void): void;
   /** Copies objects between threads of a shared bus (none: same thread only). */
   cloner?: Cloner;
   /** Processors this process may run on (a wait spins only when there is more than one). */
@@ -191,6 +198,11 @@ export function markEndpoint(v: object): void {
   endpoints.add(v);
 }
 
+/** ESHUTDOWN for a call on a broken bus, saying why it broke. */
+function broken(op: string, why: string): Bus1Error {
+  return new Bus1Error("ESHUTDOWN", `${op}: the bus is broken: ${why} (ESHUTDOWN)`);
+}
+
 /** Array.isArray that says false for a revoked Proxy instead of throwing. */
 function isList(v: unknown): v is unknown[] {
   try {
@@ -229,7 +241,7 @@ class BusState {
 
   checkOpen(op: string): void {
     if (this.closed) throw Bus1Error.of("EBADF", op, "the bus is closed in this thread");
-    if (this.core.broken) throw Bus1Error.of("ESHUTDOWN", op, `the bus is broken: ${this.core.broken}`);
+    if (this.core.broken) throw broken(op, this.core.broken);
   }
 
   /** Calls into the core; a trap marks the bus broken. */
@@ -244,21 +256,27 @@ class BusState {
   /** What a call that threw turns into: a trap of the core breaks this bus. */
   trap(op: string, e: unknown): unknown {
     if (e instanceof Bus1Error) return e;
-    this.core.broken = e instanceof Error ? e.message : String(e);
-    return Bus1Error.of("ESHUTDOWN", op, `the bus core failed (${this.core.broken})`);
+    this.core.broken = `the core failed (${e instanceof Error ? e.message : String(e)})`;
+    // what it was changing may be half-changed: no thread may go on with it
+    try {
+      this.core.ex.bus_fail();
+    } catch {
+      // the memory itself is gone: this thread stops all the same
+    }
+    return broken(op, this.core.broken);
   }
 
   /** The Bus1Error for −errno `rc` of `op`, naming the argument at fault from the call's snapshot. */
   error(op: string, rc: number, values?: Record<string, unknown>, rename?: Record<string, string>): Bus1Error {
     const code = codeOf(-rc);
     if (code === undefined) {
-      this.core.broken = `the core returned ${rc}, which is no error code`;
-      return Bus1Error.of("ESHUTDOWN", op, `the bus core failed (${this.core.broken})`);
+      this.core.broken = `the core failed (it returned ${rc}, which is no error code)`;
+      return broken(op, this.core.broken);
     }
     const arg = this.core.errArg();
     if (code === "ESHUTDOWN" && arg === ARG_BROKEN) {
       this.core.broken = BROKEN_REASONS[this.core.ex.bus_broken_reason()] ?? "unknown";
-      return Bus1Error.of("ESHUTDOWN", op, `the bus is broken (${this.core.broken})`);
+      return broken(op, this.core.broken);
     }
     let what: string | undefined;
     if (arg > 0 && arg < ARG_NAMES.length && code !== "ESHUTDOWN" && code !== "EBADF" && code !== "ENOMEM") {
@@ -330,6 +348,14 @@ export class Bus {
     markEndpoint(this);
   }
 
+  /** `self`'s state, for a method called with any `this`. */
+  static #state(self: unknown, op: string): BusState {
+    if (typeof self !== "object" || self === null || !(#s in self)) {
+      throw fail("EINVAL", op, `called on ${describe(self)}, not on a Bus`);
+    }
+    return (self as Bus).#s;
+  }
+
   /** True when the bus is on shared memory (other threads may attach). */
   get shared(): boolean {
     return this.#s.shared;
@@ -396,7 +422,7 @@ export class Bus {
   /** A new peer (open("/dev/bus1")). */
   connect(options?: ConnectOptions): Peer {
     const op = "connect";
-    const s = this.#s;
+    const s = Bus.#state(this, op);
     s.checkOpen(op);
     const o = readOptions(op, options, ["user"]);
     const user = o.user === undefined ? 0 : readInteger(op, "user", o.user, 0, 0x7fffffff);
@@ -411,7 +437,7 @@ export class Bus {
   /** Another reference to a peer, from its `ref`. */
   adopt(ref: PeerRef): Peer {
     const op = "adopt";
-    const s = this.#s;
+    const s = Bus.#state(this, op);
     s.checkOpen(op);
     if (typeof ref !== "object" || ref === null) throw fail("EINVAL", op, `not a peer reference: ${describe(ref)}`);
     const r = reading(op, "ref", () => ({ bus: ref.bus, slot: ref.slot, gen: ref.gen }));
@@ -427,21 +453,19 @@ export class Bus {
   }
 
   /**
-   * Ties a worker's life to the bus: when it exits, the peer references it
-   * held are closed (peers only it used are disconnected) and its host
-   * objects in flight are handed to their receivers; if it died inside a bus
-   * call, the bus is marked broken. Node: a worker_threads.Worker.
+   * Ties a worker's life to the bus: when its thread has ended, the peer
+   * references it held are closed (peers only it used are disconnected) and
+   * its host objects in flight are handed to their receivers; if it died
+   * inside a bus call, the bus is marked broken. Node: a worker_threads.Worker
+   * (anything else is EINVAL; an "exit" emitted by hand is not an exit).
    */
-  watch(worker: { threadId: number; once(event: "exit", listener: () => void): unknown }): void {
+  watch(worker: object): void {
     const op = "watch";
-    const s = this.#s;
+    const s = Bus.#state(this, op);
     s.checkOpen(op);
-    if (typeof worker !== "object" || worker === null) throw fail("EINVAL", op, `worker must be a Worker, got ${describe(worker)}`);
-    const { id, once } = reading(op, "worker", () => ({ id: worker.threadId, once: worker.once }));
-    if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || typeof once !== "function") {
-      throw fail("EINVAL", op, `worker must be a Worker (threadId and once), got ${describe(worker)}`);
-    }
-    reading(op, "worker", () => once.call(worker, "exit", () => {
+    const p = requirePlatform();
+    if (!p.watch) throw fail("EOPNOTSUPP", op, `the ${p.name} host cannot watch workers`);
+    p.watch(worker, (id) => {
       if (s.closed || s.core.broken) return;
       try {
         const rc = s.call(op, () => s.core.ex.thread_exit(s.core.ctx, id >>> 0));
@@ -450,13 +474,13 @@ export class Bus {
       } catch {
         // an exit is news, not a call of anyone's: a broken bus is seen by the next call
       }
-    }));
+    });
   }
 
   /** Counters of the whole bus (an addition to API.md). */
   stats(): BusStats {
     const op = "stats";
-    const s = this.#s;
+    const s = Bus.#state(this, op);
     s.checkOpen(op);
     s.core.objects.sweep();
     const core = s.core;
@@ -469,7 +493,7 @@ export class Bus {
 
   /** This thread lets go: closes every peer reference it holds. Works in every state, and never throws. */
   close(): void {
-    this.#s.close();
+    Bus.#state(this, "close").close();
   }
 }
 
@@ -573,6 +597,15 @@ export class Peer {
     this.#s.checkOpen(op);
   }
 
+  /** `self` as a Peer that is open, for a method called with any `this` (a method taken off its object, say). */
+  static #checked(self: unknown, op: string): Peer {
+    if (typeof self !== "object" || self === null || !(#s in self)) {
+      throw fail("EINVAL", op, `called on ${describe(self)}, not on a Peer`);
+    }
+    (self as Peer).#check(op);
+    return self as Peer;
+  }
+
   /** @internal What a second release of one of its messages throws: what any call would, else ENXIO. */
   [RELEASED_AGAIN](offset: number): Bus1Error {
     const op = "release";
@@ -590,7 +623,7 @@ export class Peer {
   /** Sends one message to the owners of `destinations` (one transaction). */
   send(destinations: number | ArrayLike<number>, payload?: Uint8Array | readonly Uint8Array[], options?: SendOptions): SendResult {
     const op = "send";
-    this.#check(op);
+    Peer.#checked(this, op);
     if (typeof destinations === "number" && options === undefined) {
       const size = payload === undefined ? 0 : uint8Length(payload);
       if (size >= 0) return this.#sendOne(destinations, payload as Uint8Array | undefined, size);
@@ -634,7 +667,7 @@ export class Peer {
       if (rc > 0 && size > 0) {
         core.views();
         // a view of exactly `size` bytes: the copy can never run past the slice
-        typedArraySet(new Uint8Array(core.buffer, core.u32[(base + 12) >>> 2], size), payload!);
+        typedArraySet(viewOf(core.buffer, core.u32[(base + 12) >>> 2], size), payload!);
       }
     } catch (e) {
       throw this.#cancel(op, e);
@@ -687,14 +720,14 @@ export class Peer {
         throw s.error(op, rc, values);
       }
       table.hold(slots, rc);
-      return this.#copyAndCommit(op, a, base + outOff, rc);
+      return this.#copyAndCommit(op, a, base + outOff, rc, slots);
     } catch (e) {
       throw s.trap(op, e);
     }
   }
 
   /** Copies the payload into every staged slice (send_begin holds the receivers' locks) and commits. */
-  #copyAndCommit(op: string, a: SendArgs, out: number, staged: number): SendResult {
+  #copyAndCommit(op: string, a: SendArgs, out: number, staged: number, records: readonly number[]): SendResult {
     const s = this.#s, core = s.core;
     const { flags, payload } = a;
     const nd = a.destinations.ids.length;
@@ -708,11 +741,11 @@ export class Peer {
           const addr = u32[outAt + 2 * i + 1];
           if (i32[outAt + 2 * i] !== 0 || addr === 0) continue;
           // a view of exactly the slice: the copy can never run past it
-          const slice = new Uint8Array(buffer, addr, payload.size);
-          let at = 0;
-          for (const vec of payload.vecs) {
-            typedArraySet(slice, vec, at);
-            at += vec.byteLength;
+          const slice = viewOf(buffer, addr, payload.size);
+          const vecs = payload.vecs;
+          for (let v = 0, at = 0; v < vecs.length; v++) {
+            typedArraySet(slice, vecs[v], at);
+            at += payload.lengths[v];
           }
         }
       }
@@ -723,7 +756,9 @@ export class Peer {
         core.ex.send_commit(core.ctx);
         this.reset({ flushSeed: true });
       } else {
+        // the messages go without dropping their objects: no message carries the records now
         core.ex.send_cancel(core.ctx);
+        core.objects.hold(records, 0);
       }
       throw fail("EINVAL", op, `payload could not be copied (${(e as Error)?.message ?? e})`, e);
     }
@@ -741,13 +776,15 @@ export class Peer {
   /** Takes the next message, or null when none is ready. */
   recv(options?: { seed?: boolean }): Message | null {
     const op = "recv";
-    this.#check(op);
+    Peer.#checked(this, op);
     let seed = false;
     if (options !== undefined) {
       seed = readBoolean(op, "seed", readOptions(op, options, ["seed"]).seed);
       this.#check(op);
     }
     const s = this.#s, core = s.core;
+    // records this thread sent that every receiver is done with go back now
+    core.objects.sweep();
     const rc = s.call(op, () => core.ex.recv(core.ctx, this.#slot, this.#gen, seed ? RECV_SEED : 0));
     if (rc < 0) {
       if (rc === -EAGAIN) return null;
@@ -786,7 +823,7 @@ export class Peer {
   /** Gives `to` (default: this peer) a handle to the node of `handle`; returns its ID there. */
   transfer(handle: number, to?: Peer): number {
     const op = "transfer";
-    this.#check(op);
+    Peer.#checked(this, op);
     let slot = this.#slot, gen = this.#gen;
     if (to !== undefined) {
       if (typeof to !== "object" || to === null || !(#slot in to) || to.#s.core.memory !== this.#s.core.memory) {
@@ -806,7 +843,7 @@ export class Peer {
   /** Drops one reference of `handle`. */
   release(handle: number): void {
     const op = "release";
-    this.#check(op);
+    Peer.#checked(this, op);
     const s = this.#s, core = s.core;
     const rc = s.call(op, () => core.ex.release(core.ctx, this.#slot, this.#gen, toId(handle)));
     if (rc < 0) throw s.error(op, rc, { handle });
@@ -816,7 +853,7 @@ export class Peer {
   /** Destroys owned nodes, as one transaction. */
   destroy(nodes: number | ArrayLike<number>, options?: { releaseHandles?: boolean }): void {
     const op = "destroy";
-    this.#check(op);
+    Peer.#checked(this, op);
     const s = this.#s, core = s.core;
     const o = readOptions(op, options, ["releaseHandles"]);
     const flags = readBoolean(op, "releaseHandles", o.releaseHandles) ? DESTROY_RELEASE_HANDLES : 0;
@@ -835,7 +872,7 @@ export class Peer {
   /** Frees a received slice. */
   releaseSlice(offset: number): void {
     const op = "releaseSlice";
-    this.#check(op);
+    Peer.#checked(this, op);
     const s = this.#s, core = s.core;
     const rc = s.call(op, () => core.ex.slice_release(core.ctx, this.#slot, this.#gen, toId(offset)));
     if (rc < 0) throw s.error(op, rc, { offset });
@@ -844,7 +881,7 @@ export class Peer {
   /** Sets limits; flushes the peer and/or its seed. */
   reset(options?: ResetOptions): void {
     const op = "reset";
-    this.#check(op);
+    Peer.#checked(this, op);
     const o = readOptions(op, options, ["flush", "flushSeed", "limits"]);
     let flags = 0;
     if (readBoolean(op, "flush", o.flush)) flags |= RESET_FLUSH;
@@ -870,7 +907,7 @@ export class Peer {
   /** The peer's limits. */
   query(): Limits {
     const op = "query";
-    this.#check(op);
+    Peer.#checked(this, op);
     const s = this.#s, core = s.core;
     const rc = s.call(op, () => core.ex.query(core.ctx, this.#slot, this.#gen));
     if (rc < 0) throw s.error(op, rc);
@@ -881,7 +918,7 @@ export class Peer {
   /** Counters of this peer (an addition to the API: tests, monitoring). */
   stats(): PeerStats {
     const op = "stats";
-    this.#check(op);
+    Peer.#checked(this, op);
     const s = this.#s, core = s.core;
     const rc = s.call(op, () => core.ex.stats(core.ctx, this.#slot, this.#gen));
     if (rc < 0) throw s.error(op, rc);
@@ -895,7 +932,7 @@ export class Peer {
   /** Ends the peer for every holder: a full flush, then ESHUTDOWN. */
   disconnect(): void {
     const op = "disconnect";
-    this.#check(op);
+    Peer.#checked(this, op);
     const s = this.#s, core = s.core;
     const rc = s.call(op, () => core.ex.disconnect(core.ctx, this.#slot, this.#gen));
     if (rc < 0) throw s.error(op, rc);
@@ -904,6 +941,9 @@ export class Peer {
 
   /** Drops this reference; the last one disconnects the peer. */
   close(): void {
+    if (typeof this !== "object" || this === null || !(#s in this)) {
+      throw fail("EINVAL", "close", `called on ${describe(this)}, not on a Peer`);
+    }
     if (this.#closed) return;
     this.#closed = true;
     const s = this.#s, core = s.core;
@@ -919,7 +959,7 @@ export class Peer {
   /** @internal True if recv() would return a message now. */
   ready(): boolean {
     const op = "ready";
-    this.#check(op);
+    Peer.#checked(this, op);
     const s = this.#s, core = s.core;
     const rc = s.call(op, () => core.ex.ready(core.ctx, this.#slot, this.#gen));
     if (rc < 0) throw s.error(op, rc);
@@ -929,10 +969,12 @@ export class Peer {
   /** Blocks until recv() would return a message; false on timeout. */
   wait(timeoutMs?: number): boolean {
     const op = "wait";
-    this.#check(op);
+    Peer.#checked(this, op);
     const timeout = readTimeout(op, timeoutMs);
-    if (this.ready()) return true;
     const s = this.#s, core = s.core;
+    // records this thread sent that every receiver is done with go back before it blocks
+    core.objects.sweep();
+    if (this.ready()) return true;
     if (!s.shared) {
       // one thread, private memory: nothing can arrive while we block
       if (timeout >= FOREVER_MS) {
@@ -996,7 +1038,7 @@ export class Peer {
     const op = "readable";
     let sig: AbortSignal | undefined;
     try {
-      this.#check(op);
+      Peer.#checked(this, op);
       sig = readSignal(op, signal);
       if (sig?.aborted) return Promise.reject(sig.reason);
       if (this.ready()) return Promise.resolve();

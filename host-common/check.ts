@@ -18,7 +18,9 @@
  * - Error messages describe values without reading them again (`describe`).
  *
  * Code that replaces builtins before this module loads is trusted like the
- * engine; replacing them afterwards changes nothing here.
+ * engine; replacing them afterwards changes nothing here, nor in the code
+ * that runs while the core holds locks (the payload copy, object records),
+ * which uses only the intrinsics captured below and plain indexed loops.
  */
 import { Bus1Error, type ErrorCode } from "./errors.js";
 
@@ -31,17 +33,21 @@ function getter(proto: object, key: PropertyKey): (self: unknown) => unknown {
   return uncurry(Object.getOwnPropertyDescriptor(proto, key)!.get! as () => unknown);
 }
 
+const U8 = Uint8Array;
 const TypedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype) as object;
 const typedArrayTag = getter(TypedArrayPrototype, Symbol.toStringTag) as (v: unknown) => string | undefined;
 const typedArrayBuffer = getter(TypedArrayPrototype, "buffer") as (v: unknown) => ArrayBufferLike;
 const typedArrayOffset = getter(TypedArrayPrototype, "byteOffset") as (v: unknown) => number;
 const typedArrayLength = getter(TypedArrayPrototype, "byteLength") as (v: unknown) => number;
 /** %TypedArray%.prototype.set, as `set(target, source, offset)`. */
-export const typedArraySet = uncurry(TypedArrayPrototype && (TypedArrayPrototype as Uint8Array).set) as
+export const typedArraySet = uncurry((TypedArrayPrototype as Uint8Array).set) as
   (target: Uint8Array, source: Uint8Array, offset?: number) => void;
+/** A fixed-length view on `buffer` (the intrinsic constructor: no user code). */
+export function viewOf(buffer: ArrayBufferLike, offset: number, length: number): Uint8Array {
+  return new U8(buffer, offset, length);
+}
 const isArray = Array.isArray;
 const objectKeys = Object.keys;
-const U8 = Uint8Array;
 const abortSignalAborted = typeof AbortSignal === "function"
   ? getter(AbortSignal.prototype, "aborted") as (v: unknown) => boolean : null;
 
@@ -247,11 +253,12 @@ function isDetached(v: unknown): boolean {
 /** A payload read once: fixed-length views of the caller's bytes and their total. */
 export interface Payload {
   readonly vecs: readonly Uint8Array[];
+  /** Each vec's byte length, as counted. */
+  readonly lengths: readonly number[];
   readonly size: number;
 }
 
-const NO_VECS: readonly Uint8Array[] = Object.freeze([]);
-export const NO_PAYLOAD: Payload = Object.freeze({ vecs: NO_VECS, size: 0 });
+export const NO_PAYLOAD: Payload = Object.freeze({ vecs: Object.freeze([]), lengths: Object.freeze([]), size: 0 });
 
 /**
  * A Uint8Array or an array of them. Each vec becomes a view of fixed length
@@ -262,7 +269,8 @@ export function readPayload(op: string, v: unknown, maxVecs: number): Payload {
   if (v === undefined) return NO_PAYLOAD;
   if (uint8Length(v) >= 0) {
     const view = fixedView(op, "payload", v);
-    return { vecs: [view], size: view.byteLength };
+    const n = typedArrayLength(view);
+    return { vecs: [view], lengths: [n], size: n };
   }
   if (typeof v !== "object" || v === null || !isArrayChecked(op, "payload", v)) {
     throw fail("EINVAL", op, `payload must be a Uint8Array or an array of them, got ${describe(v)}`);
@@ -271,13 +279,15 @@ export function readPayload(op: string, v: unknown, maxVecs: number): Payload {
     const n = (v as unknown[]).length;
     if (n > maxVecs) throw fail("EMSGSIZE", op, `payload: ${n} vecs, more than ${maxVecs}`);
     const vecs: Uint8Array[] = new Array(n);
+    const lengths: number[] = new Array(n);
     let size = 0;
     for (let i = 0; i < n; i++) {
       const x = (v as unknown[])[i];
       vecs[i] = fixedView(op, `payload[${i}]`, x);
-      size += vecs[i].byteLength;
+      lengths[i] = typedArrayLength(vecs[i]);
+      size += lengths[i];
     }
-    return { vecs, size };
+    return { vecs, lengths, size };
   });
 }
 

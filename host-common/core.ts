@@ -17,6 +17,7 @@ export interface CoreExports {
   ctx_free(ctx: number): void;
   thread_exit(ctx: number, hostThread: number): number;
   bus_broken_reason(): number;
+  bus_fail(): void;
   ctx_scratch(ctx: number, size: number): number;
   object_record(ctx: number, slot: number, length: number): number;
   object_record_free(ctx: number, rec: number): void;

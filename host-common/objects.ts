@@ -42,17 +42,31 @@ export interface PreparedObjects {
 
 export const NO_OBJECTS: PreparedObjects = Object.freeze({ values: Object.freeze([]), forms: Object.freeze([]) });
 
+// Atomics as captured at load: drop() and release() run inside core calls
+// (objects_drop), hold() between send_begin and send_commit.
+const atomicLoad = Atomics.load, atomicStore = Atomics.store, atomicSub = Atomics.sub;
+const atomicCas = Atomics.compareExchange;
+
+/** A dictionary with no prototype: writing a key never reaches a setter someone put on a prototype. */
+function dict<T>(): Record<number, T> {
+  return Object.create(null) as Record<number, T>;
+}
+
 export class ObjectTable {
+  /** Values by slot; a slot that is free holds undefined. */
   private values: unknown[] = [];
-  private free: number[] = [];
-  /** Records this thread made that are still carried by some message. */
-  private outstanding = new Set<number>();
+  /** Free slots, as a stack of `nFree`. */
+  private free = dict<number>();
+  private nFree = 0;
+  /** Records this thread made that are still carried by some message (address → 1). */
+  private outstanding = dict<number>();
+  private nOutstanding = 0;
 
   constructor(private readonly core: Core, private readonly cloner: Cloner | null) {}
 
   /** Live values (for tests of leaks). */
   get size(): number {
-    return this.values.length - this.free.length;
+    return this.values.length - this.nFree;
   }
 
   /** Serializes the values of one send; getters of the values run here, and only here. */
@@ -69,21 +83,24 @@ export class ObjectTable {
     if (n === 0) return NONE;
     this.sweep();
     const core = this.core;
-    const records: number[] = [];
+    const records: number[] = new Array(n);
+    let made = 0;
     try {
       for (let i = 0; i < n; i++) {
         const form = objects.forms[i];
-        const slot = this.free.length ? this.free.pop()! : this.values.length;
+        const slot = this.nFree ? this.free[--this.nFree] : this.values.length;
         const rec = core.ex.object_record(core.ctx, slot, form ? form.length : NOT_CLONEABLE);
         if (!rec) {
-          this.free.push(slot);
+          this.free[this.nFree++] = slot;
           throw Bus1Error.of("ENOMEM", "send", "no memory for the objects' records");
         }
-        this.values[slot] = objects.values[i];
+        if (slot === this.values.length) this.values.push(objects.values[i]);
+        else this.values[slot] = objects.values[i];
         if (form) core.views().u8.set(form, rec + HEADER);
-        records.push(rec);
+        records[made++] = rec;
       }
     } catch (e) {
+      records.length = made;
       this.hold(records, 0);
       throw e;
     }
@@ -94,13 +111,17 @@ export class ObjectTable {
   hold(records: readonly number[], count: number): void {
     if (records.length === 0) return;
     const i32 = this.core.views().i32;
-    for (const rec of records) {
+    for (let i = 0; i < records.length; i++) {
+      const rec = records[i];
       if (count === 0) {
-        Atomics.store(i32, (rec >>> 2) + 2, 0);
+        atomicStore(i32, (rec >>> 2) + 2, 0);
         this.release(rec);
       } else {
-        Atomics.store(i32, (rec >>> 2) + 2, count);
-        this.outstanding.add(rec);
+        atomicStore(i32, (rec >>> 2) + 2, count);
+        if (this.outstanding[rec] === undefined) {
+          this.outstanding[rec] = 1;
+          this.nOutstanding++;
+        }
       }
     }
   }
@@ -109,7 +130,7 @@ export class ObjectTable {
   peek(rec: number): unknown {
     const core = this.core.views();
     const at = rec >>> 2;
-    if (Atomics.load(core.u32, at) === core.serial) return this.values[core.u32[at + 1]];
+    if (atomicLoad(core.u32, at) === core.serial) return this.values[core.u32[at + 1]];
     const length = core.u32[at + 3];
     if (length === NOT_CLONEABLE || !this.cloner) {
       return Bus1Error.of("EOPNOTSUPP", "recv", "an object sent by another thread that cannot be cloned");
@@ -129,39 +150,47 @@ export class ObjectTable {
     return value;
   }
 
-  /** One message carrying the record is gone (received or dropped). */
+  /** One message carrying the record is gone (received or dropped). Runs inside core calls. */
   drop(rec: number): void {
     const core = this.core.views();
     const at = rec >>> 2;
-    if (Atomics.sub(core.i32, at + 2, 1) !== 1) return;
-    const owner = Atomics.load(core.u32, at);
+    if (atomicSub(core.i32, at + 2, 1) !== 1) return;
+    const owner = atomicLoad(core.u32, at);
     if (owner === core.serial) this.release(rec);
-    else if (owner === ORPHAN && Atomics.compareExchange(core.i32, at + 2, 0, -1) === 0) {
+    else if (owner === ORPHAN && atomicCas(core.i32, at + 2, 0, -1) === 0) {
       core.ex.object_record_free(core.ctx, rec);
     }
   }
 
   /** Frees the records of this thread that no message carries any more. */
   sweep(): void {
-    if (this.outstanding.size === 0) return;
+    if (this.nOutstanding === 0) return;
     const i32 = this.core.views().i32;
-    for (const rec of this.outstanding) if (Atomics.load(i32, (rec >>> 2) + 2) === 0) this.release(rec);
+    for (const key in this.outstanding) {
+      const rec = +key;
+      if (atomicLoad(i32, (rec >>> 2) + 2) === 0) this.release(rec);
+    }
   }
 
   /** This thread lets go: the core makes its records in flight orphans (ctx_free); the values go. */
   forget(): void {
-    this.outstanding.clear();
+    this.outstanding = dict<number>();
+    this.nOutstanding = 0;
     this.values = [];
-    this.free = [];
+    this.free = dict<number>();
+    this.nFree = 0;
   }
 
   private release(rec: number): void {
     const core = this.core.views();
-    if (Atomics.compareExchange(core.i32, (rec >>> 2) + 2, 0, -1) !== 0) return;
+    if (atomicCas(core.i32, (rec >>> 2) + 2, 0, -1) !== 0) return;
     const slot = core.u32[(rec >>> 2) + 1];
     this.values[slot] = undefined;
-    this.free.push(slot);
-    this.outstanding.delete(rec);
+    this.free[this.nFree++] = slot;
+    if (this.outstanding[rec] !== undefined) {
+      delete this.outstanding[rec];
+      this.nOutstanding--;
+    }
     core.ex.object_record_free(core.ctx, rec);
   }
 }

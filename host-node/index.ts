@@ -8,9 +8,11 @@
  */
 import { readFile } from "node:fs/promises";
 import { setFlagsFromString, serialize, deserialize } from "node:v8";
-import { threadId } from "node:worker_threads";
+import { threadId, Worker } from "node:worker_threads";
+import { EventEmitter } from "node:events";
 import { availableParallelism } from "node:os";
 import { installPlatform } from "../host-common/bus.js";
+import { Bus1Error } from "../host-common/errors.js";
 
 const v8Major = Number(process.versions.v8.split(".")[0]);
 let engineReady = false;
@@ -37,12 +39,44 @@ function loadModule(shared: boolean): Promise<WebAssembly.Module> {
   return m;
 }
 
+// A Worker is recognised, and its thread read, through the getter of its class
+// (it reads a handle only Node can make: a look-alike object throws), and its
+// exit through EventEmitter's own methods: all captured here, at load time.
+const workerThreadId = Function.prototype.call.bind(
+  Object.getOwnPropertyDescriptor(Worker.prototype, "threadId")!.get!) as (w: unknown) => number;
+const on = Function.prototype.call.bind(EventEmitter.prototype.on) as
+  (target: unknown, event: string, listener: () => void) => void;
+const off = Function.prototype.call.bind(EventEmitter.prototype.removeListener) as
+  (target: unknown, event: string, listener: () => void) => void;
+
+/**
+ * Calls `onExit(threadId)` once the worker's thread is really gone: an "exit"
+ * that someone emits by hand while the thread runs is ignored (Node sets the
+ * worker's threadId to −1 when the thread has ended).
+ */
+function watchWorker(worker: unknown, onExit: (thread: number) => void): void {
+  let id: number;
+  try {
+    id = workerThreadId(worker);
+  } catch {
+    throw Bus1Error.of("EINVAL", "watch", "worker must be a worker_threads.Worker");
+  }
+  if (id < 0) return; // already gone: it left before it could attach anything
+  const listener = () => {
+    if (workerThreadId(worker) !== -1) return;
+    off(worker, "exit", listener);
+    onExit(id);
+  };
+  on(worker, "exit", listener);
+}
+
 installPlatform({
   name: "node",
   module: loadModule,
   sharedAvailable: () => typeof SharedArrayBuffer === "function",
   canBlock: () => true,
   threadId: () => threadId,
+  watch: watchWorker,
   cpus: availableParallelism(),
   cloner: {
     serialize(value: unknown): Uint8Array | null {

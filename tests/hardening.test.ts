@@ -26,6 +26,8 @@ import {
   takeOne,
 } from "./helpers.js";
 import type { BusKind, Peer } from "./helpers.js";
+// internals, to see whether a core call is open: not part of the API
+import { coreOf } from "../dist/host-common/bus.js";
 
 const KINDS: BusKind[] = ["private", "shared"];
 
@@ -975,6 +977,158 @@ describe("a Peer does not expose the bus's internals", () => {
       }
       peer.close();
       expectCode(() => bus.adopt(ref), "ESHUTDOWN");
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------
+// Found by a hostile review of the fixes above.
+
+describe("review: bus.watch takes only a real worker, and only its real exit", () => {
+  it("a look-alike of a worker is EINVAL, and the thread's own attachments keep working", async () => {
+    const bus = await newSharedBus();
+    const second = await Bus.attach(bus.handle);
+    try {
+      const p = second.connect();
+      expectCode(() => bus.watch({ threadId: 0, once(_e: string, cb: () => void) { cb(); } } as any), "EINVAL");
+      expectCode(() => bus.watch(Object.create(Worker.prototype)), "EINVAL");
+      expectCode(() => bus.watch(new Proxy({}, {}) as any), "EINVAL");
+      const q = second.connect();
+      const h = q.transfer(4, p);
+      p.send(h, enc("still here"));
+      expect(q.recv()!.payload.length).toBe(10);
+      expect(bus.stats().threads).toBe(2);
+    } finally {
+      second.close();
+    }
+  });
+
+  it("an exit emitted by hand on a live worker changes nothing; its real exit closes its references", async () => {
+    const bus = await newSharedBus();
+    const mine = bus.connect();
+    const theirs = bus.connect();
+    mine.transfer(4, theirs);
+    const t = new Thread(bus);
+    await t.value(({ bus, state }: any, ref: any) => {
+      state.peer = bus.adopt(ref);
+    }, theirs.ref);
+    theirs.close();
+    t.worker.emit("exit", 0);
+    await new Promise((r) => setTimeout(r, 20));
+    // the worker is alive and still holds its reference: its peer, and its handle to node 4, live on
+    expect(mine.recv()).toBeNull();
+    expect(bus.stats().threads).toBe(2);
+    await t.worker.terminate();
+    let m = null;
+    for (let i = 0; i < 200 && (m = mine.recv()) === null; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(m?.type).toBe("node-release");
+    expect(bus.stats().threads).toBe(1);
+  });
+});
+
+describe("review: builtins replaced after load do not run inside a send", () => {
+  for (const kind of KINDS) {
+    it(`a patched array iterator, Set, Atomics and Uint8Array never run while a core call is open (${kind})`, async () => {
+      const bus = await makeBus(kind);
+      const core = coreOf(bus);
+      const a = bus.connect();
+      const b = bus.connect();
+      const tb = b.transfer(4, a);
+      // ctx.inCall (docs/ABI.md §7.1): non-zero from send_begin to send_commit
+      const inCall = () => new Uint32Array(core.memory.buffer)[(core.ctx + 100) >>> 2] !== 0;
+      let inside = 0, outside = 0;
+      const seen = () => (inCall() ? inside++ : outside++);
+      const iterProto = Object.getPrototypeOf([][Symbol.iterator]());
+      const next = iterProto.next, add = Set.prototype.add, U8 = globalThis.Uint8Array;
+      const store = Atomics.store, push = Array.prototype.push;
+      iterProto.next = function (this: any) { seen(); return next.call(this); };
+      Set.prototype.add = function (this: any, v: unknown) { seen(); return add.call(this, v); };
+      Array.prototype.push = function (this: any, ...v: unknown[]) { seen(); return push.apply(this, v); };
+      (Atomics as any).store = (...args: any[]) => { seen(); return (store as any)(...args); };
+      (globalThis as any).Uint8Array = new Proxy(U8, { construct(t, args) { seen(); return Reflect.construct(t, args); } });
+      const payload = new U8(64).fill(7);
+      try {
+        a.send([tb], [payload, payload], { handles: [], objects: [{ one: 1 }] });
+        a.send(tb, payload);
+      } finally {
+        iterProto.next = next;
+        Set.prototype.add = add;
+        Array.prototype.push = push;
+        (Atomics as any).store = store;
+        (globalThis as any).Uint8Array = U8;
+      }
+      expect(inside).toBe(0);
+      const first = b.recv()!;
+      expect(Array.from(first.payload)).toEqual(new Array(128).fill(7));
+      first.release();
+      expect(b.recv()!.payload.length).toBe(64);
+    });
+  }
+});
+
+describe("review: a send that is taken back frees its objects' records", () => {
+  for (const kind of KINDS) {
+    it(`a payload detached while the objects are read leaves no record behind (${kind})`, async () => {
+      const bus = await makeBus(kind);
+      const a = bus.connect();
+      const b = bus.connect();
+      const tb = b.transfer(4, a);
+      // warm up with the same shape: the thread's scratch, b's pool and slice map
+      for (let i = 0; i < 20; i++) a.send([tb], new Uint8Array(64), { objects: [{}] });
+      drain(b);
+      const before = bus.stats();
+      for (let i = 0; i < 20; i++) {
+        const buffer = new ArrayBuffer(64, { maxByteLength: 128 } as any);
+        const evil = { get x() { (buffer as any).resize(0); return 1; } };
+        try {
+          a.send([tb], new Uint8Array(buffer, 0, 64), { objects: [evil] });
+        } catch (e) {
+          expect(e).toBeInstanceOf(Bus1Error);
+        }
+      }
+      drain(b);
+      expect(bus.stats().records).toBe(0);
+      expect(bus.stats().usedBytes).toBe(before.usedBytes);
+    });
+  }
+});
+
+describe("review: a sender that only waits gives its records back", () => {
+  it("records whose messages were all received are freed when their thread next waits", async () => {
+    const bus = await newSharedBus();
+    const mine = bus.connect();
+    const theirs = bus.connect();
+    const h = mine.transfer(4, theirs);
+    const back = theirs.transfer(8, mine);
+    const t = new Thread(bus);
+    await t.value(({ bus, state }: any, ref: any) => {
+      state.peer = bus.adopt(ref);
+    }, theirs.ref);
+    await t.value(({ state }: any, hh: number) => {
+      for (let i = 0; i < 20; i++) state.peer.send(hh, new Uint8Array(1), { objects: [new Uint8Array(1000)] });
+    }, h);
+    for (let i = 0; i < 20; i++) takeOne(mine);
+    expect(bus.stats().records).toBe(20);
+    // the worker waits (and wakes on our message): on its way into the wait it frees them
+    mine.send(back, new Uint8Array(1));
+    expect(await t.value(({ state }: any) => state.peer.wait(1000))).toBe(true);
+    expect(bus.stats().records).toBe(0);
+  });
+});
+
+describe("review: a method called with another `this` is a Bus1Error", () => {
+  for (const kind of KINDS) {
+    it(`peer and bus methods taken off their objects (${kind})`, async () => {
+      const bus = await makeBus(kind);
+      const p = bus.connect();
+      const { send, release, recv } = p;
+      expectCode(() => send(4 as any), "EINVAL");
+      expectCode(() => [4].map(release as any), "EINVAL");
+      expectCode(() => recv.call(new Proxy(p, {})), "EINVAL");
+      expectCode(() => (bus.connect as any).call({}), "EINVAL");
+      expectCode(() => p.close.call({} as any), "EINVAL");
+      expectCode(() => bus.close.call(undefined as any), "EINVAL");
+      expect(p.recv()).toBeNull();
     });
   }
 });
