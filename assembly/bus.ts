@@ -37,8 +37,12 @@
  *                    the place of a thread that died spinning, thread_exit)
  *   +80  epoch       reclamation epoch (even; see "Freeing peers" below)
  *   +84  limbo       three lists of retired Peer records, by epoch / 2 % 3
- *   +96  heapUsed    bytes of heap blocks in use, headers included
- *   +100 peers       Peer records allocated (live or retired, not yet freed)
+ *   +96  heapUsed    bytes in use in the heap: each block's request, 8-aligned,
+ *                    and its header (kept in the block's tag, so the count
+ *                    does not depend on how the allocator placed it)
+ *   +100 peers       peers that exist: connected, or disconnected while some
+ *                    reference is open (a freed peer's record may stay a
+ *                    while longer, pinned or in the limbo)
  *   +104 ctxSerial   last thread serial handed out (never 0 or 0xffffffff)
  *   +108 threadsHigh thread-table entries ever used (bounds every scan)
  *   +112 userMap     user id → User (map.ts, three words)
@@ -70,7 +74,7 @@
  * is freed and unpinned.
  */
 
-import { tlsf_init, tlsf_add_region, tlsf_extend_region, tlsf_alloc, tlsf_free, block_body, block_of_body, block_size, TLSF_SIZE, BLOCK_HEADER } from "./tlsf";
+import { tlsf_init, tlsf_add_region, tlsf_extend_region, tlsf_alloc, tlsf_free, block_body, block_of_body, block_tag, block_set_tag, TLSF_SIZE, BLOCK_HEADER } from "./tlsf";
 import { lock_take, lock_drop } from "./lock";
 
 export const BUS1_MAGIC: u32 = 0x31737562; // "bus1"
@@ -211,7 +215,13 @@ export function heap_alloc(size: u32): usize {
   if (!lock_take(l, thread_tid)) return 0;
   let b = tlsf_alloc(t, size);
   if (!b && heap_grow(size)) b = tlsf_alloc(t, size);
-  if (b) root().heapUsed += block_size(b) + BLOCK_HEADER;
+  if (b) {
+    // what was asked for (8-aligned) and the header, kept in the block's tag:
+    // the count does not depend on where a block landed or how it was split
+    let used = ((size + 7) & ~7) + BLOCK_HEADER;
+    block_set_tag(b, used);
+    root().heapUsed += used;
+  }
   lock_drop(l);
   return b ? block_body(b) : 0;
 }
@@ -228,7 +238,7 @@ export function heap_free(p: usize): void {
   // a broken bus leaks rather than risk a heap a dead thread left half-changed
   if (!lock_take(l, thread_tid)) return;
   let b = block_of_body(p);
-  root().heapUsed -= block_size(b) + BLOCK_HEADER;
+  root().heapUsed -= block_tag(b);
   tlsf_free(heap_tlsf(), b);
   lock_drop(l);
 }
@@ -421,7 +431,6 @@ export function limbo_advance(): void {
   while (p) {
     let after = <usize>load<u32>(p + LIMBO_LINK);
     heap_free(p);
-    r.peers--;
     p = after;
   }
 }

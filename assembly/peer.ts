@@ -252,6 +252,7 @@ export function peer_put(c: Ctx, p: Peer): i32 {
   // on a broken bus the record is left where it is rather than risk the lists
   if (misc_lock()) {
     slot_free(p.slot);
+    root().peers--;
     user_put(peer_user(p));
     if (!p.pins) limbo_retire(changetype<usize>(p));
     misc_unlock();

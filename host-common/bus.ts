@@ -112,7 +112,7 @@ export interface BusStats {
   heapBytes: number;
   /** Bytes of the heap in use: every peer, node, handle, pool, record and table, headers included. */
   usedBytes: number;
-  /** Peer records that exist (connected, or disconnected and not yet freed). */
+  /** Peers that exist: connected, or disconnected while a reference to them is still open. */
   peers: number;
   /** User records (one per user ID that has a peer). */
   users: number;

@@ -108,7 +108,7 @@ function errorText(e: unknown): string {
 
 // ---- plain values -------------------------------------------------------------------
 
-/** A snapshot of an options object: only `keys`, each read once, on a prototype-less object. */
+/** A snapshot of an options object: each of `keys` read once (absent ones left out), on a prototype-less object. */
 export function readOptions(op: string, v: unknown, keys: readonly string[]): Record<string, unknown> {
   if (v === undefined) return NO_OPTIONS;
   const out: Record<string, unknown> = Object.create(null);
@@ -116,12 +116,17 @@ export function readOptions(op: string, v: unknown, keys: readonly string[]): Re
     throw fail("EINVAL", op, `options must be an object, got ${describe(v)}`);
   }
   return reading(op, "options", () => {
+    // an own key we do not know is a mistake; the known ones are read like a
+    // dictionary's members (inherited ones count), each exactly once
     const present = objectKeys(v);
     for (let i = 0; i < present.length; i++) {
       const k = present[i];
       if (!keys.includes(k)) throw fail("EINVAL", op, `unknown option ${JSON.stringify(k)}`);
     }
-    for (let i = 0; i < present.length; i++) out[present[i]] = (v as Record<string, unknown>)[present[i]];
+    for (let i = 0; i < keys.length; i++) {
+      const x = (v as Record<string, unknown>)[keys[i]];
+      if (x !== undefined) out[keys[i]] = x;
+    }
     return out;
   });
 }
