@@ -14,7 +14,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { once } from "node:events";
 import { Worker } from "node:worker_threads";
-import { Bus, Bus1Error } from "bus1-wasm";
+import { Bus, Bus1Error, type BusStats } from "bus1-wasm";
 import { HANDLE_INVALID, dec, enc, makeBus, newSharedBus, takeOne } from "./helpers.js";
 import type { BusKind, Peer } from "./helpers.js";
 
@@ -26,22 +26,10 @@ const MINIMUM = { maxMemoryBytes: 131072 };
 const CYCLES = 100_000;
 const WARM_UP = 64;
 
-interface BusStats {
-  heapBytes: number;
-  usedBytes: number;
-  peers: number;
-  users: number;
-  threads: number;
-  records: number;
-}
-
-function stats(bus: Bus): BusStats {
-  return (bus as unknown as { stats(): BusStats }).stats();
-}
 
 /** The memory counters that must come back: used bytes, peers, users, threads, records. */
 function footprint(bus: Bus) {
-  const { usedBytes, peers, users, threads, records } = stats(bus);
+  const { usedBytes, peers, users, threads, records } = bus.stats();
   return { usedBytes, peers, users, threads, records };
 }
 
@@ -154,7 +142,7 @@ describe.each(KINDS)("a peak of peers on a %s bus", (kind) => {
     const held = peak(bus);
     // a 1 MiB bus holds at least a thousand idle peers
     expect(held.length).toBeGreaterThanOrEqual(1000);
-    expect(stats(bus).peers).toBeGreaterThanOrEqual(held.length);
+    expect(bus.stats().peers).toBeGreaterThanOrEqual(held.length);
     for (const p of held) p.close();
     exchange(bus, 1);
     const after = footprint(bus);
@@ -210,7 +198,7 @@ describe.each(KINDS)("host objects on a %s bus", (kind) => {
     const round = (i: number) => {
       const toB = b.transfer(4, a);
       for (let k = 0; k < 3; k++) a.send(toB, enc(`flushed ${i}.${k}`), { objects: objectsOf(i) });
-      counted = Math.max(counted, stats(bus).records);
+      counted = Math.max(counted, bus.stats().records);
       b.reset({ flush: true });
       releaseDestroyed(a, toB);
       if (a.recv() !== null || b.recv() !== null) throw new Error("a message is left");
