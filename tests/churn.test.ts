@@ -14,7 +14,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { once } from "node:events";
 import { Worker } from "node:worker_threads";
-import { Bus, Bus1Error, type BusStats } from "bus1-wasm";
+import { Bus, Bus1Error } from "bus1-wasm";
 import { HANDLE_INVALID, dec, enc, makeBus, newSharedBus, takeOne } from "./helpers.js";
 import type { BusKind, Peer } from "./helpers.js";
 
