@@ -322,6 +322,24 @@ describe("user-references", () => {
     expectCode(() => a.release(4), "ENXIO");
   });
 
+  it("gives the owner a core-assigned ID without REMOTE for its destroyed node when a handle to it comes back after the owner ID was released", async () => {
+    const { peers: [a, b] } = await peers(2);
+    const to8 = a.transfer(8, b);
+    const to12 = a.transfer(12, b);
+    // sent before the destroy: a handle to node 8 (to a's node 12), then data to node 8
+    b.send(to12, enc("handle"), { handles: [to8] });
+    b.send(to8, enc("data"));
+    a.destroy(8);
+    a.release(8); // the owner ID of the destroyed node is gone
+    const first = takeOne(a);
+    const id = first.handles[0];
+    expect(id % 8).toBe(1); // MANAGED, not REMOTE: a node a owns (SPEC §3)
+    // a holds a handle to node 8 again, so the data sent before the destroy reaches it there
+    const second = takeOne(a);
+    expect([second.type, second.destination]).toEqual(["data", id]);
+    expectNotification(takeOne(a), "node-destroy", id);
+  });
+
   it("fails with ENXIO to release an unknown caller-chosen ID", async () => {
     const { peers: [a] } = await peers(1);
     expectCode(() => a.release(12), "ENXIO");
