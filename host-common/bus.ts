@@ -641,6 +641,10 @@ export class Peer {
     if (readBoolean(op, "continue", o.continue)) flags |= SEND_CONTINUE;
     if (readBoolean(op, "seed", o.seed)) flags |= SEND_SEED;
     const dsts = readIds(op, "destinations", destinations, bounds.destinations, "EMSGSIZE", true);
+    if (flags & SEND_SEED) {
+      if (dsts.ids.length) throw fail("EINVAL", op, `seed: a seed has no destinations, got ${dsts.ids.length}`);
+      if (flags & SEND_CONTINUE) throw fail("EINVAL", op, "continue: a seed is set, not sent, so continue has no meaning");
+    }
     const body = readPayload(op, payload, bounds.vecs);
     const handles = o.handles === undefined ? NO_ID_LIST
       : readIds(op, "handles", o.handles, bounds.handles, "EMSGSIZE", false);
