@@ -15,7 +15,7 @@
  * core, the memory and the raw slot are not reachable from them.
  */
 import { Bus1Error, codeOf, type ErrorCode } from "./errors.js";
-import { ABI_VERSION, Core, CTX_SPINNING, MAX_PAGES, ROOT_SPINNERS } from "./core.js";
+import { ABI_VERSION, Core, CoreAssertion, CTX_SPINNING, MAX_PAGES, ROOT_SPINNERS } from "./core.js";
 import { Message, type MessageType } from "./message.js";
 import type { Cloner, PreparedObjects } from "./objects.js";
 import {
@@ -253,9 +253,15 @@ class BusState {
     }
   }
 
-  /** What a call that threw turns into: a trap of the core breaks this bus. */
+  /**
+   * What a call that threw turns into. A trap of the core (or an assertion of
+   * a debug build, or a stack overflow inside a core call) breaks the bus; a
+   * Bus1Error, or an error of code outside the core (a builtin replaced by
+   * the caller's own code), is passed on as it is.
+   */
   trap(op: string, e: unknown): unknown {
     if (e instanceof Bus1Error) return e;
+    if (!(e instanceof WebAssembly.RuntimeError || e instanceof CoreAssertion || this.core.inCall())) return e;
     this.core.broken = `the core failed (${e instanceof Error ? e.message : String(e)})`;
     // what it was changing may be half-changed: no thread may go on with it
     try {
@@ -294,10 +300,16 @@ class BusState {
     return Bus1Error.of(code, op, what);
   }
 
-  /** After an operation that may have made peers readable. */
+  /** After an operation that may have made peers readable; never throws (the operation is done). */
   poke(): void {
     if (this.readers.size === 0) return;
-    for (const r of [...this.readers]) r.check();
+    for (const r of [...this.readers]) {
+      try {
+        r.check();
+      } catch {
+        // a reader's own code (its signal) failed: it was settled all the same
+      }
+    }
   }
 
   /** A new Peer object for (slot, gen), tracked as this thread's reference. */
@@ -506,7 +518,7 @@ class Reader {
   check(): void {
     let ready: boolean;
     try {
-      ready = this.peer.ready();
+      ready = this.peer[READY]("readable");
     } catch (e) {
       this.fail(e);
       return;
@@ -529,11 +541,18 @@ class Reader {
 
   private end(): void {
     this.bus.readers.delete(this);
-    this.signal?.removeEventListener("abort", this.onAbort);
-    this.wake?.();
+    const wake = this.wake;
     this.wake = null;
+    wake?.();
+    if (this.signal) removeListener(this.signal, "abort", this.onAbort);
   }
 }
+
+// the signal is a genuine AbortSignal (check.ts): its own EventTarget methods, as captured at load
+const addListener = Function.prototype.call.bind(EventTarget.prototype.addEventListener) as
+  (target: EventTarget, type: string, listener: () => void, options?: AddEventListenerOptions) => void;
+const removeListener = Function.prototype.call.bind(EventTarget.prototype.removeEventListener) as
+  (target: EventTarget, type: string, listener: () => void) => void;
 
 /** A count for a u32 parameter: anything larger becomes the largest u32 (refused by the core). */
 function u32Clamp(n: number): number {
@@ -550,6 +569,9 @@ const NO_OBJECTS = Object.freeze([]) as unknown as unknown[];
 function toId(v: unknown): number {
   return typeof v === "number" ? v : NaN;
 }
+
+/** Peer's internal ready(op). */
+const READY = Symbol("ready");
 
 /** What throws for a message released a second time (Message.release). */
 export const RELEASED_AGAIN = Symbol("released again");
@@ -629,8 +651,15 @@ export class Peer {
       if (size >= 0) return this.#sendOne(destinations, payload as Uint8Array | undefined, size);
     }
     const args = this.#readSend(op, destinations, payload, options);
-    // the snapshot ran the caller's getters: they may have closed this reference or the bus
+    // the snapshot ran the caller's getters: they may have closed this reference or the bus,
+    // or shrunk or detached a buffer under a view read before them
     this.#check(op);
+    const { vecs, lengths } = args.payload;
+    for (let i = 0; i < vecs.length; i++) {
+      if (uint8Length(vecs[i]) !== lengths[i]) {
+        throw fail("EINVAL", op, `payload${vecs.length > 1 ? `[${i}]` : ""} changed while the arguments were read (its buffer shrank or was detached)`);
+      }
+    }
     return this.#sendMany(op, args);
   }
 
@@ -663,9 +692,9 @@ export class Peer {
   #sendOne(destination: number, payload: Uint8Array | undefined, size: number): SendResult {
     const op = "send";
     const s = this.#s, core = s.core;
+    const base = core.scratchFor(16);
     let rc: number;
     try {
-      const base = core.scratchFor(16);
       core.f64[base >>> 3] = destination;
       rc = core.ex.send_begin(core.ctx, this.#slot, this.#gen, 0, base, 1, 1, size, base + 8, 0, base + 8, 0, base + 8);
       if (rc > 0 && size > 0) {
@@ -701,7 +730,7 @@ export class Peer {
   #sendMany(op: string, a: SendArgs): SendResult {
     const s = this.#s, core = s.core;
     const { flags, destinations, payload, handles, objects } = a;
-    const nd = destinations.ids.length, nh = handles.ids.length;
+    const nd = destinations.values.length, nh = handles.values.length;
     // IDs as f64, then room for the core's resolved handles (u32 each)
     const dstOff = 0, hOff = dstOff + nd * 8, oOff = hOff + nh * 8 + ((nh * 4 + 7) & ~7);
     const no = objects.values.length;
@@ -724,17 +753,16 @@ export class Peer {
         throw s.error(op, rc, values);
       }
       table.hold(slots, rc);
-      return this.#copyAndCommit(op, a, base + outOff, rc, slots);
+      return this.#copyAndCommit(op, a, nd, base + outOff, rc, slots);
     } catch (e) {
       throw s.trap(op, e);
     }
   }
 
   /** Copies the payload into every staged slice (send_begin holds the receivers' locks) and commits. */
-  #copyAndCommit(op: string, a: SendArgs, out: number, staged: number, records: readonly number[]): SendResult {
+  #copyAndCommit(op: string, a: SendArgs, nd: number, out: number, staged: number, records: readonly number[]): SendResult {
     const s = this.#s, core = s.core;
     const { flags, payload } = a;
-    const nd = a.destinations.ids.length;
     core.views();
     const outAt = out >>> 2;
     const results = flags & SEND_SEED ? 1 : nd;
@@ -962,7 +990,11 @@ export class Peer {
 
   /** @internal True if recv() would return a message now. */
   ready(): boolean {
-    const op = "ready";
+    return this[READY]("ready");
+  }
+
+  /** @internal ready() for operation `op` (its errors name `op`). */
+  [READY](op: string): boolean {
     Peer.#checked(this, op);
     const s = this.#s, core = s.core;
     const rc = s.call(op, () => core.ex.ready(core.ctx, this.#slot, this.#gen));
@@ -978,14 +1010,14 @@ export class Peer {
     const s = this.#s, core = s.core;
     // records this thread sent that every receiver is done with go back before it blocks
     core.objects.sweep();
-    if (this.ready()) return true;
+    if (this[READY](op)) return true;
     if (!s.shared) {
       // one thread, private memory: nothing can arrive while we block
       if (timeout >= FOREVER_MS) {
         throw fail("EAGAIN", op, "nothing is queued and nothing can arrive on a single-thread bus");
       }
       if (timeout > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, timeout);
-      return this.ready();
+      return this[READY](op);
     }
     const word = core.ex.wake_addr(this.#slot, this.#gen) >>> 2;
     const start = performance.now();
@@ -996,7 +1028,7 @@ export class Peer {
       const seq = Atomics.load(i32, word);
       Atomics.add(i32, word + 1, 1);
       try {
-        if (this.ready()) return true;
+        if (this[READY](op)) return true;
         const left = end - performance.now();
         if (left <= 0) return false;
         Atomics.wait(i32, word, seq, left === Infinity ? undefined : left);
@@ -1029,7 +1061,7 @@ export class Peer {
     try {
       const seq = Atomics.load(i32, word);
       for (let n = 1; ; n++) {
-        if (Atomics.load(i32, word) !== seq) return this.ready();
+        if (Atomics.load(i32, word) !== seq) return this[READY]("wait");
         if ((n & 63) === 0 && performance.now() >= until) return false;
       }
     } finally {
@@ -1045,7 +1077,7 @@ export class Peer {
       Peer.#checked(this, op);
       sig = readSignal(op, signal);
       if (sig?.aborted) return Promise.reject(sig.reason);
-      if (this.ready()) return Promise.resolve();
+      if (this[READY](op)) return Promise.resolve();
     } catch (e) {
       return Promise.reject(e);
     }
@@ -1053,7 +1085,7 @@ export class Peer {
     return new Promise<void>((resolve, reject) => {
       const onAbort = () => reader.fail(sig!.reason);
       const reader = new Reader(this, s, resolve, reject, sig, onAbort);
-      sig?.addEventListener("abort", onAbort, { once: true });
+      if (sig) addListener(sig, "abort", onAbort, { once: true });
       s.readers.add(reader);
       if (s.shared) this.#watch(reader);
     });

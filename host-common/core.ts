@@ -62,6 +62,7 @@ export const CTX_ERR_INDEX = 32;
 export const CTX_OUT = 64;
 export const CTX_TID = 96;
 export const CTX_SERIAL = 176;
+export const CTX_IN_CALL = 100;
 /** The ABI version this host speaks (bus_version(), docs/ABI.md). */
 export const ABI_VERSION = 3;
 /** Offset in the context block of the flag that this thread spins in a wait. */
@@ -71,6 +72,18 @@ export const ROOT_SPINNERS = 76;
 
 const SCRATCH_MIN = 4096;
 const SCRATCH_KEEP = 65536;
+
+// What views() and the core's imports use, captured at load: they run while
+// a core call is open, where no code replaced later may run (check.ts).
+const U8 = Uint8Array, U32 = Uint32Array, I32 = Int32Array, F64 = Float64Array;
+const memoryBuffer = Function.prototype.call.bind(
+  Object.getOwnPropertyDescriptor(WebAssembly.Memory.prototype, "buffer")!.get!) as (m: WebAssembly.Memory) => ArrayBufferLike;
+const clock = performance.now.bind(performance);
+const viewBytes = Function.prototype.call.bind(
+  Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), "byteLength")!.get!) as (v: Uint8Array) => number;
+
+/** An assertion of the core failed (a debug build): the bus cannot be trusted. */
+export class CoreAssertion extends Error {}
 
 /** Pages of 64 KiB: the core keeps addresses below 2 GiB. */
 export const MAX_PAGES = 32767;
@@ -108,9 +121,9 @@ export class Core {
       env: {
         memory,
         abort: (msg: number, file: number, line: number, col: number) => {
-          throw new Error(`bus1 core assertion failed: ${this.string(msg)} (${this.string(file)}:${line}:${col})`);
+          throw new CoreAssertion(`bus1 core assertion failed: ${this.string(msg)} (${this.string(file)}:${line}:${col})`);
         },
-        now: () => performance.now(),
+        now: clock,
         objects_drop: (slots: number, count: number) => {
           const u32 = this.views().u32;
           for (let i = 0; i < count; i++) this.objects.drop(u32[(slots >>> 2) + i]);
@@ -136,15 +149,24 @@ export class Core {
    * the memory, after growing it) against the views' length.
    */
   views(): this {
-    if (this.heapEnd !== 0 && this.u32[this.heapEnd] <= this.u8.length) return this;
-    const buffer = this.memory.buffer;
+    if (this.heapEnd !== 0 && this.u32[this.heapEnd] <= this.bytes) return this;
+    const buffer = memoryBuffer(this.memory);
     this.buffer = buffer;
-    this.u8 = new Uint8Array(buffer);
-    this.u32 = new Uint32Array(buffer);
-    this.i32 = new Int32Array(buffer);
-    this.f64 = new Float64Array(buffer);
+    this.u8 = new U8(buffer);
+    this.u32 = new U32(buffer);
+    this.i32 = new I32(buffer);
+    this.f64 = new F64(buffer);
+    this.bytes = viewBytes(this.u8);
     this.heapEnd = (this.root + 16) >>> 2;
     return this;
+  }
+
+  /** Bytes the views cover. */
+  private bytes = 0;
+
+  /** True while a call of this thread into the core is open (Ctx.inCall). */
+  inCall(): boolean {
+    return this.ctx !== 0 && this.u32[(this.ctx + CTX_IN_CALL) >>> 2] !== 0;
   }
 
   /** Makes this thread's context block. */

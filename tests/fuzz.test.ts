@@ -23,8 +23,12 @@ interface FuzzResult {
   failure?: { step: number; message: string; history: string[]; replay: string };
 }
 
-/** Seeds and steps of the bounded run (about 5 s per kind once the core passes on a 2-core machine). */
-const SEEDS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];
+/**
+ * Seeds and steps of the bounded run (about 5 s per kind once the core passes
+ * on a 2-core machine): 1–16, and seeds that once failed in `npm run fuzz`
+ * (a seed send whose payload was shrunk by a getter destroyed the old seed).
+ */
+const SEEDS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 1796402330, 1796404050];
 const STEPS = 3000;
 
 describe("fuzz (issue 8)", () => {

@@ -1028,19 +1028,34 @@ describe("review: bus.watch takes only a real worker, and only its real exit", (
 
 describe("review: builtins replaced after load do not run inside a send", () => {
   for (const kind of KINDS) {
-    it(`a patched array iterator, Set, Atomics and Uint8Array never run while a core call is open (${kind})`, async () => {
+    it(`a patched array iterator, Set, Atomics, Uint8Array, typed-array length, Memory buffer and clock never run while a core call is open (${kind})`, async () => {
       const bus = await makeBus(kind);
       const core = coreOf(bus);
       const a = bus.connect();
       const b = bus.connect();
       const tb = b.transfer(4, a);
-      // ctx.inCall (docs/ABI.md §7.1): non-zero from send_begin to send_commit
-      const inCall = () => new Uint32Array(core.memory.buffer)[(core.ctx + 100) >>> 2] !== 0;
-      let inside = 0, outside = 0;
-      const seen = () => (inCall() ? inside++ : outside++);
+      // ctx.inCall (docs/ABI.md §7.1): non-zero from send_begin to send_commit; read with the
+      // builtins as they were, and never from inside itself
+      const U32 = Uint32Array;
+      const memoryBuffer = Object.getOwnPropertyDescriptor(WebAssembly.Memory.prototype, "buffer")!.get!;
+      const inCall = () => new U32(Reflect.apply(memoryBuffer, core.memory, []))[(core.ctx + 100) >>> 2] !== 0;
+      let inside = 0, outside = 0, busy = false;
+      const seen = () => {
+        if (busy) return;
+        busy = true;
+        if (inCall()) inside++;
+        else outside++;
+        busy = false;
+      };
       const iterProto = Object.getPrototypeOf([][Symbol.iterator]());
       const next = iterProto.next, add = Set.prototype.add, U8 = globalThis.Uint8Array;
-      const store = Atomics.store, push = Array.prototype.push;
+      const store = Atomics.store, push = Array.prototype.push, now = performance.now;
+      const TA = Object.getPrototypeOf(U8.prototype);
+      const length = Object.getOwnPropertyDescriptor(TA, "length")!;
+      const buffer = Object.getOwnPropertyDescriptor(WebAssembly.Memory.prototype, "buffer")!;
+      Object.defineProperty(TA, "length", { configurable: true, get(this: any) { seen(); return length.get!.call(this); } });
+      Object.defineProperty(WebAssembly.Memory.prototype, "buffer", { configurable: true, get(this: any) { seen(); return buffer.get!.call(this); } });
+      performance.now = () => { seen(); return now.call(performance); };
       iterProto.next = function (this: any) { seen(); return next.call(this); };
       Set.prototype.add = function (this: any, v: unknown) { seen(); return add.call(this, v); };
       Array.prototype.push = function (this: any, ...v: unknown[]) { seen(); return push.apply(this, v); };
@@ -1050,7 +1065,12 @@ describe("review: builtins replaced after load do not run inside a send", () => 
       try {
         a.send([tb], [payload, payload], { handles: [], objects: [{ one: 1 }] });
         a.send(tb, payload);
+        // a send that makes the memory grow: the views are made again inside the call
+        a.send(tb, new U8(3 << 20));
       } finally {
+        Object.defineProperty(TA, "length", length);
+        Object.defineProperty(WebAssembly.Memory.prototype, "buffer", buffer);
+        performance.now = now;
         iterProto.next = next;
         Set.prototype.add = add;
         Array.prototype.push = push;
@@ -1062,6 +1082,7 @@ describe("review: builtins replaced after load do not run inside a send", () => 
       expect(Array.from(first.payload)).toEqual(new Array(128).fill(7));
       first.release();
       expect(b.recv()!.payload.length).toBe(64);
+      expect(b.recv()!.payload.length).toBe(3 << 20);
     });
   }
 });
@@ -1131,4 +1152,52 @@ describe("review: a method called with another `this` is a Bus1Error", () => {
       expect(p.recv()).toBeNull();
     });
   }
+});
+
+describe("review: code of the caller's that runs after a call is done never breaks the bus", () => {
+  for (const kind of KINDS) {
+    it(`a readable() signal whose removeEventListener throws settles, and the send that woke it succeeds (${kind})`, async () => {
+      const bus = await makeBus(kind);
+      const a = bus.connect();
+      const c = bus.connect();
+      const hc = c.transfer(0, a);
+      const ac = new AbortController();
+      (ac.signal as any).removeEventListener = () => { throw new Error("mine"); };
+      (ac.signal as any).addEventListener = () => { throw new Error("mine too"); };
+      const ready = c.readable(ac.signal);
+      a.send([hc], new Uint8Array(1));
+      a.send(hc, new Uint8Array(2));
+      await ready;
+      expect(c.recv()!.payload.length).toBe(1);
+      expect(c.recv()!.payload.length).toBe(2);
+      expect(bus.connect()).toBeDefined();
+    });
+  }
+});
+
+describe("review: a seed send that fails keeps the old seed", () => {
+  for (const kind of KINDS) {
+    it(`a payload shrunk by a getter after it was read fails the new seed with EINVAL and leaves the old one (${kind})`, async () => {
+      const bus = await makeBus(kind);
+      const a = bus.connect();
+      a.send([], new Uint8Array([5, 5]), { seed: true });
+      const buffer = new ArrayBuffer(64, { maxByteLength: 128 } as any);
+      const view = new Uint8Array(buffer, 0, 64);
+      // the second vec's getter runs after the first vec was read: it shrinks the first's buffer
+      const vecs = [view];
+      Object.defineProperty(vecs, 1, { enumerable: true, get() { (buffer as any).resize(0); return new Uint8Array(1); } });
+      const e = expectCode(() => a.send([], vecs, { seed: true }), "EINVAL");
+      expect(e.message).toMatch(/changed while the arguments were read/);
+      expect(Array.from(a.recv({ seed: true })!.payload)).toEqual([5, 5]);
+    });
+  }
+});
+
+describe("review: errors name the call that was made", () => {
+  it("wait() on a peer disconnected meanwhile says wait", async () => {
+    const bus = await newBus();
+    const a = bus.connect();
+    a.disconnect();
+    expect(expectCode(() => a.wait(0), "ESHUTDOWN").message).toMatch(/^wait:/);
+  });
 });
