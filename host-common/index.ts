@@ -1,8 +1,12 @@
 /** The API shared by every host (API.md). */
-export { Bus, Peer, HANDLE_INVALID, HANDLE_FLAG_MANAGED, HANDLE_FLAG_REMOTE, DEFAULT_LIMITS,
-  DEFAULT_MAX_MEMORY_BYTES, MAX_MEMORY_BYTES, installPlatform } from "./bus.js";
+export { Bus } from "./bus.js";
+export { Peer } from "./peer.js";
+export { installPlatform } from "./platform.js";
+export type { Platform } from "./platform.js";
+export { HANDLE_INVALID, HANDLE_FLAG_MANAGED, HANDLE_FLAG_REMOTE, DEFAULT_LIMITS, DEFAULT_MAX_MEMORY_BYTES,
+  MAX_MEMORY_BYTES } from "./types.js";
 export type { Limits, BusOptions, ConnectOptions, SendOptions, SendResult, ResetOptions, PeerStats, BusHandle,
-  PeerRef, Platform, BusStats } from "./bus.js";
+  PeerRef, BusStats } from "./types.js";
 export { Message } from "./message.js";
 export type { MessageType } from "./message.js";
 export { Bus1Error } from "./errors.js";

@@ -2,7 +2,7 @@
  * Message: what `recv` returns. The payload is a view into the receiver's
  * pool (no copy); it stays valid until the slice is released.
  */
-import { RELEASED_AGAIN, type Peer } from "./bus.js";
+import { RELEASED_AGAIN, type Peer } from "./peer.js";
 
 export type MessageType = "data" | "node-destroy" | "node-release";
 

@@ -11,7 +11,7 @@ import { setFlagsFromString, serialize, deserialize } from "node:v8";
 import { threadId, Worker } from "node:worker_threads";
 import { EventEmitter } from "node:events";
 import { availableParallelism } from "node:os";
-import { installPlatform } from "../host-common/bus.js";
+import { installPlatform } from "../host-common/platform.js";
 import { Bus1Error } from "../host-common/errors.js";
 
 const v8Major = Number(process.versions.v8.split(".")[0]);

@@ -1,0 +1,678 @@
+/**
+ * The Peer (API.md): one reference to a peer, like a file descriptor.
+ *
+ * Every operation has three steps: the arguments are read once into a
+ * snapshot (check.ts; the caller's getters and proxies run here, if at all),
+ * the reference and the bus are checked again (a getter may have closed
+ * them), and only then is the core entered, with no user code until the
+ * operation is over. The core, the memory and the raw slot are in private
+ * fields.
+ */
+import { Bus1Error, codeOf, type ErrorCode } from "./errors.js";
+import { CTX_SPINNING, ROOT_SPINNERS } from "./core.js";
+import { Message, type MessageType } from "./message.js";
+import type { PreparedObjects } from "./objects.js";
+import {
+  describe, fail, reading, readOptions, readBoolean, readLimits, readTimeout, readSignal, readIds,
+  readPayload, readValues, uint8Length, typedArraySet, viewOf, LIMIT_KEYS, NO_ID_LIST, type IdList, type Payload,
+} from "./check.js";
+import { platformCpus } from "./platform.js";
+import { BusState, MAKE, isEndpoint, markEndpoint } from "./state.js";
+import {
+  HANDLE_INVALID, type Limits, type PeerRef, type PeerStats, type ResetOptions, type SendOptions, type SendResult,
+} from "./types.js";
+
+const U32_MAX = 0xffffffff;
+// ABI flags (docs/ABI.md)
+const SEND_CONTINUE = 1, SEND_SEED = 2, RECV_SEED = 1, DESTROY_RELEASE_HANDLES = 1;
+const RESET_FLUSH = 1, RESET_FLUSH_SEED = 2, RESET_LIMIT = 0x100;
+const EAGAIN = 11;
+const TYPES: MessageType[] = ["data", "data", "node-destroy", "node-release"];
+/**
+ * On a single-thread bus nothing can arrive while the thread blocks, so a
+ * wait that could only end by a message is refused (EAGAIN). A timeout this
+ * long (about 24.8 days, the longest a host timer takes) counts as forever.
+ */
+const FOREVER_MS = 0x7fffffff;
+
+/**
+ * How long `wait` watches the wake word before it sleeps, in milliseconds. A
+ * sender on another core usually answers within a few microseconds, while a
+ * sleep costs the futex round trip of the kernel (about 8 µs each way on the
+ * machine the benchmarks ran on; docs/PERFORMANCE.md). Fewer threads spin at
+ * once than there are processors (a count in the bus's root), so spinners
+ * never take the core a sender needs: on one processor nobody spins, and of
+ * eight workers waiting on two cores one spins and seven sleep.
+ */
+const WAIT_SPIN_MS = 0.05;
+
+/** A pending readable(): settled by poke() or by a wake from another thread. */
+export class Reader {
+  constructor(readonly peer: Peer, readonly bus: BusState, readonly resolve: () => void,
+              readonly reject: (e: unknown) => void, readonly signal: AbortSignal | undefined,
+              readonly onAbort: () => void) {}
+
+  check(): void {
+    let ready: boolean;
+    try {
+      ready = this.peer[READY]("readable");
+    } catch (e) {
+      this.fail(e);
+      return;
+    }
+    if (ready) this.done();
+  }
+
+  /** Ends the pending Atomics.waitAsync at once (set while one is pending). */
+  wake: (() => void) | null = null;
+
+  done(): void {
+    this.end();
+    this.resolve();
+  }
+
+  fail(e: unknown): void {
+    this.end();
+    this.reject(e);
+  }
+
+  private end(): void {
+    this.bus.readers.delete(this);
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+    if (this.signal) removeListener(this.signal, "abort", this.onAbort);
+  }
+}
+
+// the signal is a genuine AbortSignal (check.ts): its own EventTarget methods, as captured at load
+const addListener = Function.prototype.call.bind(EventTarget.prototype.addEventListener) as
+  (target: EventTarget, type: string, listener: () => void, options?: AddEventListenerOptions) => void;
+const removeListener = Function.prototype.call.bind(EventTarget.prototype.removeEventListener) as
+  (target: EventTarget, type: string, listener: () => void) => void;
+
+/** A count for a u32 parameter: anything larger becomes the largest u32 (refused by the core). */
+function u32Clamp(n: number): number {
+  return n > U32_MAX ? U32_MAX : n;
+}
+
+/** The result of a send to one destination (shared: it never varies). */
+const SENT_ONE: SendResult = Object.freeze({ errors: Object.freeze([null]) as (ErrorCode | null)[] });
+
+/** Handles and objects of a message that has none (shared, frozen). */
+const NO_HANDLES = Object.freeze([]) as unknown as number[];
+const NO_OBJECTS = Object.freeze([]) as unknown as unknown[];
+
+function toId(v: unknown): number {
+  return typeof v === "number" ? v : NaN;
+}
+
+/** Peer's internal ready(op). */
+const READY = Symbol("ready");
+
+/** What throws for a message released a second time (Message.release). */
+export const RELEASED_AGAIN = Symbol("released again");
+
+/** The arguments of one send, read once (check.ts), before the core is entered. */
+interface SendArgs {
+  flags: number;
+  destinations: IdList;
+  payload: Payload;
+  handles: IdList;
+  objects: PreparedObjects;
+}
+
+export class Peer {
+  readonly #s: BusState;
+  readonly #slot: number;
+  readonly #gen: number;
+  #closed = false;
+  #ref: PeerRef | null = null;
+
+  /** @internal Peers are made by bus.connect and bus.adopt. */
+  constructor(token: symbol, state: BusState, slot: number, gen: number) {
+    if (token !== MAKE) throw Bus1Error.of("EPERM", "Peer", "peers are made by bus.connect() and bus.adopt()");
+    this.#s = state;
+    this.#slot = slot;
+    this.#gen = gen;
+    markEndpoint(this);
+  }
+
+  /** Structured-cloneable reference to this peer, for bus.adopt in any attached thread. */
+  get ref(): PeerRef {
+    if (!this.#ref) {
+      this.#ref = Object.freeze({ bus: this.#s.id, slot: this.#slot, gen: this.#gen });
+      markEndpoint(this.#ref);
+    }
+    return this.#ref;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  #check(op: string): void {
+    if (this.#closed) throw Bus1Error.of("EBADF", op, "this peer reference is closed");
+    this.#s.checkOpen(op);
+  }
+
+  /** `self` as a Peer that is open, for a method called with any `this` (a method taken off its object, say). */
+  static #checked(self: unknown, op: string): Peer {
+    if (typeof self !== "object" || self === null || !(#s in self)) {
+      throw fail("EINVAL", op, `called on ${describe(self)}, not on a Peer`);
+    }
+    (self as Peer).#check(op);
+    return self as Peer;
+  }
+
+  /** @internal What a second release of one of its messages throws: what any call would, else ENXIO. */
+  [RELEASED_AGAIN](offset: number): Bus1Error {
+    const op = "release";
+    try {
+      this.#check(op);
+      const s = this.#s, core = s.core;
+      const rc = s.call(op, () => core.ex.query(core.ctx, this.#slot, this.#gen));
+      if (rc < 0) return s.error(op, rc);
+    } catch (e) {
+      return e as Bus1Error;
+    }
+    return Bus1Error.of("ENXIO", op, `the slice at offset ${offset} is already released`);
+  }
+
+  /** Sends one message to the owners of `destinations` (one transaction). */
+  send(destinations: number | ArrayLike<number>, payload?: Uint8Array | readonly Uint8Array[], options?: SendOptions): SendResult {
+    const op = "send";
+    Peer.#checked(this, op);
+    if (typeof destinations === "number" && options === undefined) {
+      const size = payload === undefined ? 0 : uint8Length(payload);
+      if (size >= 0) return this.#sendOne(destinations, payload as Uint8Array | undefined, size);
+    }
+    const args = this.#readSend(op, destinations, payload, options);
+    // the snapshot ran the caller's getters: they may have closed this reference or the bus,
+    // or shrunk or detached a buffer under a view read before them
+    this.#check(op);
+    const { vecs, lengths } = args.payload;
+    for (let i = 0; i < vecs.length; i++) {
+      if (uint8Length(vecs[i]) !== lengths[i]) {
+        throw fail("EINVAL", op, `payload${vecs.length > 1 ? `[${i}]` : ""} changed while the arguments were read (its buffer shrank or was detached)`);
+      }
+    }
+    return this.#sendMany(op, args);
+  }
+
+  #readSend(op: string, destinations: unknown, payload: unknown, options: unknown): SendArgs {
+    const bounds = this.#s.core.bounds;
+    const o = readOptions(op, options, ["handles", "objects", "continue", "seed"]);
+    let flags = 0;
+    if (readBoolean(op, "continue", o.continue)) flags |= SEND_CONTINUE;
+    if (readBoolean(op, "seed", o.seed)) flags |= SEND_SEED;
+    const dsts = readIds(op, "destinations", destinations, bounds.destinations, "EMSGSIZE", true);
+    if (flags & SEND_SEED) {
+      if (dsts.ids.length) throw fail("EINVAL", op, `seed: a seed has no destinations, got ${dsts.ids.length}`);
+      if (flags & SEND_CONTINUE) throw fail("EINVAL", op, "continue: a seed is set, not sent, so continue has no meaning");
+    }
+    const body = readPayload(op, payload, bounds.vecs);
+    const handles = o.handles === undefined ? NO_ID_LIST
+      : readIds(op, "handles", o.handles, bounds.handles, "EMSGSIZE", false);
+    let values: unknown[] = [];
+    if (o.objects !== undefined) {
+      values = readValues(op, "objects", o.objects, bounds.objects);
+      for (let i = 0; i < values.length; i++) {
+        if (isEndpoint(values[i])) throw fail("EOPNOTSUPP", op, `objects[${i}] (${describe(values[i])}) is a bus endpoint`);
+      }
+    }
+    const objects = reading(op, "objects", () => this.#s.core.objects.prepare(values));
+    return { flags, destinations: dsts, payload: body, handles, objects };
+  }
+
+  /** The common case, kept short: one destination, one genuine Uint8Array of `size` bytes, no options. */
+  #sendOne(destination: number, payload: Uint8Array | undefined, size: number): SendResult {
+    const op = "send";
+    const s = this.#s, core = s.core;
+    const base = core.scratchFor(16);
+    let rc: number;
+    try {
+      core.f64[base >>> 3] = destination;
+      rc = core.ex.send_begin(core.ctx, this.#slot, this.#gen, 0, base, 1, 1, size, base + 8, 0, base + 8, 0, base + 8);
+      if (rc > 0 && size > 0) {
+        core.views();
+        // a view of exactly `size` bytes: the copy can never run past the slice
+        typedArraySet(viewOf(core.buffer, core.u32[(base + 12) >>> 2], size), payload!);
+      }
+    } catch (e) {
+      throw this.#cancel(op, e);
+    }
+    if (rc < 0) throw s.error(op, rc, { destinations: [destination] });
+    try {
+      core.ex.send_commit(core.ctx);
+    } catch (e) {
+      throw s.trap(op, e);
+    }
+    if (s.readers.size) s.poke();
+    return SENT_ONE;
+  }
+
+  /** A send whose copy failed: the staged send is taken back (a trap of the core breaks the bus). */
+  #cancel(op: string, e: unknown): unknown {
+    const s = this.#s, core = s.core;
+    if (e instanceof WebAssembly.RuntimeError || core.broken) return s.trap(op, e);
+    try {
+      core.ex.send_cancel(core.ctx);
+    } catch (trap) {
+      return s.trap(op, trap);
+    }
+    return fail("EINVAL", op, `payload could not be copied (${(e as Error)?.message ?? e})`, e);
+  }
+
+  #sendMany(op: string, a: SendArgs): SendResult {
+    const s = this.#s, core = s.core;
+    const { flags, destinations, payload, handles, objects } = a;
+    const nd = destinations.values.length, nh = handles.values.length;
+    // IDs as f64, then room for the core's resolved handles (u32 each)
+    const dstOff = 0, hOff = dstOff + nd * 8, oOff = hOff + nh * 8 + ((nh * 4 + 7) & ~7);
+    const no = objects.values.length;
+    const outOff = oOff + ((no * 4 + 7) & ~7);
+    const values = { destinations: destinations.values, handles: handles.values, objects: objects.values };
+    const table = core.objects;
+    let slots: number[] = [];
+    let rc: number;
+    try {
+      const base = core.scratchFor(outOff + nd * 8 + 8);
+      slots = table.put(objects);
+      core.views();
+      core.f64.set(destinations.ids, (base + dstOff) >>> 3);
+      core.f64.set(handles.ids, (base + hOff) >>> 3);
+      for (let i = 0, at = (base + oOff) >>> 2; i < slots.length; i++) core.u32[at + i] = slots[i];
+      rc = core.ex.send_begin(core.ctx, this.#slot, this.#gen, flags, base + dstOff, nd, payload.vecs.length,
+        u32Clamp(payload.size), base + hOff, nh, base + oOff, no, base + outOff);
+      if (rc < 0) {
+        table.hold(slots, 0);
+        throw s.error(op, rc, values);
+      }
+      table.hold(slots, rc);
+      return this.#copyAndCommit(op, a, nd, base + outOff, rc, slots);
+    } catch (e) {
+      throw s.trap(op, e);
+    }
+  }
+
+  /** Copies the payload into every staged slice (send_begin holds the receivers' locks) and commits. */
+  #copyAndCommit(op: string, a: SendArgs, nd: number, out: number, staged: number, records: readonly number[]): SendResult {
+    const s = this.#s, core = s.core;
+    const { flags, payload } = a;
+    core.views();
+    const outAt = out >>> 2;
+    const results = flags & SEND_SEED ? 1 : nd;
+    try {
+      if (payload.size > 0 && staged > 0) {
+        const buffer = core.buffer, i32 = core.i32, u32 = core.u32;
+        for (let i = 0; i < results; i++) {
+          const addr = u32[outAt + 2 * i + 1];
+          if (i32[outAt + 2 * i] !== 0 || addr === 0) continue;
+          // a view of exactly the slice: the copy can never run past it
+          const slice = viewOf(buffer, addr, payload.size);
+          const vecs = payload.vecs;
+          for (let v = 0, at = 0; v < vecs.length; v++) {
+            typedArraySet(slice, vecs[v], at);
+            at += payload.lengths[v];
+          }
+        }
+      }
+    } catch (e) {
+      if (e instanceof WebAssembly.RuntimeError) throw e;
+      if (flags & SEND_SEED) {
+        // a seed is set by send_begin: drop it rather than keep a torn payload
+        core.ex.send_commit(core.ctx);
+        this.reset({ flushSeed: true });
+      } else {
+        // the messages go without dropping their objects: no message carries the records now
+        core.ex.send_cancel(core.ctx);
+        core.objects.hold(records, 0);
+      }
+      throw fail("EINVAL", op, `payload could not be copied (${(e as Error)?.message ?? e})`, e);
+    }
+    core.ex.send_commit(core.ctx);
+    const errors: (ErrorCode | null)[] = new Array(nd);
+    const i32 = core.views().i32;
+    for (let i = 0; i < nd; i++) {
+      const e = flags & SEND_SEED ? 0 : i32[outAt + 2 * i];
+      errors[i] = e ? codeOf(e) ?? "EINVAL" : null;
+    }
+    s.poke();
+    return { errors };
+  }
+
+  /** Takes the next message, or null when none is ready. */
+  recv(options?: { seed?: boolean }): Message | null {
+    const op = "recv";
+    Peer.#checked(this, op);
+    let seed = false;
+    if (options !== undefined) {
+      seed = readBoolean(op, "seed", readOptions(op, options, ["seed"]).seed);
+      this.#check(op);
+    }
+    const s = this.#s, core = s.core;
+    // records this thread sent that every receiver is done with go back now
+    core.objects.sweep();
+    const rc = s.call(op, () => core.ex.recv(core.ctx, this.#slot, this.#gen, seed ? RECV_SEED : 0));
+    if (rc < 0) {
+      if (rc === -EAGAIN) return null;
+      throw s.error(op, rc);
+    }
+    // the message is taken: from here nothing may throw, or it would be lost
+    core.views();
+    const u32 = core.u32, out = core.out >>> 2;
+    const type = TYPES[u32[out]];
+    const cont = (u32[out + 1] & 1) !== 0;
+    const destination = core.f64[(core.out + 8) >>> 3];
+    if (type !== "data") {
+      s.poke();
+      return new Message(this, type, destination, cont, -1, new Uint8Array(0), NO_HANDLES, NO_OBJECTS);
+    }
+    const offset = u32[out + 4], size = u32[out + 5], nh = u32[out + 6], no = u32[out + 7];
+    const payload = new Uint8Array(core.buffer, offset, size);
+    let handles = NO_HANDLES, objects = NO_OBJECTS;
+    let at = (offset + ((size + 7) & ~7)) >>> 2;
+    if (nh) {
+      handles = new Array(nh);
+      for (let i = 0; i < nh; i++, at += 2) {
+        const lo = u32[at], hi = u32[at + 1];
+        handles[i] = lo === U32_MAX && hi === U32_MAX ? HANDLE_INVALID : hi * 0x100000000 + lo;
+      }
+      s.poke();
+    }
+    if (no) {
+      objects = new Array(no);
+      const table = core.objects;
+      for (let i = 0; i < no; i++) objects[i] = seed ? table.peek(u32[at + i]) : table.take(u32[at + i]);
+    }
+    return new Message(this, "data", seed ? HANDLE_INVALID : destination, cont, offset, payload, handles, objects);
+  }
+
+  /** Gives `to` (default: this peer) a handle to the node of `handle`; returns its ID there. */
+  transfer(handle: number, to?: Peer): number {
+    const op = "transfer";
+    Peer.#checked(this, op);
+    let slot = this.#slot, gen = this.#gen;
+    if (to !== undefined) {
+      if (typeof to !== "object" || to === null || !(#slot in to) || to.#s.core.memory !== this.#s.core.memory) {
+        throw fail("EINVAL", op, `to must be a Peer of the same bus, got ${describe(to)}`);
+      }
+      if (to.#closed) throw fail("EBADF", op, "to: that peer reference is closed");
+      slot = to.#slot;
+      gen = to.#gen;
+    }
+    const s = this.#s, core = s.core;
+    const rc = s.call(op, () => core.ex.transfer(core.ctx, this.#slot, this.#gen, toId(handle), slot, gen));
+    if (rc < 0) throw s.error(op, rc, { handle });
+    s.poke();
+    return core.views().f64[core.out >>> 3];
+  }
+
+  /** Drops one reference of `handle`. */
+  release(handle: number): void {
+    const op = "release";
+    Peer.#checked(this, op);
+    const s = this.#s, core = s.core;
+    const rc = s.call(op, () => core.ex.release(core.ctx, this.#slot, this.#gen, toId(handle)));
+    if (rc < 0) throw s.error(op, rc, { handle });
+    s.poke();
+  }
+
+  /** Destroys owned nodes, as one transaction. */
+  destroy(nodes: number | ArrayLike<number>, options?: { releaseHandles?: boolean }): void {
+    const op = "destroy";
+    Peer.#checked(this, op);
+    const s = this.#s, core = s.core;
+    const o = readOptions(op, options, ["releaseHandles"]);
+    const flags = readBoolean(op, "releaseHandles", o.releaseHandles) ? DESTROY_RELEASE_HANDLES : 0;
+    const ids = readIds(op, "nodes", nodes, core.bounds.destroy, "EINVAL", true);
+    this.#check(op);
+    const n = ids.ids.length;
+    const rc = s.call(op, () => {
+      const base = core.scratchFor(n * 12 + 8);
+      core.views().f64.set(ids.ids, base >>> 3);
+      return core.ex.destroy(core.ctx, this.#slot, this.#gen, flags, base, n);
+    });
+    if (rc < 0) throw s.error(op, rc, { nodes: ids.values }, { handles: "nodes" });
+    s.poke();
+  }
+
+  /** Frees a received slice. */
+  releaseSlice(offset: number): void {
+    const op = "releaseSlice";
+    Peer.#checked(this, op);
+    const s = this.#s, core = s.core;
+    const rc = s.call(op, () => core.ex.slice_release(core.ctx, this.#slot, this.#gen, toId(offset)));
+    if (rc < 0) throw s.error(op, rc, { offset });
+  }
+
+  /** Sets limits; flushes the peer and/or its seed. */
+  reset(options?: ResetOptions): void {
+    const op = "reset";
+    Peer.#checked(this, op);
+    const o = readOptions(op, options, ["flush", "flushSeed", "limits"]);
+    let flags = 0;
+    if (readBoolean(op, "flush", o.flush)) flags |= RESET_FLUSH;
+    if (readBoolean(op, "flushSeed", o.flushSeed)) flags |= RESET_FLUSH_SEED;
+    const limits = readLimits(op, o.limits);
+    this.#check(op);
+    const s = this.#s, core = s.core;
+    const rc = s.call(op, () => {
+      const base = core.scratchFor(32);
+      const f64 = core.views().f64;
+      LIMIT_KEYS.forEach((k, r) => {
+        if (limits[k] !== undefined) {
+          flags |= RESET_LIMIT << r;
+          f64[(base >>> 3) + r] = limits[k]!;
+        }
+      });
+      return core.ex.reset(core.ctx, this.#slot, this.#gen, flags, base);
+    });
+    if (rc < 0) throw s.error(op, rc, { limits });
+    s.poke();
+  }
+
+  /** The peer's limits. */
+  query(): Limits {
+    const op = "query";
+    Peer.#checked(this, op);
+    const s = this.#s, core = s.core;
+    const rc = s.call(op, () => core.ex.query(core.ctx, this.#slot, this.#gen));
+    if (rc < 0) throw s.error(op, rc);
+    const u32 = core.views().u32, at = core.out >>> 2;
+    return { maxSlices: u32[at], maxHandles: u32[at + 1], maxInflightBytes: u32[at + 2], maxInflightObjects: u32[at + 3] };
+  }
+
+  /** Counters of this peer (an addition to the API: tests, monitoring). */
+  stats(): PeerStats {
+    const op = "stats";
+    Peer.#checked(this, op);
+    const s = this.#s, core = s.core;
+    const rc = s.call(op, () => core.ex.stats(core.ctx, this.#slot, this.#gen));
+    if (rc < 0) throw s.error(op, rc);
+    const u32 = core.views().u32, at = core.out >>> 2;
+    return {
+      slices: u32[at], handles: u32[at + 1], bytes: u32[at + 2], objects: u32[at + 3], poolBytes: u32[at + 4],
+      handleIds: u32[at + 5], handleRecords: u32[at + 6], liveSlices: u32[at + 7],
+    };
+  }
+
+  /** Ends the peer for every holder: a full flush, then ESHUTDOWN. */
+  disconnect(): void {
+    const op = "disconnect";
+    Peer.#checked(this, op);
+    const s = this.#s, core = s.core;
+    const rc = s.call(op, () => core.ex.disconnect(core.ctx, this.#slot, this.#gen));
+    if (rc < 0) throw s.error(op, rc);
+    s.poke();
+  }
+
+  /** Drops this reference; the last one disconnects the peer. */
+  close(): void {
+    if (typeof this !== "object" || this === null || !(#s in this)) {
+      throw fail("EINVAL", "close", `called on ${describe(this)}, not on a Peer`);
+    }
+    if (this.#closed) return;
+    this.#closed = true;
+    const s = this.#s, core = s.core;
+    s.peers.delete(this);
+    if (!core.broken && core.ctx) s.call("close", () => core.ex.peer_unref(core.ctx, this.#slot, this.#gen));
+    s.poke();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /** @internal True if recv() would return a message now. */
+  ready(): boolean {
+    return this[READY]("ready");
+  }
+
+  /** @internal ready() for operation `op` (its errors name `op`). */
+  [READY](op: string): boolean {
+    Peer.#checked(this, op);
+    const s = this.#s, core = s.core;
+    const rc = s.call(op, () => core.ex.ready(core.ctx, this.#slot, this.#gen));
+    if (rc < 0) throw s.error(op, rc);
+    return rc > 0;
+  }
+
+  /** Blocks until recv() would return a message; false on timeout. */
+  wait(timeoutMs?: number): boolean {
+    const op = "wait";
+    Peer.#checked(this, op);
+    const timeout = readTimeout(op, timeoutMs);
+    const s = this.#s, core = s.core;
+    // records this thread sent that every receiver is done with go back before it blocks
+    core.objects.sweep();
+    if (this[READY](op)) return true;
+    if (!s.shared) {
+      // one thread, private memory: nothing can arrive while we block
+      if (timeout >= FOREVER_MS) {
+        throw fail("EAGAIN", op, "nothing is queued and nothing can arrive on a single-thread bus");
+      }
+      if (timeout > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, timeout);
+      return this[READY](op);
+    }
+    const word = core.ex.wake_addr(this.#slot, this.#gen) >>> 2;
+    const start = performance.now();
+    const end = start + timeout;
+    if (this.#spin(word, Math.min(end, start + WAIT_SPIN_MS))) return true;
+    for (;;) {
+      const i32 = core.views().i32;
+      const seq = Atomics.load(i32, word);
+      Atomics.add(i32, word + 1, 1);
+      try {
+        if (this[READY](op)) return true;
+        const left = end - performance.now();
+        if (left <= 0) return false;
+        Atomics.wait(i32, word, seq, left === Infinity ? undefined : left);
+      } finally {
+        Atomics.sub(core.views().i32, word + 1, 1);
+      }
+    }
+  }
+
+  /**
+   * Watches the wake word until `until` (a performance.now() time) without
+   * registering as a sleeper (senders bump it on every send and notify only
+   * registered sleepers): true if a message became ready meanwhile. Does
+   * nothing when as many threads spin as there are processors but one (the
+   * count never goes above that).
+   */
+  #spin(word: number, until: number): boolean {
+    const core = this.#s.core;
+    const i32 = core.views().i32;
+    const spinners = (core.root + ROOT_SPINNERS) >>> 2;
+    const limit = platformCpus() - 1;
+    for (;;) {
+      const n = Atomics.load(i32, spinners);
+      if (n >= limit) return false;
+      if (Atomics.compareExchange(i32, spinners, n, n + 1) === n) break;
+    }
+    // if this thread dies spinning, thread_exit takes its count back
+    const flag = (core.ctx + CTX_SPINNING) >>> 2;
+    Atomics.store(i32, flag, 1);
+    try {
+      const seq = Atomics.load(i32, word);
+      for (let n = 1; ; n++) {
+        if (Atomics.load(i32, word) !== seq) return this[READY]("wait");
+        if ((n & 63) === 0 && performance.now() >= until) return false;
+      }
+    } finally {
+      if (Atomics.exchange(i32, flag, 0)) Atomics.sub(i32, spinners, 1);
+    }
+  }
+
+  /** Resolves when recv() would return a message. */
+  readable(signal?: AbortSignal): Promise<void> {
+    const op = "readable";
+    let sig: AbortSignal | undefined;
+    try {
+      Peer.#checked(this, op);
+      sig = readSignal(op, signal);
+      if (sig?.aborted) return Promise.reject(sig.reason);
+      if (this[READY](op)) return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const s = this.#s;
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => reader.fail(sig!.reason);
+      const reader = new Reader(this, s, resolve, reject, sig, onAbort);
+      if (sig) addListener(sig, "abort", onAbort, { once: true });
+      s.readers.add(reader);
+      if (s.shared) this.#watch(reader);
+    });
+  }
+
+  /** Waits on the wake word for senders in other threads. */
+  #watch(reader: Reader): void {
+    const s = this.#s, core = s.core;
+    const waitAsync = (Atomics as unknown as { waitAsync?: Function }).waitAsync;
+    if (!waitAsync) {
+      // no Atomics.waitAsync here: look again every few milliseconds (not a busy loop)
+      const tick = () => {
+        if (!s.readers.has(reader)) return;
+        reader.check();
+        if (s.readers.has(reader)) setTimeout(tick, 4);
+      };
+      setTimeout(tick, 4);
+      return;
+    }
+    const word = core.ex.wake_addr(this.#slot, this.#gen) >>> 2;
+    const loop = () => {
+      if (!s.readers.has(reader)) return;
+      const i32 = core.views().i32;
+      const seq = Atomics.load(i32, word);
+      reader.check();
+      if (!s.readers.has(reader)) return;
+      Atomics.add(i32, word + 1, 1);
+      const r = waitAsync(i32, word, seq, 1000) as { async: boolean; value: Promise<string> | string };
+      reader.wake = () => Atomics.notify(core.views().i32, word);
+      const next = () => {
+        Atomics.sub(core.views().i32, word + 1, 1);
+        loop();
+      };
+      if (r.async) (r.value as Promise<string>).then(next);
+      else queueMicrotask(next);
+    };
+    loop();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<Message, void, undefined> {
+    for (;;) {
+      let msg: Message | null;
+      try {
+        msg = this.recv();
+        if (!msg) await this.readable();
+      } catch (e) {
+        if (e instanceof Bus1Error && (e.code === "ESHUTDOWN" || e.code === "EBADF")) return;
+        throw e;
+      }
+      if (msg) yield msg;
+    }
+  }
+}
