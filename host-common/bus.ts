@@ -20,7 +20,9 @@ import { ABI_VERSION, type Core } from "./core.js";
 import { describe, fail, reading, readOptions, readInteger, readLimits } from "./check.js";
 import { requirePlatform } from "./platform.js";
 import { BusState, MAKE, markEndpoint } from "./state.js";
-import { Peer } from "./peer.js";
+import { Peer, stateOf } from "./peer.js";
+import { serve, type ServeOptions, type Serving } from "./serve.js";
+import type { PortLike } from "./wire.js";
 import {
   DEFAULT_LIMITS, DEFAULT_MAX_MEMORY_BYTES, MAX_MEMORY_BYTES, type BusHandle, type BusOptions, type BusStats,
   type ConnectOptions, type PeerRef,
@@ -187,6 +189,19 @@ export class Bus {
         // an exit is news, not a call of anyone's: a broken bus is seen by the next call
       }
     });
+  }
+
+  /**
+   * Serves `peer` to a plugin on the other end of `port` (API.md "Sandboxed
+   * peers"; serve.ts): the serving takes over this Peer reference. Returns
+   * the serving, to end it (`close`) or learn why it ended (`closed`).
+   */
+  serve(peer: Peer, port: PortLike, options?: ServeOptions): Serving {
+    const op = "serve";
+    const s = Bus.#state(this, op);
+    s.checkOpen(op);
+    if (stateOf(peer) !== s) throw fail("EINVAL", op, `peer must be a Peer of this bus in this thread, got ${describe(peer)}`);
+    return serve(peer, port, options);
   }
 
   /** Counters of the whole bus (an addition to API.md). */

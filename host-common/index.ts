@@ -1,6 +1,9 @@
 /** The API shared by every host (API.md). */
 export { Bus } from "./bus.js";
 export { Peer } from "./peer.js";
+export { RemotePeer, RemoteMessage } from "./remote.js";
+export type { Serving, ServeOptions } from "./serve.js";
+export type { PeerApi, RemotePeerApi, Remote, MessageLike } from "./api.js";
 export { installPlatform } from "./platform.js";
 export type { Platform } from "./platform.js";
 export { HANDLE_INVALID, HANDLE_FLAG_MANAGED, HANDLE_FLAG_REMOTE, DEFAULT_LIMITS, DEFAULT_MAX_MEMORY_BYTES,

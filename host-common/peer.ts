@@ -122,8 +122,15 @@ interface SendArgs {
   objects: PreparedObjects;
 }
 
+/** The bus state a Peer belongs to, or null for anything that is not a Peer (bus.ts: serve). */
+export let stateOf: (v: unknown) => BusState | null;
+
 export class Peer {
   readonly #s: BusState;
+
+  static {
+    stateOf = (v) => (typeof v === "object" && v !== null && #s in v ? (v as Peer).#s : null);
+  }
   readonly #slot: number;
   readonly #gen: number;
   #closed = false;

@@ -1,0 +1,541 @@
+/**
+ * DOC: RemotePeer, the plugin's side of a served peer (API.md "Sandboxed peers").
+ *
+ * `await RemotePeer.connect(port)` speaks the protocol of wire.ts to a
+ * `serve(peer, port)` at the other end. A RemotePeer has the operations of
+ * `PeerApi` (api.ts), each returning a promise: its type is derived from the
+ * one list (`RemotePeerApi`), so a method added to the peer cannot be
+ * forgotten here. Every failure is a rejected promise with a Bus1Error,
+ * never a synchronous throw.
+ *
+ * Checks. Arguments are read once, with the functions of check.ts that a
+ * local Peer uses (same operation names, so same codes and messages), then
+ * posted as plain data: a bad argument is refused before anything is posted.
+ * The serving side performs the call with the local Peer's own method, which
+ * checks again and gives what only the bus knows (ENXIO, EDQUOT …).
+ * An entry of an ID list that is neither a number nor a primitive (an
+ * object, a function) is posted as a stand-in (`{}`, `[]` or null), so the
+ * code and index of the error are the local one's, the value it describes
+ * may differ.
+ *
+ * Receiving. The serving side pushes messages as they become ready, within a
+ * window (messages, bytes, objects) this side opens at connect and credits
+ * back as recv() consumes: a recv() with pushed messages waiting returns at
+ * once, with no round trip. With nothing waiting it asks the serving side,
+ * which pushes what is ready before it answers, so `null` means what it
+ * means for a local peer: nothing is ready. Credit is given back when half a
+ * window (in messages, bytes or objects) is consumed: the serving side stops
+ * only with a whole window owed, so the stream never stalls.
+ *
+ * A received message is the plugin's own: `payload` is a Uint8Array on an
+ * ArrayBuffer that was transferred to this side (never a view of the bus's
+ * memory), and its slice was released by the serving side as it was pushed.
+ * So `release()` has nothing to free: it is a no-op, kept so that code
+ * written for a local peer runs unchanged (a second call does not throw).
+ * `offset` is an alias, never a bus address: 2^32 + 8·n for the n-th data
+ * message of this connection, 2^32 for the seed; `releaseSlice` of a data
+ * message's alias does nothing, of the seed's is EPERM as for a local peer,
+ * and any other offset is asked of the serving side (ENXIO, EINVAL).
+ *
+ * Bounds: at most MAX_PENDING_CALLS calls waiting for an answer; one more is
+ * EAGAIN. `transfer(handle, to)` takes only this peer as `to` (or none);
+ * anything else is EINVAL.
+ *
+ * Lifecycle. `close()` (or `[Symbol.asyncDispose]`) lets go: the serving
+ * side closes its Peer reference (the peer is disconnected if it was the
+ * last), calls still waiting reject with EBADF and later ones are EBADF.
+ * When the serving side ends, or the port closes, waiting and later calls
+ * reject with ESHUTDOWN saying why. `readable()` and the iterator end as a
+ * local peer's do (ESHUTDOWN, EBADF).
+ */
+import { Bus1Error, ERRNO, type ErrorCode } from "./errors.js";
+import {
+  describe, fail, readBoolean, readIds, readLimits, readOptions, readPayload, readSignal, readValues, typedArraySet,
+  type IdList,
+} from "./check.js";
+import type { Limits, PeerStats, SendResult } from "./types.js";
+import type { MessageType } from "./message.js";
+import type { MessageLike, RemotePeerApi } from "./api.js";
+import {
+  CALL_BOUNDS, OFFSET_ALIAS_BASE, WIRE_VERSION, isTransferable, readServerMessage, type CallOp, type PortLike, type ServerMessage, type Window,
+} from "./wire.js";
+
+/** Calls that may wait for an answer at once; one more is EAGAIN. */
+export const MAX_PENDING_CALLS = 1024;
+/** How long connect waits for the serving side's welcome. */
+export const CONNECT_TIMEOUT_MS = 10_000;
+/** The window this side asks for (the serving side may make it smaller). */
+export const DEFAULT_CLIENT_WINDOW: Readonly<Window> = Object.freeze({ messages: 256, bytes: 4 << 20, objects: 1024 });
+/** Offsets of received messages are aliases from here up (wire.ts). */
+const ALIAS_BASE = OFFSET_ALIAS_BASE;
+
+/** The fields of a received message (api.ts `MessageLike`), without `release`. */
+type MessageFields = Omit<MessageLike, "release">;
+
+/** A message received by a RemotePeer: its own copy of the payload. */
+export interface RemoteMessage extends MessageFields {}
+export class RemoteMessage implements MessageLike {
+  constructor(fields: MessageFields) {
+    Object.assign(this, fields);
+  }
+
+  /** Nothing to free (the serving side released the slice when it pushed the message); see the DOC block. */
+  release(): void {}
+}
+
+interface PendingCall {
+  readonly op: string;
+  readonly resolve: (v: unknown) => void;
+  readonly reject: (e: unknown) => void;
+}
+
+interface Waiter {
+  resolve(): void;
+  reject(e: unknown): void;
+}
+
+const MAKE = Symbol("RemotePeer");
+
+function isCode(v: string): v is ErrorCode {
+  return Object.prototype.hasOwnProperty.call(ERRNO, v);
+}
+
+/** A value of an ID list, as posted: numbers and primitives as they are, stand-ins for the rest. */
+function wireValue(v: unknown): unknown {
+  switch (typeof v) {
+    case "number": case "string": case "boolean": case "undefined": case "bigint": return v;
+    case "object": return v === null ? null : describe(v) === "an array" ? [] : {};
+    default: return null;
+  }
+}
+
+function wireIds(list: IdList): unknown[] {
+  const out: unknown[] = new Array(list.values.length);
+  for (let i = 0; i < out.length; i++) out[i] = wireValue(list.values[i]);
+  return out;
+}
+
+export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
+  readonly #port: PortLike;
+  #nextId = 1;
+  readonly #calls = new Map<number, PendingCall>();
+  /** Pushed messages not yet received: a queue with a head index. */
+  #queue: RemoteMessage[] = [];
+  #head = 0;
+  readonly #waiters = new Set<Waiter>();
+  /** Set once the served peer can receive no more (its error, for readable()). */
+  #ended: Bus1Error | null = null;
+  /** Set once the serving side or the port is gone: why. */
+  #gone: string | null = null;
+  #closed = false;
+  #window: Window = { messages: 0, bytes: 0, objects: 0 };
+  readonly #owed: Window = { messages: 0, bytes: 0, objects: 0 };
+  #seq = 0;
+  #welcome: ((m: Extract<ServerMessage, { t: "welcome" }>) => void) | null = null;
+  readonly #onMessage = (e: { data: unknown }) => this.#receive(e?.data);
+  readonly #onClose = () => this.#lost("the port closed");
+
+  /** @internal RemotePeers are made by RemotePeer.connect. */
+  constructor(token: symbol, port: PortLike) {
+    if (token !== MAKE) throw Bus1Error.of("EPERM", "RemotePeer", "remote peers are made by RemotePeer.connect()");
+    this.#port = port;
+  }
+
+  /** Connects to a serving at the other end of `port`; rejects with a Bus1Error (EINVAL: another protocol version). */
+  static async connect(port: PortLike): Promise<RemotePeer> {
+    const op = "connect";
+    if (typeof port !== "object" || port === null || typeof port.postMessage !== "function" ||
+        typeof port.addEventListener !== "function" || typeof port.close !== "function") {
+      throw fail("EINVAL", op, `port must be a MessagePort, got ${describe(port)}`);
+    }
+    const peer = new RemotePeer(MAKE, port);
+    return peer.#connect();
+  }
+
+  async #connect(): Promise<RemotePeer> {
+    const port = this.#port;
+    const welcome = new Promise<Extract<ServerMessage, { t: "welcome" }>>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#lost("no answer");
+        reject(Bus1Error.of("ESHUTDOWN", "connect", `the serving side did not answer within ${CONNECT_TIMEOUT_MS} ms`));
+      }, CONNECT_TIMEOUT_MS);
+      this.#welcome = (m) => { clearTimeout(timer); resolve(m); };
+      this.#waiters.add({ resolve() {}, reject: (e) => { clearTimeout(timer); reject(e); } });
+    });
+    port.addEventListener("message", this.#onMessage);
+    port.addEventListener("close", this.#onClose);
+    port.start?.();
+    port.postMessage({ t: "hello", version: WIRE_VERSION, window: { ...DEFAULT_CLIENT_WINDOW } });
+    let m: Extract<ServerMessage, { t: "welcome" }>;
+    try {
+      m = await welcome;
+    } catch (e) {
+      if (this.#gone === "no answer") throw e;
+      throw new Bus1Error("ESHUTDOWN", `connect: the serving side is gone: ${this.#gone ?? "the port closed"} (ESHUTDOWN)`);
+    }
+    this.#waiters.clear();
+    if (m.version !== WIRE_VERSION) {
+      this.#lost("protocol version mismatch");
+      throw fail("EINVAL", "connect", `the serving side speaks protocol version ${m.version}, this client version ${WIRE_VERSION}`);
+    }
+    this.#window = m.window;
+    return this;
+  }
+
+  // ---- the port ---------------------------------------------------------------------
+
+  #receive(data: unknown): void {
+    if (this.#gone !== null) return;
+    const r = readServerMessage(data);
+    if (!r.ok) return this.#lost(`the serving side sent a malformed message (${r.reason})`);
+    const m = r.message;
+    switch (m.t) {
+      case "welcome": {
+        const w = this.#welcome;
+        this.#welcome = null;
+        return w?.(m);
+      }
+      case "done": case "fail": {
+        const call = this.#calls.get(m.id);
+        if (!call) return;
+        this.#calls.delete(m.id);
+        if (m.t === "done") return call.resolve(m.value);
+        return call.reject(new Bus1Error(isCode(m.code) ? m.code : "EINVAL", m.message));
+      }
+      case "push":
+        this.#queue.push(this.#message(m, -1));
+        return this.#wake(null);
+      case "ended":
+        this.#ended = new Bus1Error(isCode(m.code) ? m.code : "ESHUTDOWN", m.message);
+        return this.#wake(this.#ended);
+      case "ping":
+        try {
+          this.#post({ t: "pong" });
+        } catch {
+          // the port is gone (#lost has run): the next call says so
+        }
+        return;
+      case "close":
+        return this.#lost(`the serving side closed (${m.reason})`);
+    }
+  }
+
+  /** A pushed (or seed) message as the plugin sees it. */
+  #message(m: Extract<ServerMessage, { t: "push" }>, offset: number): RemoteMessage {
+    const objects = m.objects.slice();
+    for (const e of m.errors) {
+      if (Array.isArray(e) && typeof e[0] === "number" && e[0] >= 0 && e[0] < objects.length) {
+        objects[e[0]] = new Bus1Error(isCode(String(e[1])) ? e[1] as ErrorCode : "EOPNOTSUPP", String(e[2]));
+      }
+    }
+    const data = m.type === "data";
+    const payload = m.payload ? new Uint8Array(m.payload) : new Uint8Array(0);
+    if (data && offset < 0) offset = ALIAS_BASE + 8 * ++this.#seq;
+    return new RemoteMessage({ type: m.type as MessageType, destination: m.destination, continue: m.continue,
+      offset: data ? offset : -1, payload, handles: m.handles.slice() as number[], objects });
+  }
+
+  #post(m: object, transfer?: Transferable[]): void {
+    try {
+      this.#port.postMessage(m, transfer ?? []);
+    } catch (e) {
+      this.#lost(`the port refused a message (${e instanceof Error ? e.message : describe(e)})`);
+      throw e;
+    }
+  }
+
+  /** Settles readable() waiters: resolved (a message is here) or rejected with `e`. */
+  #wake(e: Bus1Error | null): void {
+    if (this.#waiters.size === 0) return;
+    const ws = [...this.#waiters];
+    this.#waiters.clear();
+    for (const w of ws) e ? w.reject(e) : w.resolve();
+  }
+
+  /** The serving side or the port is gone: every waiting call and readable() rejects with ESHUTDOWN. */
+  #lost(why: string): void {
+    if (this.#gone !== null) return;
+    this.#gone = why;
+    this.#detach();
+    const e = (op: string) => new Bus1Error("ESHUTDOWN", `${op}: the served peer is gone: ${why} (ESHUTDOWN)`);
+    for (const c of this.#calls.values()) c.reject(e(c.op));
+    this.#calls.clear();
+    this.#wake(e("readable"));
+  }
+
+  #detach(): void {
+    const port = this.#port;
+    try { port.removeEventListener("message", this.#onMessage); } catch { /* gone */ }
+    try { port.removeEventListener("close", this.#onClose); } catch { /* gone */ }
+    try { port.close(); } catch { /* gone */ }
+  }
+
+  // ---- calls ------------------------------------------------------------------------
+
+  /** EBADF after close(), ESHUTDOWN once the serving is gone. */
+  #check(op: string): void {
+    if (this.#closed) throw Bus1Error.of("EBADF", op, "this peer reference is closed");
+    if (this.#gone !== null) throw new Bus1Error("ESHUTDOWN", `${op}: the served peer is gone: ${this.#gone} (ESHUTDOWN)`);
+  }
+
+  /** `self` as a RemotePeer, for a method called with any `this`. */
+  static #of(self: unknown, op: string): RemotePeer {
+    if (typeof self !== "object" || self === null || !(#port in self)) {
+      throw fail("EINVAL", op, `called on ${describe(self)}, not on a RemotePeer`);
+    }
+    return self as RemotePeer;
+  }
+
+  /**
+   * Reads the arguments (`read`, which may run the caller's getters), checks
+   * the reference again, and posts the call; the result passes through `decode`.
+   */
+  static #call<T>(self: unknown, op: CallOp, read: (p: RemotePeer) => { args: unknown[]; transfer?: Transferable[] },
+                  decode: (p: RemotePeer, v: unknown) => T = (_p, v) => v as T): Promise<T> {
+    let p: RemotePeer;
+    let args: unknown[], transfer: Transferable[] | undefined;
+    try {
+      p = RemotePeer.#of(self, op);
+      p.#check(op);
+      ({ args, transfer } = read(p));
+      p.#check(op); // a getter may have closed it
+      if (p.#calls.size >= MAX_PENDING_CALLS) {
+        throw new Bus1Error("EAGAIN", `${op}: ${MAX_PENDING_CALLS} calls are already waiting for the serving side (EAGAIN)`);
+      }
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const id = p.#nextId++;
+    return new Promise<unknown>((resolve, reject) => {
+      p.#calls.set(id, { op, resolve, reject });
+      try {
+        p.#post({ t: "call", id, op, args }, transfer);
+      } catch (e) {
+        p.#calls.delete(id);
+        reject(p.#gone !== null ? new Bus1Error("ESHUTDOWN", `${op}: the served peer is gone: ${p.#gone} (ESHUTDOWN)`)
+          : fail("EINVAL", op, "the arguments could not be posted", e));
+      }
+    }).then((v) => decode(p, v));
+  }
+
+  send(destinations: number | ArrayLike<number>, payload?: Uint8Array | readonly Uint8Array[],
+       options?: { handles?: ArrayLike<number>; objects?: unknown[]; continue?: boolean; seed?: boolean }): Promise<SendResult> {
+    return RemotePeer.#call(this, "send", () => readSend(destinations, payload, options));
+  }
+
+  recv(options?: { seed?: boolean }): Promise<RemoteMessage | null> {
+    const op = "recv";
+    let seed = false;
+    try {
+      const p = RemotePeer.#of(this, op);
+      p.#check(op);
+      if (options !== undefined) seed = readBoolean(op, "seed", readOptions(op, options, ["seed"]).seed);
+      if (!seed && p.#head < p.#queue.length) return Promise.resolve(p.#take());
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return RemotePeer.#call(this, op, () => ({ args: seed ? [{ seed: true }] : [] }), (p, v) => {
+      if (seed) {
+        const r = v === null ? null : readServerMessage({ ...(v as object), t: "push" });
+        return r && r.ok && r.message.t === "push" ? p.#message(r.message, ALIAS_BASE) : null;
+      }
+      // the serving side pushed what was ready before it answered
+      return p.#head < p.#queue.length ? p.#take() : null;
+    });
+  }
+
+  /** The next pushed message; gives credit back when half a window (in any count) is consumed. */
+  #take(): RemoteMessage {
+    const m = this.#queue[this.#head++];
+    if (this.#head === this.#queue.length) {
+      this.#queue = [];
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
+    }
+    const o = this.#owed, w = this.#window;
+    o.messages += 1;
+    o.bytes += m.payload.byteLength;
+    o.objects += m.objects.length;
+    // half a window is enough: the serving side stops only when a whole window is owed in some count,
+    // and then the take that crossed the half has already given it back
+    if (o.messages * 2 >= w.messages || o.bytes * 2 >= w.bytes || o.objects * 2 >= w.objects) {
+      try {
+        this.#post({ t: "credit", messages: o.messages, bytes: o.bytes, objects: o.objects });
+      } catch {
+        // the port is gone: the next call says so
+      }
+      o.messages = o.bytes = o.objects = 0;
+    }
+    return m;
+  }
+
+  transfer(handle: number, to?: RemotePeer): Promise<number> {
+    return RemotePeer.#call(this, "transfer", (p) => {
+      if (to !== undefined && to !== p) {
+        throw fail("EINVAL", "transfer", `to must be this peer (a served peer transfers only to itself), got ${describe(to)}`);
+      }
+      return { args: [wireValue(handle)] };
+    });
+  }
+
+  release(handle: number): Promise<void> {
+    return RemotePeer.#call(this, "release", () => ({ args: [wireValue(handle)] }));
+  }
+
+  destroy(nodes: number | ArrayLike<number>, options?: { releaseHandles?: boolean }): Promise<void> {
+    const op = "destroy";
+    return RemotePeer.#call(this, op, () => {
+      const o = readOptions(op, options, ["releaseHandles"]);
+      const releaseHandles = readBoolean(op, "releaseHandles", o.releaseHandles);
+      const ids = readIds(op, "nodes", nodes, CALL_BOUNDS.destroy, "EINVAL", true);
+      return { args: [typeof nodes === "number" ? nodes : wireIds(ids), releaseHandles ? { releaseHandles } : undefined] };
+    });
+  }
+
+  releaseSlice(offset: number): Promise<void> {
+    const op = "releaseSlice";
+    try {
+      const p = RemotePeer.#of(this, op);
+      p.#check(op);
+      // a data message's alias: its slice was released when it was pushed
+      if (typeof offset === "number" && offset > ALIAS_BASE && offset <= ALIAS_BASE + 8 * p.#seq && offset % 8 === 0) {
+        return Promise.resolve();
+      }
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return RemotePeer.#call(this, op, () => ({ args: [wireValue(offset)] }));
+  }
+
+  reset(options?: { flush?: boolean; flushSeed?: boolean; limits?: Partial<Limits> }): Promise<void> {
+    const op = "reset";
+    return RemotePeer.#call(this, op, () => {
+      const o = readOptions(op, options, ["flush", "flushSeed", "limits"]);
+      const out: Record<string, unknown> = {};
+      if (readBoolean(op, "flush", o.flush)) out.flush = true;
+      if (readBoolean(op, "flushSeed", o.flushSeed)) out.flushSeed = true;
+      if (o.limits !== undefined) out.limits = readLimits(op, o.limits);
+      return { args: [out] };
+    });
+  }
+
+  query(): Promise<Limits> {
+    return RemotePeer.#call(this, "query", () => ({ args: [] }));
+  }
+
+  stats(): Promise<PeerStats> {
+    return RemotePeer.#call(this, "stats", () => ({ args: [] }));
+  }
+
+  disconnect(): Promise<void> {
+    return RemotePeer.#call(this, "disconnect", () => ({ args: [] }));
+  }
+
+  /** Lets go of the served peer (the serving side closes its reference). Idempotent. */
+  close(): Promise<void> {
+    let p: RemotePeer;
+    try {
+      p = RemotePeer.#of(this, "close");
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (p.#closed) return Promise.resolve();
+    p.#closed = true;
+    if (p.#gone === null) {
+      try { p.#port.postMessage({ t: "close", reason: "the plugin closed its peer" }); } catch { /* gone */ }
+      p.#detach();
+      p.#gone = "closed";
+    }
+    const e = (op: string) => Bus1Error.of("EBADF", op, "this peer reference was closed");
+    for (const c of p.#calls.values()) c.reject(e(c.op));
+    p.#calls.clear();
+    p.#wake(e("readable"));
+    return Promise.resolve();
+  }
+
+  /** Resolves when recv() would return a message. */
+  readable(signal?: AbortSignal): Promise<void> {
+    const op = "readable";
+    let p: RemotePeer, sig: AbortSignal | undefined;
+    try {
+      p = RemotePeer.#of(this, op);
+      sig = readSignal(op, signal);
+      if (sig?.aborted) return Promise.reject(sig.reason);
+      p.#check(op);
+      if (p.#head < p.#queue.length) return Promise.resolve();
+      if (p.#ended) return Promise.reject(p.#ended);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        p.#waiters.delete(w);
+        reject(sig!.reason);
+      };
+      const w: Waiter = {
+        resolve() { sig?.removeEventListener("abort", onAbort); resolve(); },
+        reject(e) { sig?.removeEventListener("abort", onAbort); reject(e); },
+      };
+      sig?.addEventListener("abort", onAbort, { once: true });
+      p.#waiters.add(w);
+    });
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<RemoteMessage, void, undefined> {
+    for (;;) {
+      let msg: RemoteMessage | null;
+      try {
+        msg = await this.recv();
+        if (!msg) await this.readable();
+      } catch (e) {
+        if (e instanceof Bus1Error && (e.code === "ESHUTDOWN" || e.code === "EBADF")) return;
+        throw e;
+      }
+      if (msg) yield msg;
+    }
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/** send's arguments read once (check.ts, as a local Peer reads them) and made postable. */
+function readSend(destinations: unknown, payload: unknown, options: unknown): { args: unknown[]; transfer: Transferable[] } {
+  const op = "send";
+  const o = readOptions(op, options, ["handles", "objects", "continue", "seed"]);
+  const opts: Record<string, unknown> = {};
+  if (readBoolean(op, "continue", o.continue)) opts.continue = true;
+  if (readBoolean(op, "seed", o.seed)) opts.seed = true;
+  const dsts = readIds(op, "destinations", destinations, CALL_BOUNDS.destinations, "EMSGSIZE", true);
+  const body = readPayload(op, payload, CALL_BOUNDS.vecs);
+  if (o.handles !== undefined) opts.handles = wireIds(readIds(op, "handles", o.handles, CALL_BOUNDS.handles, "EMSGSIZE", false));
+  const transfer: Transferable[] = [];
+  if (o.objects !== undefined) {
+    const values = readValues(op, "objects", o.objects, CALL_BOUNDS.objects);
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i];
+      if (v instanceof RemotePeer) throw fail("EOPNOTSUPP", op, `objects[${i}] (${describe(v)}) is a bus endpoint`);
+      if (typeof v === "function" || typeof v === "symbol") {
+        throw fail("EOPNOTSUPP", op, `objects[${i}] (${describe(v)}) cannot be cloned to the serving side`);
+      }
+      if (isTransferable(v) && !transfer.includes(v)) transfer.push(v);
+    }
+    opts.objects = values;
+  }
+  // one copy of the caller's bytes, into a buffer that is transferred (not cloned again)
+  let bytes: ArrayBuffer | undefined;
+  if (payload !== undefined) {
+    bytes = new ArrayBuffer(body.size);
+    const all = new Uint8Array(bytes);
+    for (let v = 0, at = 0; v < body.vecs.length; v++) {
+      typedArraySet(all, body.vecs[v], at);
+      at += body.lengths[v];
+    }
+    transfer.push(bytes);
+  }
+  const dst = typeof destinations === "number" ? destinations : wireIds(dsts);
+  return { args: [dst, bytes, Object.keys(opts).length ? opts : undefined], transfer };
+}
