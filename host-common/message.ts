@@ -3,10 +3,11 @@
  * pool (no copy); it stays valid until the slice is released.
  */
 import { RELEASED_AGAIN, type Peer } from "./peer.js";
+import type { MessageLike } from "./api.js";
 
 export type MessageType = "data" | "node-destroy" | "node-release";
 
-export class Message {
+export class Message implements MessageLike {
   readonly type: MessageType;
   readonly destination: number;
   readonly continue: boolean;
