@@ -335,3 +335,42 @@ export function ownData(v: object, key: string): unknown {
   }
   return d && "value" in d ? d.value : undefined;
 }
+
+// ---- a send's arguments -------------------------------------------------------------
+
+/** Bounds on the counts of one send (the core's, or CALL_BOUNDS where there is no core). */
+export interface SendBounds {
+  destinations: number;
+  vecs: number;
+  handles: number;
+  objects: number;
+}
+
+/** The arguments of one send, read once, in the order every kind of peer reads them. */
+export interface SendSnapshot {
+  continue: boolean;
+  seed: boolean;
+  destinations: IdList;
+  payload: Payload;
+  /** The attached handles, or null when the option is absent. */
+  handles: IdList | null;
+  /** The host objects (not yet checked for what may travel), or null when the option is absent. */
+  objects: unknown[] | null;
+}
+
+/** Reads `send`'s arguments (local and served peers alike: one set of checks, one order). */
+export function readSend(op: string, destinations: unknown, payload: unknown, options: unknown,
+                         bounds: SendBounds): SendSnapshot {
+  const o = readOptions(op, options, ["handles", "objects", "continue", "seed"]);
+  const cont = readBoolean(op, "continue", o.continue);
+  const seed = readBoolean(op, "seed", o.seed);
+  const dsts = readIds(op, "destinations", destinations, bounds.destinations, "EMSGSIZE", true);
+  if (seed) {
+    if (dsts.ids.length) throw fail("EINVAL", op, `seed: a seed has no destinations, got ${dsts.ids.length}`);
+    if (cont) throw fail("EINVAL", op, "continue: a seed is set, not sent, so continue has no meaning");
+  }
+  const body = readPayload(op, payload, bounds.vecs);
+  const handles = o.handles === undefined ? null : readIds(op, "handles", o.handles, bounds.handles, "EMSGSIZE", false);
+  const objects = o.objects === undefined ? null : readValues(op, "objects", o.objects, bounds.objects);
+  return { continue: cont, seed, destinations: dsts, payload: body, handles, objects };
+}

@@ -14,7 +14,7 @@ import { Message, type MessageType } from "./message.js";
 import type { PreparedObjects } from "./objects.js";
 import {
   describe, fail, reading, readOptions, readBoolean, readLimits, readTimeout, readSignal, readIds,
-  readPayload, readValues, uint8Length, typedArraySet, viewOf, LIMIT_KEYS, NO_ID_LIST, type IdList, type Payload,
+  readSend, uint8Length, typedArraySet, viewOf, LIMIT_KEYS, NO_ID_LIST, type IdList, type Payload,
 } from "./check.js";
 import { platformCpus } from "./platform.js";
 import { BusState, MAKE, isEndpoint, markEndpoint } from "./state.js";
@@ -208,28 +208,14 @@ export class Peer {
   }
 
   #readSend(op: string, destinations: unknown, payload: unknown, options: unknown): SendArgs {
-    const bounds = this.#s.core.bounds;
-    const o = readOptions(op, options, ["handles", "objects", "continue", "seed"]);
-    let flags = 0;
-    if (readBoolean(op, "continue", o.continue)) flags |= SEND_CONTINUE;
-    if (readBoolean(op, "seed", o.seed)) flags |= SEND_SEED;
-    const dsts = readIds(op, "destinations", destinations, bounds.destinations, "EMSGSIZE", true);
-    if (flags & SEND_SEED) {
-      if (dsts.ids.length) throw fail("EINVAL", op, `seed: a seed has no destinations, got ${dsts.ids.length}`);
-      if (flags & SEND_CONTINUE) throw fail("EINVAL", op, "continue: a seed is set, not sent, so continue has no meaning");
-    }
-    const body = readPayload(op, payload, bounds.vecs);
-    const handles = o.handles === undefined ? NO_ID_LIST
-      : readIds(op, "handles", o.handles, bounds.handles, "EMSGSIZE", false);
-    let values: unknown[] = [];
-    if (o.objects !== undefined) {
-      values = readValues(op, "objects", o.objects, bounds.objects);
-      for (let i = 0; i < values.length; i++) {
-        if (isEndpoint(values[i])) throw fail("EOPNOTSUPP", op, `objects[${i}] (${describe(values[i])}) is a bus endpoint`);
-      }
+    const a = readSend(op, destinations, payload, options, this.#s.core.bounds);
+    const values = a.objects ?? [];
+    for (let i = 0; i < values.length; i++) {
+      if (isEndpoint(values[i])) throw fail("EOPNOTSUPP", op, `objects[${i}] (${describe(values[i])}) is a bus endpoint`);
     }
     const objects = reading(op, "objects", () => this.#s.core.objects.prepare(values));
-    return { flags, destinations: dsts, payload: body, handles, objects };
+    const flags = (a.continue ? SEND_CONTINUE : 0) | (a.seed ? SEND_SEED : 0);
+    return { flags, destinations: a.destinations, payload: a.payload, handles: a.handles ?? NO_ID_LIST, objects };
   }
 
   /** The common case, kept short: one destination, one genuine Uint8Array of `size` bytes, no options. */

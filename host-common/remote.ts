@@ -50,7 +50,7 @@
  */
 import { Bus1Error, ERRNO, type ErrorCode } from "./errors.js";
 import {
-  describe, fail, readBoolean, readIds, readLimits, readOptions, readPayload, readSignal, readValues, typedArraySet,
+  describe, fail, readBoolean, readIds, readLimits, readOptions, readSend, readSignal, typedArraySet,
   type IdList,
 } from "./check.js";
 import type { Limits, PeerStats, SendResult } from "./types.js";
@@ -320,7 +320,7 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
 
   send(destinations: number | ArrayLike<number>, payload?: Uint8Array | readonly Uint8Array[],
        options?: { handles?: ArrayLike<number>; objects?: unknown[]; continue?: boolean; seed?: boolean }): Promise<SendResult> {
-    return RemotePeer.#call(this, "send", () => readSend(destinations, payload, options));
+    return RemotePeer.#call(this, "send", () => postableSend(destinations, payload, options));
   }
 
   recv(options?: { seed?: boolean }): Promise<RemoteMessage | null> {
@@ -503,18 +503,18 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
 }
 
 /** send's arguments read once (check.ts, as a local Peer reads them) and made postable. */
-function readSend(destinations: unknown, payload: unknown, options: unknown): { args: unknown[]; transfer: Transferable[] } {
+function postableSend(destinations: unknown, payload: unknown, options: unknown): { args: unknown[]; transfer: Transferable[] } {
   const op = "send";
-  const o = readOptions(op, options, ["handles", "objects", "continue", "seed"]);
+  const a = readSend(op, destinations, payload, options, CALL_BOUNDS);
   const opts: Record<string, unknown> = {};
-  if (readBoolean(op, "continue", o.continue)) opts.continue = true;
-  if (readBoolean(op, "seed", o.seed)) opts.seed = true;
-  const dsts = readIds(op, "destinations", destinations, CALL_BOUNDS.destinations, "EMSGSIZE", true);
-  const body = readPayload(op, payload, CALL_BOUNDS.vecs);
-  if (o.handles !== undefined) opts.handles = wireIds(readIds(op, "handles", o.handles, CALL_BOUNDS.handles, "EMSGSIZE", false));
+  if (a.continue) opts.continue = true;
+  if (a.seed) opts.seed = true;
+  const dsts = a.destinations;
+  const body = a.payload;
+  if (a.handles) opts.handles = wireIds(a.handles);
   const transfer: Transferable[] = [];
-  if (o.objects !== undefined) {
-    const values = readValues(op, "objects", o.objects, CALL_BOUNDS.objects);
+  if (a.objects) {
+    const values = a.objects;
     for (let i = 0; i < values.length; i++) {
       const v = values[i];
       if (v instanceof RemotePeer) throw fail("EOPNOTSUPP", op, `objects[${i}] (${describe(v)}) is a bus endpoint`);

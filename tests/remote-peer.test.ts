@@ -197,6 +197,7 @@ const BAD: [string, (w: any) => Promise<unknown>][] = [
   ["send to a destination twice", (w) => w.p.send([w.hApp, w.hApp])],
   ["send with 257 objects", (w) => w.p.send(w.hApp, undefined, { objects: new Array(257).fill(1) })],
   ["send of a seed with destinations", (w) => w.p.send([w.hApp], enc("s"), { seed: true })],
+  ["send of a seed with continue", (w) => w.p.send([], enc("s"), { seed: true, continue: true })],
   ["recv with a string seed", (w) => w.p.recv({ seed: "yes" })],
   ["recv with options that are a number", (w) => w.p.recv(5)],
   ["recv with an unknown option", (w) => w.p.recv({ x: 1 })],
