@@ -1,5 +1,6 @@
-// bus1-wasm demo: an app on the main thread and three plugins, each in its
-// own worker thread, on one bus in shared memory.
+// bus1-wasm demo: an app on the main thread and five plugins, each in its
+// own worker thread, on one bus in shared memory: three attached to the bus,
+// two sandboxed.
 //
 // The app owns nodes and hands out capabilities (handles to them); plugins can
 // only reach what they were given. A worker gets the bus by `bus.handle` and
@@ -7,6 +8,12 @@
 // calls `Bus.attach(handle)` and `bus.adopt(ref)`, and blocks in `peer.wait()`
 // until a message is ready (demo/plugin.mjs). The main thread watches every
 // worker with `bus.watch(worker)`.
+//
+// A sandboxed plugin (demo/sandboxed.mjs) is never given the bus: the app
+// serves it one peer over a MessagePort (`bus.serve(peer, port)`), and the
+// plugin uses it through `RemotePeer.connect(port)`. It can reach only what
+// that peer's handles reach, it is flow-controlled and held to its own quota
+// user, and its serving ends when its worker dies.
 //
 // Each step needs the one before it to have happened in another thread. A
 // "director" peer on this thread plays the script: it tells a plugin what to
@@ -20,7 +27,7 @@
 
 import os from "node:os";
 import { performance } from "node:perf_hooks";
-import { Worker } from "node:worker_threads";
+import { MessageChannel, Worker } from "node:worker_threads";
 import { Bus, Bus1Error } from "bus1-wasm";
 import {
   SERVICE_NODE, LOG_NODE, CONFIG_NODE, CONTROL_NODE, REPORT_NODE,
@@ -28,11 +35,13 @@ import {
 } from "./shared.mjs";
 
 const workers = [];
+const servings = []; // every bus.serve of the demo, closed at the end if something failed
 let failure = null; // the first error a worker threw
 
-function startWorker(bus, file, label, workerData) {
-  const worker = new Worker(new URL(file, import.meta.url), { workerData });
-  bus.watch(worker); // when it exits, the peer references it still holds are closed
+// `transferList`: a sandboxed plugin's port. Only workers on the bus are watched.
+function startWorker(bus, file, label, workerData, transferList) {
+  const worker = new Worker(new URL(file, import.meta.url), { workerData, transferList });
+  if (!transferList) bus.watch(worker); // when it exits, the peer references it still holds are closed
   const entry = { worker, label, thread: worker.threadId, exit: null };
   entry.exited = new Promise((resolve) => worker.once("exit", (code) => {
     entry.exit = code;
@@ -46,7 +55,7 @@ function startWorker(bus, file, label, workerData) {
 // ---------------------------------------------------------------------------
 // The app: a peer of user 0, served from this thread's event loop.
 
-const DICTIONARY = { teh: "the", brwn: "brown", jmups: "jumps" };
+const DICTIONARY = { teh: "the", brwn: "brown", jmups: "jumps", wroks: "works", adn: "and" };
 
 class App {
   constructor(peer) {
@@ -57,7 +66,18 @@ class App {
     this.logLines = 0;
     this.released = new Set(); // own nodes that got node-release
     this.gone = new Set(); // plugins whose reply node was destroyed
+    this.talked = new Set(); // plugins the app talked to over a port they sent
     this.paused = false;
+  }
+
+  // A port that came in a message: the app and the plugin talk over it, off the bus.
+  talkOver(name, port) {
+    port.onmessage = ({ data }) => {
+      say("app", `on ${name}'s port: "${data}"; closes it`);
+      port.close();
+      this.talked.add(name);
+    };
+    port.postMessage(`hello ${name}, the app answers on the port you sent`);
   }
 
   // transfer: the app holds both peers here, so the handle is installed at once.
@@ -90,6 +110,7 @@ class App {
     }
     const body = decode(message);
     const [reply] = message.handles;
+    const objects = message.objects;
     message.release();
     if (message.destination === LOG_NODE) {
       this.logLines++;
@@ -98,6 +119,16 @@ class App {
     }
     this.requests++;
     if (body.op === "flood") return;
+    if (body.op === "probe") {
+      say("app", `← ${body.from}: a probe on node ${message.destination} (the one app node it holds a handle to)`);
+      return;
+    }
+    if (body.op === "port") {
+      const port = objects[0];
+      say("app", `← ${body.from}: a message with objects[0] = ${port?.constructor?.name}; posts on it`);
+      this.talkOver(body.from, port);
+      return;
+    }
     // Coalescing: a plugin's reply node arrives as the same ID every time, with
     // one more reference each time; keep one reference per plugin.
     if (this.replyTo.get(body.from) === reply) this.peer.release(reply);
@@ -200,8 +231,16 @@ const PLUGINS = [
   { name: "flood", user: 3 },
 ];
 
+// Served plugins: never on the bus, each its own quota user.
+const SANDBOXED = [
+  { name: "guest", user: 4 },
+  { name: "spammer", user: 5 },
+];
+
+const ALL = [...PLUGINS, ...SANDBOXED];
+
 async function story(bus) {
-  section("one bus, three worker threads");
+  section("one bus, three plugins attached to it, two sandboxed");
   say("app", `Bus.create(): ${bus.shared ? "shared" : "private"} memory; the app is a peer of user 0 on this thread`);
   const app = new App(bus.connect({ user: 0 }));
   const director = new Director(bus.connect({ user: 9 }));
@@ -217,11 +256,32 @@ async function story(bus) {
     say("main", `new Worker(plugin.mjs) → thread ${worker.threadId} for ${name} (user ${user}), `
       + `given bus.handle, ${name}'s peer.ref and handle ${service}; bus.watch(worker)`);
   }
-  for (const { name } of PLUGINS) {
-    await expect(cast, name, "up");
-    peers.get(name).close();
+  const served = new Map(); // name → { serving, reason, entry }
+  for (const { name, user } of SANDBOXED) {
+    // The same grant, made while this thread holds the peer; then the peer is served.
+    const peer = bus.connect({ user });
+    const service = app.grantService(name, peer);
+    director.control.set(name, peer.transfer(CONTROL_NODE, director.peer));
+    const report = director.peer.transfer(REPORT_NODE, peer);
+    const { port1, port2 } = new MessageChannel();
+    const serving = bus.serve(peer, port1);
+    servings.push(serving);
+    const entry = startWorker(bus, "./sandboxed.mjs", name, { port: port2, name, service, report }, [port2]);
+    const s = { serving, reason: null, entry };
+    serving.closed.then((reason) => {
+      s.reason = reason;
+      say("app", `serving.closed for ${name}: "${reason}"`);
+    });
+    served.set(name, s);
+    say("main", `new Worker(sandboxed.mjs) → thread ${entry.worker.threadId} for ${name} (user ${user}), given one `
+      + `MessagePort and the numbers ${service}, ${report}: no bus.handle, no peer.ref (and no bus.watch); `
+      + `bus.serve(peer, port1) took over this thread's reference`);
   }
-  say("main", "closed this thread's references to the plugins' peers: each worker's is now the only one");
+  for (const { name } of ALL) {
+    await expect(cast, name, "up");
+    peers.get(name)?.close();
+  }
+  say("main", "closed this thread's references to the attached plugins' peers: each worker's is now the only one");
 
   section("requests and replies, across threads");
   // both in flight at once: the lines of the two threads interleave
@@ -240,38 +300,64 @@ async function story(bus) {
   director.order("spell", { do: "try", id: logId, whose: "format's" });
   await expect(cast, "spell", "tried");
 
-  section("quotas: a flooding plugin");
+  section("a sandboxed plugin: one served peer, nothing else");
+  // The app serves guest like any other plugin: the same node, the same reply path.
+  await ask(cast, "guest", "spell", "teh sandbox wroks");
+  await expect(cast, "guest", "reply");
+  director.order("guest", { do: "probe" });
+  await expect(cast, "guest", "probed");
+  director.order("guest", { do: "port" });
+  await until("the talk over guest's port", cast, () => app.talked.has("guest") && director.take("guest", ["talked"]));
+
+  section("quotas: flooding plugins, one attached, one sandboxed");
   app.paused = true;
   say("app", "busy: stops receiving for a while");
   director.order("flood", { do: "flood" });
   await expect(cast, "flood", "flooded");
-  const through = await Promise.all([
-    ask(cast, "spell", "spell", "teh quota works"),
-    ask(cast, "format", "format", "so does format"),
-  ]);
-  if (through.every(Boolean)) say("app", "spell and format still got through while flood is refused; back to receiving");
-  else say("app", "back to receiving");
+  director.order("spammer", { do: "flood" });
+  await expect(cast, "spammer", "flooded");
+  say("app", `stats(): ${app.peer.stats().slices} of its ${app.peer.query().maxSlices} slices are taken by queued messages, `
+    + "each flooder held to its user's fair share (SPEC.md §8)");
+  const others = [["spell", "spell", "teh quota works"], ["format", "format", "so does format"], ["guest", "spell", "adn guest"]];
+  const through = await Promise.all(others.map(([name, op, text]) => ask(cast, name, op, text)));
+  if (through.every(Boolean)) {
+    say("app", "spell, format and guest still got through while flood and spammer are refused; back to receiving");
+  } else {
+    say("app", "back to receiving");
+  }
   app.paused = false;
   const before = app.requests;
-  if (through[0]) await expect(cast, "spell", "reply");
-  if (through[1]) await expect(cast, "format", "reply");
-  say("app", `drained ${app.requests - before} requests (flood's included) and released their slices`);
+  for (let i = 0; i < others.length; i++) if (through[i]) await expect(cast, others[i][0], "reply");
+  say("app", `drained ${app.requests - before} requests (the floods included) and released their slices`);
 
   section("revocation");
-  say("app", `destroy(node ${SERVICE_NODE}, releaseHandles): every holder is told, in its own thread; `
-    + "the app drops its own handle");
+  say("app", `destroy(node ${SERVICE_NODE}, releaseHandles): every holder is told, in its own thread or over its `
+    + "port; the app drops its own handle");
   app.peer.destroy(SERVICE_NODE, { releaseHandles: true });
-  for (const { name } of PLUGINS) await expect(cast, name, "revoked");
+  for (const { name } of ALL) await expect(cast, name, "revoked");
   await ask(cast, "spell", "spell", "anyone there?");
+  await ask(cast, "guest", "spell", "anyone there?");
 
   section("workers exit");
   for (const { name } of PLUGINS) director.order(name, { do: "exit" });
   for (const { name } of PLUGINS) await expect(cast, name, "bye");
   await until("the workers' exit", cast, () =>
-    workers.every((w) => w.exit !== null)
-    && PLUGINS.every(({ name }) => director.gone.has(name))
+    PLUGINS.every(({ name }) => director.gone.has(name))
     && app.gone.has("spell") && app.gone.has("format") && app.released.has(LOG_NODE));
-  for (const w of workers) say("main", `${w.label}'s worker (thread ${w.thread}) exited with code ${w.exit}`);
+
+  section("sandboxed plugins end: one lets go, one is killed");
+  director.order("spammer", { do: "exit" });
+  await expect(cast, "spammer", "bye");
+  await until("spammer's serving to end", cast, () => served.get("spammer").reason !== null && director.gone.has("spammer"));
+  const guest = served.get("guest").entry;
+  say("main", `guest's worker.terminate(): its thread dies mid-loop, with its RemotePeer open`);
+  guest.worker.terminate();
+  await until("guest's serving to end", cast, () =>
+    served.get("guest").reason !== null && director.gone.has("guest") && app.gone.has("guest"));
+  await until("the workers' exit", cast, () => workers.every((w) => w.exit !== null));
+  for (const w of workers) {
+    say("main", `${w.label}'s worker (thread ${w.thread}) exited with code ${w.exit}${w === guest ? " (terminated)" : ""}`);
+  }
   // The app and the director stay open until bus.close() at the end. A
   // readable() leaves Atomics.waitAsync pending on the peer's wake word for
   // up to 1 s; if the peer were closed and its slot reused by a new peer in
@@ -416,14 +502,16 @@ async function benchmark(bus) {
 
 // ---------------------------------------------------------------------------
 
-print("bus1-wasm demo: an app on the main thread, each plugin in its own worker thread, one shared bus");
+print("bus1-wasm demo: an app on the main thread, each plugin in its own worker thread, one shared bus;");
+print("three plugins attached to the bus, two sandboxed on a served peer each");
 const bus = await Bus.create();
 const started = performance.now();
 try {
   await story(bus);
   await benchmark(bus);
 } finally {
-  // Workers have exited by now; terminate() is the safety net if something failed.
+  // Workers have exited by now; terminate() and close() are the safety net if something failed.
+  for (const serving of servings) serving.close("the demo ended");
   await Promise.all(workers.map((w) => w.worker.terminate()));
   bus.close();
 }
