@@ -6,6 +6,7 @@
 // answered with the count and bytes since the last END (two float64s), QUIT
 // ends the worker.
 
+import { readFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { Bus1Error } from "bus1-wasm";
 import { now, sleep } from "./harness.js";
@@ -150,4 +151,55 @@ export async function closeAll(transports, log) {
       clearTimeout(timer);
     }
   }
+}
+
+/**
+ * Milliseconds of CPU this thread has used (Linux: /proc/thread-self/schedstat,
+ * in nanoseconds); elsewhere the time its event loop has been busy
+ * (performance.eventLoopUtilization), which also counts the time the thread
+ * waits for a core. Differences of it say what a thread spent on a window.
+ */
+export function threadCpuMs() {
+  if (schedstat) {
+    try {
+      return Number(readFileSync("/proc/thread-self/schedstat", "utf8").split(" ")[0]) / 1e6;
+    } catch {
+      schedstat = false;
+    }
+  }
+  return performance.eventLoopUtilization().active;
+}
+let schedstat = true;
+
+/**
+ * sink(), except that the END reply carries a third float64: the CPU time
+ * of this thread since the last END, in milliseconds (threadCpuMs). The
+ * served-peer group (served-peer.js) reads it to say which thread bounds a case.
+ */
+export function busySink(reply) {
+  const pong = message(PING);
+  let count = 0, bytes = 0;
+  let cpu = threadCpuMs();
+  return (payload) => {
+    const kind = payload.length > 0 ? payload[0] : -1;
+    if (kind === DATA) {
+      count++;
+      bytes += payload.length;
+    } else if (kind === PING) {
+      reply(pong);
+    } else if (kind === END) {
+      const was = cpu;
+      cpu = threadCpuMs();
+      reply(new Uint8Array(new Float64Array([count, bytes, cpu - was]).buffer));
+      count = bytes = 0;
+    } else {
+      return false;
+    }
+    return true;
+  };
+}
+
+/** The CPU time (ms) of a busySink's END reply. */
+export function readBusy(payload) {
+  return new Float64Array(payload.slice(0, 24).buffer)[2];
 }

@@ -1,9 +1,9 @@
-// The benchmark suite: `npm run bench` (about 5 minutes on 2 cores) or
+// The benchmark suite: `npm run bench` (about 6 minutes on 2 cores) or
 // `node bench/run.js --quick` (about a minute, fewer rounds, shorter windows).
 //
 //   --quick          3 rounds, short windows, 100,000 messages in the memory
 //                    case; results go to bench/quick/, not over the full run's
-//   --only=a,b       only these groups (same-thread, cross-worker, multicast,
+//   --only=a,b       only these groups (same-thread, cross-worker, served-peer, multicast,
 //                    kernel-io, capabilities, memory, floor); nothing is written
 //
 // A full run also appends its targets to bench/history.json and prints the
@@ -19,7 +19,7 @@ import { fileURLToPath } from "node:url";
 import { WILD_SPREAD, now } from "./harness.js";
 import { formatTables, writeJson, writeSvg, targets, updateReadme, appendHistory, formatHistory } from "./report.js";
 
-const GROUPS = ["same-thread", "cross-worker", "multicast", "kernel-io", "capabilities", "memory", "floor"];
+const GROUPS = ["same-thread", "cross-worker", "served-peer", "multicast", "kernel-io", "capabilities", "memory", "floor"];
 
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
