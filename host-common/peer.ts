@@ -107,6 +107,13 @@ function toId(v: unknown): number {
   return typeof v === "number" ? v : NaN;
 }
 
+/**
+ * Internal: `peer[TAKE_OVER](onClose)` hands this reference to a serving
+ * (serve.ts): false if it is closed or already served; otherwise `onClose`
+ * runs once when the reference is closed, by anyone (bus.close() included).
+ */
+export const TAKE_OVER = Symbol("take over");
+
 /** Peer's internal ready(op). */
 const READY = Symbol("ready");
 
@@ -135,6 +142,8 @@ export class Peer {
   readonly #gen: number;
   #closed = false;
   #ref: PeerRef | null = null;
+  /** Set while a serving holds this reference: told when it is closed. */
+  #servedBy: (() => void) | null = null;
 
   /** @internal Peers are made by bus.connect and bus.adopt. */
   constructor(token: symbol, state: BusState, slot: number, gen: number) {
@@ -510,12 +519,28 @@ export class Peer {
     this.#closed = true;
     const s = this.#s, core = s.core;
     s.peers.delete(this);
+    const served = this.#servedBy;
+    this.#servedBy = null;
+    if (served) {
+      try {
+        served();
+      } catch {
+        // the serving ends on its own terms; the reference is closed all the same
+      }
+    }
     if (!core.broken && core.ctx) s.call("close", () => core.ex.peer_unref(core.ctx, this.#slot, this.#gen));
     s.poke();
   }
 
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  /** @internal See TAKE_OVER. */
+  [TAKE_OVER](onClose: () => void): boolean {
+    if (this.#closed || this.#servedBy) return false;
+    this.#servedBy = onClose;
+    return true;
   }
 
   /** @internal True if recv() would return a message now. */

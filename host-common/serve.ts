@@ -56,7 +56,7 @@
  */
 import { Bus1Error, type ErrorCode } from "./errors.js";
 import { fail, readBoolean, readInteger, readOptions, describe } from "./check.js";
-import { Peer } from "./peer.js";
+import { Peer, TAKE_OVER } from "./peer.js";
 import type { Message } from "./message.js";
 import { readClientMessage, WIRE_VERSION, MAX_TEXT, OFFSET_ALIAS_BASE, isTransferable, type ClientMessage, type PortLike, type Window } from "./wire.js";
 
@@ -103,7 +103,13 @@ export function serve(peer: Peer, port: PortLike, options?: ServeOptions): Servi
       typeof port.addEventListener !== "function" || typeof port.close !== "function") {
     throw fail("EINVAL", op, `port must be a MessagePort, got ${describe(port)}`);
   }
-  return new Server(peer, port, caps, liveness).handle;
+  // the serving owns the reference from here: closing it (bus.close(), say) ends the serving
+  let server: Server | null = null;
+  if (!peer[TAKE_OVER](() => server?.close("the served peer reference was closed"))) {
+    throw fail("EINVAL", op, "that peer reference is already served");
+  }
+  server = new Server(peer, port, caps, liveness);
+  return server.handle;
 }
 
 class Server {
@@ -375,13 +381,28 @@ class Server {
     for (let i = 0; i < n; i++) {
       const v = msg.objects[i];
       objects[i] = null;
-      if (v instanceof Bus1Error) errors.push([i, v.code, v.message]);
-      else if (mustStay(v)) errors.push([i, "EOPNOTSUPP", `recv: objects[${i}] (${describe(v)}): the bus's memory and code never reach a served peer (EOPNOTSUPP)`]);
-      else {
-        objects[i] = v;
-        // a seed's objects stay with the seed: they are cloned, never transferred
-        if (offset !== SEED_ALIAS && isTransferable(v) && !transfer.includes(v)) transfer.push(v);
+      if (v instanceof Bus1Error) {
+        errors.push([i, v.code, v.message]);
+        continue;
       }
+      // a seed's objects stay with the seed: they are cloned, never transferred
+      if (offset !== SEED_ALIAS && isTransferable(v)) {
+        objects[i] = v;
+        if (!transfer.includes(v)) transfer.push(v);
+        continue;
+      }
+      // anything else is cloned here once, and the clone (plain data: no getter runs again) is
+      // searched for what must stay, at any depth; the clone is what is posted
+      let copy: unknown;
+      try {
+        copy = structuredClone(v);
+      } catch {
+        errors.push([i, "EOPNOTSUPP", `recv: objects[${i}] (${describe(v)}) cannot be cloned to a served peer (EOPNOTSUPP)`]);
+        continue;
+      }
+      const stays = mustStay(copy);
+      if (stays) errors.push([i, "EOPNOTSUPP", `recv: objects[${i}] (${describe(v)}): ${stays} (EOPNOTSUPP)`]);
+      else objects[i] = copy;
     }
     const message = {
       t: "push" as const, type: msg.type, destination: msg.destination, continue: msg.continue, payload,
@@ -423,11 +444,36 @@ function clamp(n: number, max: number): number {
 const SAB = typeof SharedArrayBuffer === "function" ? SharedArrayBuffer : null;
 const TypedArray = Object.getPrototypeOf(Uint8Array) as abstract new () => ArrayBufferView;
 
-/** Values that never reach a plugin: shared memory and the engine's code objects. */
-function mustStay(v: unknown): boolean {
-  if (typeof v !== "object" || v === null) return false;
-  if (SAB && v instanceof SAB) return true;
-  if (v instanceof WebAssembly.Memory || v instanceof WebAssembly.Module || v instanceof WebAssembly.Instance) return true;
-  if ((v instanceof TypedArray || v instanceof DataView) && SAB && (v as ArrayBufferView).buffer instanceof SAB) return true;
-  return false;
+/** Most values one object's clone may hold for mustStay to search it (a larger one stays). */
+const SEARCH_LIMIT = 100_000;
+
+/**
+ * Why a structured clone must not reach a plugin, or "" when it may: shared
+ * memory (a SharedArrayBuffer, a view on one, a WebAssembly.Memory) or the
+ * engine's code objects (a module, an instance), at any depth. The clone is
+ * plain data, so walking it runs no code of anyone's.
+ */
+function mustStay(root: unknown): string {
+  const stack: unknown[] = [root];
+  const seen = new Set<object>();
+  while (stack.length) {
+    const v = stack.pop();
+    if (typeof v !== "object" || v === null || seen.has(v)) continue;
+    seen.add(v);
+    if (seen.size > SEARCH_LIMIT) return `it holds more than ${SEARCH_LIMIT} values to check`;
+    if ((SAB && v instanceof SAB) || v instanceof WebAssembly.Memory) return "the bus's memory, or any shared memory, never reaches a served peer";
+    if (v instanceof WebAssembly.Module || v instanceof WebAssembly.Instance) return "the bus's code never reaches a served peer";
+    if (v instanceof TypedArray || v instanceof DataView) {
+      if (SAB && (v as ArrayBufferView).buffer instanceof SAB) return "a view of shared memory never reaches a served peer";
+      continue;
+    }
+    if (v instanceof Map) {
+      for (const [k, x] of v) stack.push(k, x);
+    } else if (v instanceof Set) {
+      for (const x of v) stack.push(x);
+    } else {
+      for (const k of Object.keys(v)) stack.push((v as Record<string, unknown>)[k]);
+    }
+  }
+  return "";
 }

@@ -241,6 +241,10 @@ export function readServerMessage(v: unknown): Read<ServerMessage> {
       if (typeof destination !== "number" || typeof cont !== "boolean") return refuse("push: bad destination or continue");
       if (!(payload === null || payload instanceof ArrayBuffer)) return refuse("push: payload must be an ArrayBuffer or null");
       if (!isArray(handles) || !isArray(objects) || !isArray(errors)) return refuse("push: bad handles, objects or errors");
+      // a server that lies about its lists must not freeze the plugin's thread
+      if (handles.length > CALL_BOUNDS.handles || objects.length > CALL_BOUNDS.objects || errors.length > objects.length) {
+        return refuse("push: more handles, objects or errors than a message can carry");
+      }
       return { ok: true, message: { t, type, destination, continue: cont, payload, handles, objects,
         errors: errors as [number, string, string][] } };
     }

@@ -455,6 +455,61 @@ describe("objects through a served peer", () => {
   });
 });
 
+describe("review: what a hostile plugin or server found", () => {
+  it("shared memory and the bus's code never cross, at any depth of an object", async () => {
+    const { bus, app, p, hS } = await world("remote", true);
+    const sab = new SharedArrayBuffer(8);
+    const handle = bus.handle;
+    app.send(hS, enc("o"), {
+      objects: [{ h: handle }, [[handle.memory]], new Map([[1, sab]]), { deep: { deeper: [new Uint8Array(sab)] } },
+        new Set([handle.module]), { fine: [1, "two", new Uint8Array(3)] }],
+    });
+    const m = await recvOne(p);
+    for (let i = 0; i < 5; i++) {
+      expect(m.objects[i], `objects[${i}]`).toBeInstanceOf(Bus1Error);
+      expect(m.objects[i].code).toBe("EOPNOTSUPP");
+    }
+    expect(m.objects[5]).toEqual({ fine: [1, "two", new Uint8Array(3)] });
+  });
+
+  for (const how of ["bus.close()", "peer.close()"] as const) {
+    it(`closing the served reference on the trusted side (${how}) ends the serving`, async () => {
+      const bus = await newBus();
+      const s = bus.connect();
+      const { serving, port } = served(s);
+      const remote = await RemotePeer.connect(port as any);
+      if (how === "bus.close()") bus.close();
+      else s.close();
+      expect(await Promise.race([serving.closed, tick(2000).then(() => "still serving")]))
+        .toBe("the served peer reference was closed");
+      expect(await outcome(() => remote.query())).toMatchObject({ code: "ESHUTDOWN" });
+    });
+  }
+
+  it("a reference cannot be served twice", async () => {
+    const bus = await newBus();
+    const s = bus.connect();
+    served(s);
+    expect(() => serve(s, channel().port1 as any)).toThrow(/already served/);
+  });
+
+  it("a server that sends a list no message can carry is refused at once, not looped over", async () => {
+    const { port1, port2 } = channel();
+    port1.on("message", (m: any) => {
+      if (m?.t !== "hello") return;
+      port1.postMessage({ t: "welcome", version: WIRE_VERSION, window: m.window });
+      const sparse: number[] = [];
+      sparse[2 ** 32 - 2] = 1;
+      port1.postMessage({ t: "push", type: "data", destination: 1, continue: false, payload: null,
+        handles: sparse, objects: [], errors: [] });
+    });
+    const remote = await RemotePeer.connect(port2 as any);
+    const started = Date.now();
+    expect(await outcome(() => remote.recv())).toMatchObject({ code: "ESHUTDOWN" });
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+});
+
 describe("ports as capabilities", () => {
   it("a MessagePort the plugin sends reaches the app by transfer, and works", async () => {
     const { app, p, hApp } = await world("remote");
