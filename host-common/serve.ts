@@ -43,6 +43,15 @@
  *   EDQUOT, and the fair share protects the app.
  * - credit for more than was pushed is a protocol error: the serving ends.
  *
+ * Not bounded yet (found by a hostile review; open in issue 9): a plugin
+ * that bypasses RemotePeer can post calls faster than this thread answers
+ * them (the port's queue grows, this thread is kept busy); a seed read
+ * (`recv({ seed: true })`) is answered with a copy of the seed outside the
+ * window; a port multicast to a served peer and a local one is transferred
+ * to the plugin, leaving the local receiver a dead port; and the plugin
+ * side has no liveness check of its own, so a server that stops answering
+ * leaves its calls waiting.
+ *
  * Lifecycle. The serving ends, and the served Peer reference is closed (the
  * peer is disconnected if it was the last reference, with the notifications
  * that implies), when: `close()` is called; the port emits "close" (Node,
