@@ -54,11 +54,14 @@ export function flood(ms, batch, sendOne) {
  * The sink side: a handler for each message's payload that counts DATA and
  * answers PING and END through `reply(bytes)`. Returns false for QUIT (or
  * anything else), when the sink should stop. It reads the payload before it
- * returns, so the caller may release the message right after.
+ * returns, so the caller may release the message right after. With
+ * `{ cpu: true }` the END reply carries a third float64: the CPU time of this
+ * thread since the last END, in milliseconds (threadCpuMs).
  */
-export function sink(reply) {
+export function sink(reply, { cpu: withCpu = false } = {}) {
   const pong = message(PING);
   let count = 0, bytes = 0;
+  let cpu = withCpu ? threadCpuMs() : 0;
   return (payload) => {
     const kind = payload.length > 0 ? payload[0] : -1;
     if (kind === DATA) {
@@ -67,7 +70,13 @@ export function sink(reply) {
     } else if (kind === PING) {
       reply(pong);
     } else if (kind === END) {
-      reply(summary(count, bytes));
+      if (withCpu) {
+        const was = cpu;
+        cpu = threadCpuMs();
+        reply(new Uint8Array(new Float64Array([count, bytes, cpu - was]).buffer));
+      } else {
+        reply(summary(count, bytes));
+      }
       count = bytes = 0;
     } else {
       return false;
@@ -171,32 +180,9 @@ export function threadCpuMs() {
 }
 let schedstat = true;
 
-/**
- * sink(), except that the END reply carries a third float64: the CPU time
- * of this thread since the last END, in milliseconds (threadCpuMs). The
- * served-peer group (served-peer.js) reads it to say which thread bounds a case.
- */
+/** sink() whose END reply carries this thread's CPU time: the served-peer group (served-peer.js) reads it to say which thread bounds a case. */
 export function busySink(reply) {
-  const pong = message(PING);
-  let count = 0, bytes = 0;
-  let cpu = threadCpuMs();
-  return (payload) => {
-    const kind = payload.length > 0 ? payload[0] : -1;
-    if (kind === DATA) {
-      count++;
-      bytes += payload.length;
-    } else if (kind === PING) {
-      reply(pong);
-    } else if (kind === END) {
-      const was = cpu;
-      cpu = threadCpuMs();
-      reply(new Uint8Array(new Float64Array([count, bytes, cpu - was]).buffer));
-      count = bytes = 0;
-    } else {
-      return false;
-    }
-    return true;
-  };
+  return sink(reply, { cpu: true });
 }
 
 /** The CPU time (ms) of a busySink's END reply. */
