@@ -28,9 +28,10 @@
 
 import { MessageChannel } from "node:worker_threads";
 import { Bus } from "bus1-wasm";
-import { compare, now, summarize, warmUp } from "./harness.js";
+import { compare, now, warmUp } from "./harness.js";
 import {
-  DATA, END, PING, QUIT, message, checkCount, flood, recvBlocking, sendPatiently, startWorker, exited, closeAll,
+  DATA, END, PING, QUIT, message, checkCount, flood, recvBlocking, sendPatiently, startWorker, exited, closeAll, Trips,
+  portPingPong,
 } from "./protocol.js";
 import { Ring } from "./ring.js";
 
@@ -106,22 +107,8 @@ async function portTransport() {
       checkCount(summary, sent, "MessageChannel");
       return (elapsed * 1e6) / sent;
     },
-    pingPong(ms) {
-      return new Promise((resolve) => {
-        const trips = new Trips();
-        let t = now();
-        const onPong = () => {
-          trips.add(now() - t);
-          if (trips.elapsed() >= ms) {
-            port.off("message", onPong);
-            return resolve(trips.median());
-          }
-          t = now();
-          port.postMessage(ping);
-        };
-        port.on("message", onPong);
-        port.postMessage(ping);
-      });
+    async pingPong(ms) {
+      return (await portPingPong(port, (m) => port.postMessage(m), ping, ms)).median();
     },
     async close() {
       port.postMessage(quit);
@@ -168,24 +155,6 @@ async function ringTransport() {
       await exited(worker);
     },
   };
-}
-
-/** Round-trip times of one window; its figure is the median trip. */
-class Trips {
-  #start = now();
-  #times = [];
-
-  add(ms) {
-    this.#times.push(ms * 1e6);
-  }
-
-  elapsed() {
-    return now() - this.#start;
-  }
-
-  median() {
-    return summarize(this.#times).median;
-  }
 }
 
 // ---- the cases -------------------------------------------------------------

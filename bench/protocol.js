@@ -9,7 +9,7 @@
 import { readFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { Bus1Error } from "bus1-wasm";
-import { now, sleep } from "./harness.js";
+import { now, sleep, summarize } from "./harness.js";
 
 export const DATA = 0, END = 1, PING = 2, QUIT = 3;
 
@@ -188,4 +188,48 @@ export function busySink(reply) {
 /** The CPU time (ms) of a busySink's END reply. */
 export function readBusy(payload) {
   return new Float64Array(payload.slice(0, 24).buffer)[2];
+}
+
+/** Round-trip times of one window; its figure is the median trip. */
+export class Trips {
+  #start = now();
+  #times = [];
+
+  add(ms) {
+    this.#times.push(ms * 1e6);
+  }
+
+  count() {
+    return this.#times.length;
+  }
+
+  elapsed() {
+    return now() - this.#start;
+  }
+
+  median() {
+    return summarize(this.#times).median;
+  }
+}
+
+/**
+ * Ping-pong over a MessagePort for `ms`: `post(ping)`, wait for the answer on
+ * `port`, again. Resolves with the window's Trips.
+ */
+export function portPingPong(port, post, ping, ms) {
+  return new Promise((resolve) => {
+    const trips = new Trips();
+    let t = now();
+    const onPong = () => {
+      trips.add(now() - t);
+      if (trips.elapsed() >= ms) {
+        port.off("message", onPong);
+        return resolve(trips);
+      }
+      t = now();
+      post(ping);
+    };
+    port.on("message", onPong);
+    post(ping);
+  });
 }

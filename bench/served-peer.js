@@ -50,7 +50,9 @@
 import { MessageChannel } from "node:worker_threads";
 import { Bus, Bus1Error } from "bus1-wasm";
 import { compare, now, summarize, warmUp } from "./harness.js";
-import { DATA, END, PING, QUIT, message, checkCount, readBusy, threadCpuMs, startWorker, exited, closeAll } from "./protocol.js";
+import {
+  DATA, END, PING, QUIT, message, checkCount, readBusy, threadCpuMs, startWorker, exited, closeAll, Trips, portPingPong,
+} from "./protocol.js";
 
 const GROUP = "served peer";
 const SIZES = [
@@ -226,21 +228,7 @@ async function channelTransport(transfer) {
     },
     async pingPong(ms) {
       const cpu = threadCpuMs();
-      const median = await new Promise((resolve) => {
-        const trips = new Trips();
-        let t = now();
-        const onPong = () => {
-          trips.add(now() - t);
-          if (trips.elapsed() >= ms) {
-            port.off("message", onPong);
-            return resolve(trips);
-          }
-          t = now();
-          post(ping);
-        };
-        port.on("message", onPong);
-        post(ping);
-      });
+      const median = await portPingPong(port, post, ping, ms);
       const answer = reply();
       post(end);
       const summary = await answer;
@@ -253,28 +241,6 @@ async function channelTransport(transfer) {
       port.close();
     },
   };
-}
-
-/** Round-trip times of one window; its figure is the median trip. */
-class Trips {
-  #start = now();
-  #times = [];
-
-  add(ms) {
-    this.#times.push(ms * 1e6);
-  }
-
-  count() {
-    return this.#times.length;
-  }
-
-  elapsed() {
-    return now() - this.#start;
-  }
-
-  median() {
-    return summarize(this.#times).median;
-  }
 }
 
 // ---- the cases -------------------------------------------------------------
