@@ -323,19 +323,6 @@ export function readValues(op: string, name: string, v: unknown, max: number): u
   });
 }
 
-// ---- references ---------------------------------------------------------------------
-
-/** The own data property `key` of a plain record, or undefined; never runs a getter. */
-export function ownData(v: object, key: string): unknown {
-  let d: PropertyDescriptor | undefined;
-  try {
-    d = Object.getOwnPropertyDescriptor(v, key);
-  } catch {
-    return undefined;
-  }
-  return d && "value" in d ? d.value : undefined;
-}
-
 // ---- a send's arguments -------------------------------------------------------------
 
 /** Bounds on the counts of one send (the core's, or CALL_BOUNDS where there is no core). */
