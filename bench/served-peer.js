@@ -290,8 +290,8 @@ export async function run({ rounds, windowMs, log }) {
       rows.push(row(`${GROUP} one-way`, label, "message", result, rerun));
       figures.push(...busyFigures(`one-way ${label}`, "message", busy));
 
-      // the serving side's own work, timed alone (a burst fits the window: see burst())
-      const n = Math.min(128, Math.floor((2 << 20) / size));
+      // the serving side's own work, timed alone (a burst fits the window and one post: see burst())
+      const n = Math.min(128, Math.max(1, Math.floor((256 << 10) / size)));
       const send = [], serve = [];
       for (let r = 0; r < rounds; r++) {
         const start = now();

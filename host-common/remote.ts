@@ -57,11 +57,11 @@ import type { Limits, PeerStats, SendResult } from "./types.js";
 import type { MessageType } from "./message.js";
 import type { MessageLike, RemotePeerApi } from "./api.js";
 import {
-  CALL_BOUNDS, OFFSET_ALIAS_BASE, WIRE_VERSION, isTransferable, readServerMessage, type CallOp, type PortLike, type ServerMessage, type Window,
+  CALL_BOUNDS, MAX_BATCH, MAX_PENDING_CALLS, OFFSET_ALIAS_BASE, WIRE_VERSION, isTransferable, readBatch, readServerMessage,
+  type CallOp, type PortLike, type ServerMessage, type Window,
 } from "./wire.js";
 
-/** Calls that may wait for an answer at once; one more is EAGAIN. */
-export const MAX_PENDING_CALLS = 1024;
+export { MAX_PENDING_CALLS };
 /** How long connect waits for the serving side's welcome. */
 export const CONNECT_TIMEOUT_MS = 10_000;
 /** The window this side asks for (the serving side may make it smaller). */
@@ -95,6 +95,15 @@ interface Waiter {
 }
 
 const MAKE = Symbol("RemotePeer");
+
+/** A port event's data, read without letting a getter throw. */
+function readEventData(e: { data: unknown }): unknown {
+  try {
+    return e && typeof e === "object" && "data" in e ? e.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 function isCode(v: string): v is ErrorCode {
   return Object.prototype.hasOwnProperty.call(ERRNO, v);
@@ -132,7 +141,15 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
   readonly #owed: Window = { messages: 0, bytes: 0, objects: 0 };
   #seq = 0;
   #welcome: ((m: Extract<ServerMessage, { t: "welcome" }>) => void) | null = null;
-  readonly #onMessage = (e: { data: unknown }) => this.#receive(e?.data);
+  /** Items waiting for the next post (calls, credit, pongs), in order, and what they transfer. */
+  #out: object[] = [];
+  #outTransfer: Transferable[] = [];
+  readonly #flushSoon = () => this.#flush();
+  /** Liveness: whether the serving side was heard since the last check, and checks missed in a row. */
+  #heard = true;
+  #missed = 0;
+  #timer: ReturnType<typeof setInterval> | null = null;
+  readonly #onMessage = (e: { data: unknown }) => this.#receivePost(readEventData(e));
   readonly #onClose = () => this.#lost("the port closed");
 
   /** @internal RemotePeers are made by RemotePeer.connect. */
@@ -179,14 +196,42 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
       throw fail("EINVAL", "connect", `the serving side speaks protocol version ${m.version}, this client version ${WIRE_VERSION}`);
     }
     this.#window = m.window;
+    if (m.liveness > 0) this.#watchdog(m.liveness);
     return this;
+  }
+
+  /**
+   * The serving side pings every `liveness` ms; one that is not heard from
+   * in two checks in a row (within three times `liveness`) is taken for gone.
+   */
+  #watchdog(liveness: number): void {
+    this.#timer = setInterval(() => {
+      if (this.#heard) {
+        this.#heard = false;
+        this.#missed = 0;
+      } else if (++this.#missed >= 2) {
+        this.#lost(`the serving side answered nothing for ${2 * liveness} ms`);
+      }
+    }, liveness);
+    (this.#timer as { unref?: () => void }).unref?.();
   }
 
   // ---- the port ---------------------------------------------------------------------
 
-  #receive(data: unknown): void {
+  /** A port message: a batch of items, or one item. */
+  #receivePost(data: unknown): void {
     if (this.#gone !== null) return;
-    const r = readServerMessage(data);
+    this.#heard = true;
+    const b = readBatch(data);
+    if (!b.ok) return this.#lost(`the serving side sent a malformed message (${b.reason})`);
+    for (const item of b.items) {
+      if (this.#gone !== null) return;
+      this.#receive(item, b.data);
+    }
+  }
+
+  #receive(data: unknown, batchData: ArrayBuffer | null): void {
+    const r = readServerMessage(data, batchData);
     if (!r.ok) return this.#lost(`the serving side sent a malformed message (${r.reason})`);
     const m = r.message;
     switch (m.t) {
@@ -209,12 +254,7 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
         this.#ended = new Bus1Error(isCode(m.code) ? m.code : "ESHUTDOWN", m.message);
         return this.#wake(this.#ended);
       case "ping":
-        try {
-          this.#post({ t: "pong" });
-        } catch {
-          // the port is gone (#lost has run): the next call says so
-        }
-        return;
+        return this.#enqueue({ t: "pong" });
       case "close":
         return this.#lost(`the serving side closed (${m.reason})`);
     }
@@ -229,18 +269,32 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
       }
     }
     const data = m.type === "data";
-    const payload = m.payload ? new Uint8Array(m.payload) : new Uint8Array(0);
+    const payload = m.payload ?? new Uint8Array(0);
     if (data && offset < 0) offset = ALIAS_BASE + 8 * ++this.#seq;
     return new RemoteMessage({ type: m.type as MessageType, destination: m.destination, continue: m.continue,
       offset: data ? offset : -1, payload, handles: m.handles.slice() as number[], objects });
   }
 
-  #post(m: object, transfer?: Transferable[]): void {
+  /** Queues an item for the next post: at the end of this microtask checkpoint, with what else is queued. */
+  #enqueue(item: object, transfer?: Transferable[]): void {
+    if (this.#out.length === 0) queueMicrotask(this.#flushSoon);
+    this.#out.push(item);
+    if (transfer) for (const t of transfer) this.#outTransfer.push(t);
+    if (this.#out.length >= MAX_BATCH) this.#flush();
+  }
+
+  /** Posts what is queued, in one batch. */
+  #flush(): void {
+    const items = this.#out, transfer = this.#outTransfer;
+    if (items.length === 0 || this.#gone !== null) return;
+    this.#out = [];
+    this.#outTransfer = [];
     try {
-      this.#port.postMessage(m, transfer ?? []);
+      this.#port.postMessage({ t: "batch", items }, transfer);
     } catch (e) {
+      // a call's arguments were checked and are plain data, its objects checked for what cannot be
+      // posted: a refusal means the port is gone
       this.#lost(`the port refused a message (${e instanceof Error ? e.message : describe(e)})`);
-      throw e;
     }
   }
 
@@ -264,6 +318,8 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
   }
 
   #detach(): void {
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
     const port = this.#port;
     try { port.removeEventListener("message", this.#onMessage); } catch { /* gone */ }
     try { port.removeEventListener("close", this.#onClose); } catch { /* gone */ }
@@ -290,14 +346,14 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
    * Reads the arguments (`read`, which may run the caller's getters), checks
    * the reference again, and posts the call; the result passes through `decode`.
    */
-  static #call<T>(self: unknown, op: CallOp, read: (p: RemotePeer) => { args: unknown[]; transfer?: Transferable[] },
+  static #call<T>(self: unknown, op: CallOp, read: (p: RemotePeer) => Postable,
                   decode: (p: RemotePeer, v: unknown) => T = (_p, v) => v as T): Promise<T> {
     let p: RemotePeer;
-    let args: unknown[], transfer: Transferable[] | undefined;
+    let call: Postable;
     try {
       p = RemotePeer.#of(self, op);
       p.#check(op);
-      ({ args, transfer } = read(p));
+      call = read(p);
       p.#check(op); // a getter may have closed it
       if (p.#calls.size >= MAX_PENDING_CALLS) {
         throw new Bus1Error("EAGAIN", `${op}: ${MAX_PENDING_CALLS} calls are already waiting for the serving side (EAGAIN)`);
@@ -306,10 +362,19 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
       return Promise.reject(e);
     }
     const id = p.#nextId++;
+    const item = { t: "call", id, op, args: call.args };
     return new Promise<unknown>((resolve, reject) => {
       p.#calls.set(id, { op, resolve, reject });
+      if (!call.objects) {
+        // plain data and a fresh payload buffer: nothing the port can refuse
+        p.#enqueue(item, call.transfer);
+        return;
+      }
+      // objects may be refused by the port (a clone that fails deep inside, a port already moved):
+      // this call goes alone, after what is queued, so that a refusal is this call's error only
+      p.#flush();
       try {
-        p.#post({ t: "call", id, op, args }, transfer);
+        p.#port.postMessage({ t: "batch", items: [item] }, call.transfer ?? []);
       } catch (e) {
         p.#calls.delete(id);
         reject(p.#gone !== null ? new Bus1Error("ESHUTDOWN", `${op}: the served peer is gone: ${p.#gone} (ESHUTDOWN)`)
@@ -337,7 +402,9 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
     return RemotePeer.#call(this, op, () => ({ args: seed ? [{ seed: true }] : [] }), (p, v) => {
       if (seed) {
         const r = v === null ? null : readServerMessage({ ...(v as object), t: "push" });
-        return r && r.ok && r.message.t === "push" ? p.#message(r.message, ALIAS_BASE) : null;
+        if (!r || !r.ok || r.message.t !== "push") return null;
+        // the copy counted in the window, like a push: given back as it is taken
+        return p.#consumed(p.#message(r.message, ALIAS_BASE));
       }
       // the serving side pushed what was ready before it answered
       return p.#head < p.#queue.length ? p.#take() : null;
@@ -354,6 +421,11 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
       this.#queue = this.#queue.slice(this.#head);
       this.#head = 0;
     }
+    return this.#consumed(m);
+  }
+
+  /** Counts `m` as consumed; gives credit back when half a window (in any count) is. */
+  #consumed(m: RemoteMessage): RemoteMessage {
     const o = this.#owed, w = this.#window;
     o.messages += 1;
     o.bytes += m.payload.byteLength;
@@ -361,11 +433,7 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
     // half a window is enough: the serving side stops only when a whole window is owed in some count,
     // and then the take that crossed the half has already given it back
     if (o.messages * 2 >= w.messages || o.bytes * 2 >= w.bytes || o.objects * 2 >= w.objects) {
-      try {
-        this.#post({ t: "credit", messages: o.messages, bytes: o.bytes, objects: o.objects });
-      } catch {
-        // the port is gone: the next call says so
-      }
+      this.#enqueue({ t: "credit", messages: o.messages, bytes: o.bytes, objects: o.objects });
       o.messages = o.bytes = o.objects = 0;
     }
     return m;
@@ -444,6 +512,7 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
     if (p.#closed) return Promise.resolve();
     p.#closed = true;
     if (p.#gone === null) {
+      p.#flush(); // what was called before goes first
       try { p.#port.postMessage({ t: "close", reason: "the plugin closed its peer" }); } catch { /* gone */ }
       p.#detach();
       p.#gone = "closed";
@@ -502,8 +571,15 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
   }
 }
 
+/** A call's arguments as posted; `objects`: it carries host objects (posted alone). */
+interface Postable {
+  args: unknown[];
+  transfer?: Transferable[];
+  objects?: boolean;
+}
+
 /** send's arguments read once (check.ts, as a local Peer reads them) and made postable. */
-function postableSend(destinations: unknown, payload: unknown, options: unknown): { args: unknown[]; transfer: Transferable[] } {
+function postableSend(destinations: unknown, payload: unknown, options: unknown): Postable {
   const op = "send";
   const a = readSend(op, destinations, payload, options, CALL_BOUNDS);
   const opts: Record<string, unknown> = {};
@@ -537,5 +613,5 @@ function postableSend(destinations: unknown, payload: unknown, options: unknown)
     transfer.push(bytes);
   }
   const dst = typeof destinations === "number" ? destinations : wireIds(dsts);
-  return { args: [dst, bytes, Object.keys(opts).length ? opts : undefined], transfer };
+  return { args: [dst, bytes, Object.keys(opts).length ? opts : undefined], transfer, objects: a.objects !== undefined };
 }

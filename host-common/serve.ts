@@ -18,20 +18,30 @@
  * reason (`closed`). Nothing a plugin sends makes this side throw or hang.
  *
  * Received messages are pushed, in the peer's order, as soon as they are
- * ready and the window allows (no round trip per recv): each payload is
- * copied once out of the pool into an ArrayBuffer of its own, which is
- * transferred, and the slice is released here at once; a plugin that never
- * calls release(), or dies, leaks nothing. Notifications are pushed too.
+ * ready and the window allows (no round trip per recv). What is ready goes
+ * in one post (wire.ts "Batches"): each payload is copied once out of the
+ * pool into one ArrayBuffer for the whole post, which is transferred, and
+ * each slice is released here at once; a plugin that never calls release(),
+ * or dies, leaks nothing. A post holds at most BATCH_BYTES of payloads (a
+ * larger message goes alone) and MAX_PUSHES messages; the rest follows in
+ * the next task. Answers to calls wait for the next post (the pushes that
+ * a call makes ready, say, or the end of this task), so a ping-pong costs
+ * one post each way, as on a bare port.
+ * Notifications are pushed too.
  * Objects of a message go with it (MessagePorts and streams transferred,
  * the rest cloned); a SharedArrayBuffer, a view on one, a WebAssembly memory,
  * module or instance never crosses: it arrives as a Bus1Error EOPNOTSUPP in
- * its place, as does a value the port cannot clone.
+ * its place, as does a value the port cannot clone or transfer (a port
+ * that has left this thread).
  *
  * Bounds (what one plugin can make this side spend):
- * - requests queued: none here. Each call is performed to its end in the
- *   port's message event, so the only queue is the port's own; the client
- *   (remote.ts) keeps at most MAX_PENDING_CALLS unanswered calls and
- *   refuses more with EAGAIN.
+ * - calls: each is performed to its end when its port message is read, so
+ *   the only queue is the port's own. Between two posts of answers this side
+ *   performs at most MAX_PENDING_CALLS calls (a RemotePeer never has more
+ *   waiting, so it never meets the bound); more are answered EAGAIN without
+ *   being performed, and a plugin that posts more than 4 × MAX_PENDING_CALLS
+ *   calls without waiting for answers is cut off (the serving ends). A
+ *   batch holds at most MAX_BATCH items; a longer one ends the serving.
  * - bytes and objects in flight to the plugin: flow control, not an error.
  *   The plugin opens a window (messages, bytes, objects), clamped here by
  *   `maxMessagesInFlight`/`maxBytesInFlight`/`maxObjectsInFlight`; a message
@@ -41,16 +51,15 @@
  *   peer's queue, charged to the served peer as any queued message is: the
  *   bus's quotas (SPEC §8) make senders to a plugin that does not read see
  *   EDQUOT, and the fair share protects the app.
+ * - seed reads: each copy of the seed counts in the window like a push; with
+ *   the window full, `recv({ seed: true })` is EAGAIN.
  * - credit for more than was pushed is a protocol error: the serving ends.
+ * - what the plugin sends is charged by the bus like any sender's (SPEC §8).
  *
- * Not bounded yet (found by a hostile review; open in issue 9): a plugin
- * that bypasses RemotePeer can post calls faster than this thread answers
- * them (the port's queue grows, this thread is kept busy); a seed read
- * (`recv({ seed: true })`) is answered with a copy of the seed outside the
- * window; a port multicast to a served peer and a local one is transferred
- * to the plugin, leaving the local receiver a dead port; and the plugin
- * side has no liveness check of its own, so a server that stops answering
- * leaves its calls waiting.
+ * The plugin's side watches this one: the welcome says how often this side
+ * pings (`livenessMs`), and a RemotePeer that hears nothing for two of its
+ * checks in a row (within three times `livenessMs`) takes the serving side
+ * for gone (ESHUTDOWN).
  *
  * Lifecycle. The serving ends, and the served Peer reference is closed (the
  * peer is disconnected if it was the last reference, with the notifications
@@ -67,7 +76,10 @@ import { Bus1Error, type ErrorCode } from "./errors.js";
 import { fail, readBoolean, readInteger, readOptions, describe } from "./check.js";
 import { Peer, TAKE_OVER } from "./peer.js";
 import type { Message } from "./message.js";
-import { readClientMessage, WIRE_VERSION, MAX_TEXT, OFFSET_ALIAS_BASE, isTransferable, type ClientMessage, type PortLike, type Window } from "./wire.js";
+import {
+  readBatch, readClientMessage, WIRE_VERSION, MAX_TEXT, MAX_PENDING_CALLS, OFFSET_ALIAS_BASE, isTransferable,
+  type ClientMessage, type PortLike, type Window,
+} from "./wire.js";
 
 export interface ServeOptions {
   /** Most messages pushed and not yet credited back (default 256). */
@@ -134,11 +146,21 @@ class Server {
   readonly #abort = new AbortController();
   #alive = true;
   #timer: ReturnType<typeof setInterval> | null = null;
-  readonly #onMessage = (e: { data: unknown }) => this.#guard(() => this.#receive(readData(e)));
+  readonly #liveness: number;
+  /** Items waiting for the next post (answers, `ended`), in order, and what they transfer. */
+  #out: object[] = [];
+  #outTransfer: Transferable[] = [];
+  #flushScheduled = false;
+  readonly #flushLater = () => { this.#flushScheduled = false; this.#guard(() => this.#flush(null)); };
+  /** Calls performed, and refused, since the answers were last posted (the call bound, see the DOC block). */
+  #calls = 0;
+  #refused = 0;
+  readonly #onMessage = (e: { data: unknown }) => this.#guard(() => this.#receivePost(readData(e)));
   readonly #onClose = () => this.close("the port closed");
   readonly #onMessageError = () => this.close("protocol error: a port message could not be deserialized");
 
   constructor(readonly peer: Peer, readonly port: PortLike, readonly caps: Window, liveness: number) {
+    this.#liveness = liveness;
     const closed = new Promise<string>((resolve) => { this.#resolveClosed = resolve; });
     this.handle = Object.freeze({ close: (reason?: string) => this.close(reason), closed });
     port.addEventListener("message", this.#onMessage);
@@ -173,9 +195,88 @@ class Server {
     this.port.postMessage(m, transfer ?? []);
   }
 
-  #receive(data: unknown): void {
+  /** Queues an item for the next post (at the end of this task, or with the next pushes). */
+  #queue(item: object): void {
+    this.#out.push(item);
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      nextTask(this.#flushLater);
+    }
+  }
+
+  /**
+   * Posts the queued items, then `pushes` (items whose payloads are in
+   * `data`), in one batch. A batch the port refuses (an object it cannot
+   * take) is posted again item by item, each object it refuses arriving as
+   * EOPNOTSUPP in its place: nothing is lost and the order holds.
+   */
+  #flush(pushes: { items: PushItem[]; data: ArrayBuffer | null; transfer: Transferable[] } | null): void {
+    this.#calls = this.#refused = 0;
+    if (this.#done) return;
+    const items = this.#out, transfer = this.#outTransfer;
+    if (items.length === 0 && pushes === null) return;
+    this.#out = [];
+    this.#outTransfer = [];
+    let data: ArrayBuffer | null = null;
+    if (pushes) {
+      for (const p of pushes.items) items.push(p);
+      for (const t of pushes.transfer) transfer.push(t);
+      data = pushes.data;
+      if (data) transfer.push(data);
+    }
+    try {
+      this.#post({ t: "batch", items, data }, transfer);
+    } catch {
+      for (const item of items) this.#postAlone(item, data);
+    }
+  }
+
+  /** One item in a batch of its own (the way back when a batch was refused). */
+  #postAlone(item: object, data: ArrayBuffer | null): void {
+    const p = item as PushItem;
+    if (p.t !== "push") {
+      this.#post({ t: "batch", items: [item], data: null });
+      return;
+    }
+    const own = p.at >= 0 && data ? data.slice(p.at, p.at + p.size) : null;
+    const one: PushItem = { ...p, at: own ? 0 : -1 };
+    const transfer = (p.objects ?? []).filter((v): v is Transferable => v !== null && isTransferable(v));
+    try {
+      this.#post({ t: "batch", items: [one], data: own }, own ? [own, ...transfer] : transfer);
+      return;
+    } catch {
+      // an object the port cannot take: it arrives as EOPNOTSUPP in its place, the message all the same
+    }
+    // the port refused one of its objects: the transferables (a port already moved, a locked stream)
+    // arrive as EOPNOTSUPP in their place, and if that is not enough, every object does
+    const objects = (one.objects ?? []).slice(), errors = (one.errors ?? []).slice();
+    for (let i = 0; i < objects.length; i++) {
+      if (objects[i] === null || !isTransferable(objects[i])) continue;
+      objects[i] = null;
+      errors.push([i, "EOPNOTSUPP", `recv: objects[${i}]: cannot be transferred to a served peer (EOPNOTSUPP)`]);
+    }
+    try {
+      this.#post({ t: "batch", items: [{ ...one, objects, errors }], data: own }, own ? [own] : []);
+    } catch {
+      const none = objects.map(() => null);
+      const all = objects.map((_v, i) => [i, "EOPNOTSUPP", `recv: objects[${i}]: cannot be posted to a served peer (EOPNOTSUPP)`]);
+      this.#post({ t: "batch", items: [{ ...one, objects: none, errors: all }], data: own }, own ? [own] : []);
+    }
+  }
+
+  /** A port message: a batch of items, or one item. */
+  #receivePost(data: unknown): void {
     if (this.#done) return;
     this.#alive = true;
+    const b = readBatch(data);
+    if (!b.ok) return this.close(`protocol error: ${b.reason}`);
+    for (const item of b.items) {
+      if (this.#done) return;
+      this.#receive(item);
+    }
+  }
+
+  #receive(data: unknown): void {
     const r = readClientMessage(data);
     if (!r.ok) {
       if (r.id !== null && this.#welcomed) this.#reply(r.id, Bus1Error.of("EINVAL", "serve", r.reason));
@@ -199,7 +300,7 @@ class Server {
   #hello(m: Extract<ClientMessage, { t: "hello" }>): void {
     if (this.#welcomed) return this.close("protocol error: a second hello");
     if (m.version !== WIRE_VERSION) {
-      this.#post({ t: "welcome", version: WIRE_VERSION, window: { messages: 0, bytes: 0, objects: 0 } });
+      this.#post({ t: "welcome", version: WIRE_VERSION, window: { messages: 0, bytes: 0, objects: 0 }, liveness: 0 });
       return this.close(`the plugin speaks protocol version ${m.version}, this side version ${WIRE_VERSION}`);
     }
     const w = m.window ?? this.caps;
@@ -208,7 +309,7 @@ class Server {
       objects: clamp(w.objects, this.caps.objects),
     };
     this.#welcomed = true;
-    this.#post({ t: "welcome", version: WIRE_VERSION, window: this.#window });
+    this.#post({ t: "welcome", version: WIRE_VERSION, window: this.#window, liveness: this.#liveness });
     this.#pump();
   }
 
@@ -223,8 +324,16 @@ class Server {
     this.#pump();
   }
 
-  /** Performs one call on the local peer and answers it. */
+  /** Performs one call on the local peer and answers it (within the call bound, see the DOC block). */
   #call(m: Extract<ClientMessage, { t: "call" }>): void {
+    if (this.#calls >= MAX_PENDING_CALLS) {
+      if (++this.#refused > 3 * MAX_PENDING_CALLS) {
+        return this.close(`the plugin posted more than ${4 * MAX_PENDING_CALLS} calls without waiting for answers`);
+      }
+      return this.#reply(m.id, Bus1Error.of("EAGAIN", m.op,
+        `more than ${MAX_PENDING_CALLS} calls are waiting for an answer from the serving side`));
+    }
+    this.#calls++;
     let value: unknown;
     try {
       value = this.#perform(m.op, m.args);
@@ -243,11 +352,8 @@ class Server {
       }
       case "recv": {
         const seed = readBoolean(op, "seed", readOptions(op, args[0], ["seed"]).seed);
-        if (seed) {
-          const msg = peer.recv({ seed: true });
-          return msg && this.#encode(msg, SEED_ALIAS).message;
-        }
-        // what is ready goes out as pushes first: the reply follows them on the port
+        if (seed) return this.#seed(op);
+        // what is ready goes out as pushes first: the answer follows them
         this.#pump(true);
         return null;
       }
@@ -269,6 +375,29 @@ class Server {
     throw fail("EINVAL", "serve", `unknown operation ${JSON.stringify(op)}`);
   }
 
+  /**
+   * recv({ seed: true }): a copy of the seed, or null. The copy counts in the
+   * window like a push (the plugin gives it back as it takes the answer), so
+   * seed reads cannot make this side copy more than the window holds.
+   */
+  #seed(op: string): unknown {
+    const msg = this.peer.recv({ seed: true });
+    if (!msg) return null;
+    const f = this.#inflight, w = this.#window;
+    if (f.messages >= w.messages || f.bytes >= w.bytes || f.objects >= w.objects) {
+      throw Bus1Error.of("EAGAIN", op, "the flow-control window is full: receive the pushed messages first");
+    }
+    const { item, transfer } = this.#encode(msg, -1, true);
+    f.messages += 1;
+    f.bytes += msg.payload.byteLength;
+    f.objects += msg.objects.length;
+    const payload = new ArrayBuffer(msg.payload.byteLength);
+    new Uint8Array(payload).set(msg.payload);
+    this.#outTransfer.push(payload, ...transfer);
+    const { at: _at, size: _size, ...fields } = item;
+    return { ...fields, payload };
+  }
+
   /** releaseSlice of the seed's alias: what a local peer says for its seed's offset (EPERM), or ENXIO without a seed. */
   #releaseSeed(op: string): never {
     const seed = this.peer.recv({ seed: true });
@@ -278,39 +407,85 @@ class Server {
   #reply(id: number, error: unknown, value?: unknown): void {
     if (this.#done) return;
     if (error === null) {
-      try {
-        this.#post({ t: "done", id, value });
-        return;
-      } catch (e) {
-        error = fail("EINVAL", "serve", "the result could not be posted", e);
-      }
+      // a result is plain data of this side (numbers, records of numbers, a seed's fields)
+      this.#queue({ t: "done", id, value });
+      return;
     }
     const b = error instanceof Bus1Error ? error
       : fail("EINVAL", "serve", `the call failed (${error instanceof Error ? error.message : describe(error)})`);
-    this.#post({ t: "fail", id, code: b.code, message: b.message.slice(0, MAX_TEXT) });
+    this.#queue({ t: "fail", id, code: b.code, message: b.message.slice(0, MAX_TEXT) });
   }
 
   /**
-   * Pushes ready messages while the window allows; then waits for the peer
-   * to become readable (or for credit). `fromCall`: a recv call asks, so an
-   * error of the peer is thrown to it as well.
+   * Pushes the ready messages the window allows, in one post with what else
+   * is queued; then waits for the peer to become readable (or for credit).
+   * `fromCall`: a recv call asks, so an error of the peer is thrown to it as
+   * well.
    */
   #pump(fromCall = false): void {
     if (this.#done || !this.#welcomed) return;
     const f = this.#inflight, w = this.#window;
-    while (f.messages < w.messages && f.bytes < w.bytes && f.objects < w.objects) {
+    const taken: Message[] = [];
+    let bytes = 0, error: unknown = null, empty = false;
+    while (f.messages < w.messages && f.bytes < w.bytes && f.objects < w.objects && bytes < BATCH_BYTES && taken.length < MAX_PUSHES) {
       let msg: Message | null;
       try {
         msg = this.peer.recv();
       } catch (e) {
-        this.#end(e);
-        if (fromCall) throw e;
-        return;
+        error = e;
+        break;
       }
-      if (!msg) return this.#watch();
-      this.#push(msg);
-      if (this.#done) return;
+      if (!msg) {
+        empty = true;
+        break;
+      }
+      taken.push(msg);
+      const size = msg.payload.byteLength;
+      bytes += size;
+      f.messages += 1;
+      f.bytes += size;
+      f.objects += msg.objects.length;
     }
+    if (taken.length) this.#pushAll(taken, bytes);
+    if (error !== null) {
+      this.#end(error);
+      if (fromCall) throw error;
+      return;
+    }
+    if (this.#done) return;
+    if (empty) return this.#watch();
+    // the batch was full but the window is not: go on in the next task, after what came in meanwhile;
+    // a full window goes on when credit comes
+    if (f.messages < w.messages && f.bytes < w.bytes && f.objects < w.objects) {
+      nextTask(() => this.#guard(() => this.#pump()));
+    }
+  }
+
+  /**
+   * Received messages, copied out of the pool into one ArrayBuffer (each
+   * slice released at once), and posted with what else is queued.
+   */
+  #pushAll(taken: Message[], bytes: number): void {
+    const data = bytes > 0 ? new ArrayBuffer(bytes) : null;
+    const all = data ? new Uint8Array(data) : null;
+    const items: PushItem[] = new Array(taken.length);
+    const transfer: Transferable[] = [];
+    let at = 0;
+    for (let i = 0; i < taken.length; i++) {
+      const msg = taken[i];
+      const size = msg.payload.byteLength;
+      const { item, transfer: t } = this.#encode(msg, msg.type === "data" ? at : -1, false);
+      if (size) all!.set(msg.payload, at);
+      at += size;
+      try {
+        msg.release();
+      } catch {
+        // the peer was closed under us: the copy is made, the slice goes with the peer
+      }
+      items[i] = item;
+      for (const v of t) transfer.push(v);
+    }
+    this.#flush({ items, data, transfer });
   }
 
   /** Waits (once at a time) for the peer to become readable, then pumps. */
@@ -334,57 +509,22 @@ class Server {
     if (this.#ended || this.#done) return;
     this.#ended = true;
     const b = e instanceof Bus1Error ? e : fail("ESHUTDOWN", "recv", describe(e));
-    this.#post({ t: "ended", code: b.code, message: b.message.slice(0, MAX_TEXT) });
+    this.#queue({ t: "ended", code: b.code, message: b.message.slice(0, MAX_TEXT) });
   }
 
-  /** One received message, copied out of the pool (the slice is released at once), and posted. */
-  #push(msg: Message): void {
-    const { message, transfer, size, objects } = this.#encode(msg, -1);
-    try {
-      msg.release();
-    } catch {
-      // the peer was closed under us: the copy is made, the slice goes with the peer
-    }
-    this.#inflight.messages += 1;
-    this.#inflight.bytes += size;
-    this.#inflight.objects += objects;
-    try {
-      this.#post(message, transfer);
-    } catch {
-      // an object the port cannot clone: it arrives as EOPNOTSUPP in its place, the message all the same
-      for (let i = 0; i < message.objects.length; i++) {
-        const v = message.objects[i];
-        if (v === null || transfer.includes(v as Transferable)) continue;
-        try {
-          structuredClone(v);
-        } catch {
-          message.objects[i] = null;
-          message.errors.push([i, "EOPNOTSUPP", `recv: objects[${i}] (${describe(v)}): cannot be cloned to a served peer (EOPNOTSUPP)`]);
-        }
-      }
-      try {
-        this.#post(message, transfer);
-      } catch {
-        message.objects.fill(null);
-        message.errors.length = 0;
-        for (let i = 0; i < message.objects.length; i++) {
-          message.errors.push([i, "EOPNOTSUPP", `recv: objects[${i}]: cannot be cloned to a served peer (EOPNOTSUPP)`]);
-        }
-        this.#post(message, message.payload ? [message.payload] : []);
-      }
-    }
-  }
-
-  #encode(msg: Message, offset: number) {
-    const size = msg.payload.byteLength;
-    let payload: ArrayBuffer | null = null;
+  /**
+   * A received message as a push item (its payload at `at` of the batch's
+   * data; -1: none), and the objects it transfers. A seed's objects stay with
+   * the seed: they are cloned, never transferred.
+   */
+  #encode(msg: Message, at: number, seed: boolean): { item: PushItem; transfer: Transferable[] } {
+    const item: PushItem = {
+      t: "push", type: msg.type, destination: msg.destination, continue: msg.continue, at, size: msg.payload.byteLength,
+    };
     const transfer: Transferable[] = [];
-    if (msg.type === "data") {
-      payload = new ArrayBuffer(size);
-      new Uint8Array(payload).set(msg.payload);
-      transfer.push(payload);
-    }
+    if (msg.handles.length) item.handles = Array.from(msg.handles);
     const n = msg.objects.length;
+    if (n === 0) return { item, transfer };
     const objects: unknown[] = new Array(n);
     const errors: [number, ErrorCode, string][] = [];
     for (let i = 0; i < n; i++) {
@@ -394,8 +534,7 @@ class Server {
         errors.push([i, v.code, v.message]);
         continue;
       }
-      // a seed's objects stay with the seed: they are cloned, never transferred
-      if (offset !== SEED_ALIAS && isTransferable(v)) {
+      if (!seed && isTransferable(v)) {
         objects[i] = v;
         if (!transfer.includes(v)) transfer.push(v);
         continue;
@@ -413,11 +552,9 @@ class Server {
       if (stays) errors.push([i, "EOPNOTSUPP", `recv: objects[${i}] (${describe(v)}): ${stays} (EOPNOTSUPP)`]);
       else objects[i] = copy;
     }
-    const message = {
-      t: "push" as const, type: msg.type, destination: msg.destination, continue: msg.continue, payload,
-      handles: Array.from(msg.handles), objects, errors, offset,
-    };
-    return { message, transfer, size, objects: n };
+    item.objects = objects;
+    if (errors.length) item.errors = errors;
+    return { item, transfer };
   }
 
   /** Ends the serving (idempotent, never throws). */
@@ -427,6 +564,12 @@ class Server {
     this.#abort.abort();
     if (this.#timer !== null) clearInterval(this.#timer);
     const port = this.port;
+    // what was answered goes out before the close
+    if (this.#out.length) {
+      try { port.postMessage({ t: "batch", items: this.#out, data: null }, this.#outTransfer); } catch { /* gone */ }
+      this.#out = [];
+      this.#outTransfer = [];
+    }
     try { port.postMessage({ t: "close", reason: String(reason).slice(0, MAX_TEXT) }); } catch { /* gone */ }
     try { port.removeEventListener("message", this.#onMessage); } catch { /* gone */ }
     try { port.removeEventListener("messageerror", this.#onMessageError); } catch { /* gone */ }
@@ -445,6 +588,44 @@ function readData(e: { data: unknown }): unknown {
     return undefined;
   }
 }
+
+/** A push as posted (wire.ts): its payload is `size` bytes of the batch's data from `at` (-1: none). */
+interface PushItem {
+  t: "push";
+  type: string;
+  destination: number;
+  continue: boolean;
+  at: number;
+  size: number;
+  handles?: number[];
+  objects?: unknown[];
+  errors?: [number, ErrorCode | string, string][];
+}
+
+/** Most payload bytes in one post (more go in the next task's), and most pushes. */
+const BATCH_BYTES = 256 << 10;
+const MAX_PUSHES = 1024;
+
+/**
+ * Runs `f` in a task of its own, after the current one and its microtasks:
+ * setImmediate where there is one (Node), else a MessageChannel's message
+ * (browsers, Deno), else a timer.
+ */
+const nextTask: (f: () => void) => void = (() => {
+  const g = globalThis as { setImmediate?: (f: () => void) => unknown; MessageChannel?: typeof MessageChannel };
+  if (typeof g.setImmediate === "function") {
+    const setImmediate = g.setImmediate;
+    return (f: () => void) => { setImmediate(f); };
+  }
+  if (typeof g.MessageChannel === "function") {
+    const queue: (() => void)[] = [];
+    const ch = new g.MessageChannel();
+    ch.port1.onmessage = () => { const f = queue.shift(); f?.(); };
+    (ch.port1 as { unref?: () => void }).unref?.();
+    return (f: () => void) => { queue.push(f); ch.port2.postMessage(null); };
+  }
+  return (f: () => void) => { setTimeout(f, 0); };
+})();
 
 function clamp(n: number, max: number): number {
   return n < 1 ? 1 : n > max ? max : n;

@@ -7,6 +7,16 @@
  * arrays, plain objects, ArrayBuffers, and a message's host objects: ports
  * and streams in the transfer list, see `isTransferable`).
  *
+ * Batches. A port message costs far more than the bytes it carries (the
+ * post, the other thread's wake-up, its event), so both sides send what
+ * they have in one post: `{ t: "batch", items: [ … ], data }`, where each
+ * item is one of the messages below, handled in order. The serving side
+ * puts the payloads of the messages it pushes in one post into one
+ * ArrayBuffer, `data`, transferred (a push names its bytes by `at` and
+ * `size`); the plugin's payloads are views of it, its own memory. A lone
+ * message may also be posted as it is (tests and tools do), and counts as
+ * a batch of one. A batch holds at most MAX_BATCH items.
+ *
  *   plugin → serving side
  *     { t: "hello", version, window: { messages, bytes, objects } }   first, once
  *     { t: "call", id, op, args }       op ∈ PEER_METHODS except "close"; id: unique while unanswered
@@ -15,22 +25,26 @@
  *     { t: "close", reason }            the plugin lets go (= RemotePeer.close())
  *
  *   serving side → plugin
- *     { t: "welcome", version, window } first, once: the window as clamped by the serving side
- *     { t: "done", id, value }          a call's result (recv with seed: the seed as a push's fields,
- *                                       or null; a non-seed recv: null, after pushing what is ready)
+ *     { t: "welcome", version, window, liveness }
+ *                                       first, once: the window as clamped by the serving side, and
+ *                                       how often it pings (ms; 0: never)
+ *     { t: "done", id, value }          a call's result (recv with seed: the seed as a push's fields
+ *                                       with its own `payload` ArrayBuffer, or null; a non-seed recv:
+ *                                       null, after pushing what is ready)
  *     { t: "fail", id, code, message }  a call's Bus1Error
- *     { t: "push", type, destination, continue, payload, handles, objects, errors }
- *                                       a received message; payload: an ArrayBuffer of its own
- *                                       (transferred), or null for a notification; errors:
- *                                       [index, code, message] for objects that arrive as Bus1Error
+ *     { t: "push", type, destination, continue, at, size, handles?, objects?, errors? }
+ *                                       a received message; its payload is `size` bytes of the
+ *                                       batch's `data` from `at` (at = -1: a notification, no
+ *                                       payload); errors: [index, code, message] for objects that
+ *                                       arrive as Bus1Error; absent lists are empty
  *     { t: "ended", code, message }     the peer can receive no more (ESHUTDOWN, EBADF)
  *     { t: "ping" }                     liveness check
  *     { t: "close", reason }            the serving side ends (the port is closed after it)
  *
- * Versions: `hello` and `welcome` keep this shape in every version, so a
- * mismatch is always told apart from garbage. The serving side answers a
- * hello of another version with its own welcome and closes; the client then
- * fails `connect` with EINVAL naming both versions.
+ * Versions: `hello` and `welcome` keep this shape in every version and are
+ * posted alone, so a mismatch is always told apart from garbage. The serving
+ * side answers a hello of another version with its own welcome and closes;
+ * the client then fails `connect` with EINVAL naming both versions.
  *
  * Validation (serving side): `readClientMessage` turns any value into a typed
  * message or a reason to refuse it, reads each field once (own data
@@ -38,12 +52,25 @@
  * the operation name, that `args` is a short dense array and that numbers are
  * in range; the arguments themselves are checked by the local Peer's own
  * methods (check.ts), so a served peer and a local one give the same errors.
+ * `readBatch` does the same for the envelope: `items` must be a dense array
+ * of at most MAX_BATCH entries.
  */
 
 import { PEER_METHODS, type PeerMethod } from "./api.js";
 
 /** Version of this protocol; bumped by any change a peer of the other version would misread. */
-export const WIRE_VERSION = 1;
+export const WIRE_VERSION = 2;
+
+/** Most items in one batch (a longer one breaks the protocol). */
+export const MAX_BATCH = 4096;
+
+/**
+ * Calls a plugin may have waiting for an answer at once. RemotePeer refuses
+ * one more with EAGAIN; the serving side performs at most this many between
+ * two posts of its answers (a client that waits for answers never has more)
+ * and refuses the rest with EAGAIN (serve.ts, "Bounds").
+ */
+export const MAX_PENDING_CALLS = 1024;
 
 /**
  * The counts check.ts bounds a call by (SPEC §2: destinations, vecs,
@@ -88,10 +115,10 @@ export type ClientMessage =
   | { t: "close"; reason: string };
 
 export type ServerMessage =
-  | { t: "welcome"; version: number; window: Window }
+  | { t: "welcome"; version: number; window: Window; liveness: number }
   | { t: "done"; id: number; value: unknown }
   | { t: "fail"; id: number; code: string; message: string }
-  | { t: "push"; type: string; destination: number; continue: boolean; payload: ArrayBuffer | null;
+  | { t: "push"; type: string; destination: number; continue: boolean; payload: Uint8Array | null;
       handles: number[]; objects: unknown[]; errors: [number, string, string][] }
   | { t: "ended"; code: string; message: string }
   | { t: "ping" }
@@ -136,14 +163,14 @@ function text(v: unknown): string | null {
 const refuse = (reason: string, id: number | null = null): Read<never> => ({ ok: false, reason, id });
 
 /**
- * `args` as a dense array of at most MAX_ARGS entries (copied), or null. Only
- * a genuine array counts; a hole or a getter is refused.
+ * `v` as a dense array of at most `max` entries (copied), or null. Only a
+ * genuine array counts; a hole or a getter is refused.
  */
-function denseArgs(v: unknown): unknown[] | null {
+function denseArray(v: unknown, max: number): unknown[] | null {
   try {
     if (!isArray(v)) return null;
     const n = field(v, "length");
-    if (!isCount(n, MAX_ARGS)) return null;
+    if (!isCount(n, max)) return null;
     const out: unknown[] = new Array(n);
     for (let i = 0; i < n; i++) {
       const d = getOwn(v, i);
@@ -154,6 +181,22 @@ function denseArgs(v: unknown): unknown[] | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * The items of a port message (wire.ts "Batches") and the batch's data, or
+ * the reason it is refused. A message that is not a batch is a batch of one.
+ * Never throws.
+ */
+export function readBatch(v: unknown): { ok: true; items: unknown[]; data: ArrayBuffer | null } | { ok: false; reason: string } {
+  if (!isRecord(v) || field(v, "t") !== "batch") return { ok: true, items: [v], data: null };
+  const items = denseArray(field(v, "items"), MAX_BATCH);
+  if (!items) return { ok: false, reason: `batch: items must be a dense array of at most ${MAX_BATCH} messages` };
+  const data = field(v, "data");
+  if (data !== undefined && data !== null && !(data instanceof ArrayBuffer)) {
+    return { ok: false, reason: "batch: data must be an ArrayBuffer or null" };
+  }
+  return { ok: true, items, data: (data as ArrayBuffer | null | undefined) ?? null };
 }
 
 /** The counts { messages, bytes, objects } of a record (a window, a credit), or undefined. */
@@ -185,7 +228,7 @@ export function readClientMessage(v: unknown): Read<ClientMessage> {
       if (typeof op !== "string" || !(CALL_OPS as readonly string[]).includes(op)) {
         return refuse(`call: unknown operation ${typeof op === "string" ? JSON.stringify(op.slice(0, 40)) : typeof op}`, id);
       }
-      const args = denseArgs(field(v, "args"));
+      const args = denseArray(field(v, "args"), MAX_ARGS);
       if (!args) return refuse(`${op}: args must be a dense array of at most ${MAX_ARGS} entries`, id);
       return { ok: true, message: { t, id, op: op as CallOp, args } };
     }
@@ -211,11 +254,12 @@ export function readClientMessage(v: unknown): Read<ClientMessage> {
 }
 
 /**
- * Validates a message of the serving side (client side). The serving side is
- * trusted, but a port may be connected to anything: what is not a message of
- * this protocol is refused, never thrown on.
+ * Validates a message of the serving side (client side), `data` being its
+ * batch's data. The serving side is trusted, but a port may be connected to
+ * anything: what is not a message of this protocol is refused, never thrown
+ * on.
  */
-export function readServerMessage(v: unknown): Read<ServerMessage> {
+export function readServerMessage(v: unknown, data: ArrayBuffer | null = null): Read<ServerMessage> {
   if (!isRecord(v)) return refuse("a port message must be a plain object");
   const t = field(v, "t");
   switch (t) {
@@ -223,7 +267,9 @@ export function readServerMessage(v: unknown): Read<ServerMessage> {
       const version = field(v, "version");
       if (!isCount(version)) return refuse("welcome: version must be a non-negative integer");
       const window = readWindow(field(v, "window"));
-      return { ok: true, message: { t, version, window: window ?? { messages: 0, bytes: 0, objects: 0 } } };
+      const liveness = field(v, "liveness");
+      return { ok: true, message: { t, version, window: window ?? { messages: 0, bytes: 0, objects: 0 },
+        liveness: isCount(liveness) ? liveness : 0 } };
     }
     case "done": case "fail": {
       const id = field(v, "id");
@@ -233,21 +279,7 @@ export function readServerMessage(v: unknown): Read<ServerMessage> {
       if (code === null || message === null) return refuse("fail: code and message must be strings", id);
       return { ok: true, message: { t, id, code, message } };
     }
-    case "push": {
-      const type = field(v, "type"), destination = field(v, "destination"), cont = field(v, "continue");
-      const payload = field(v, "payload"), handles = field(v, "handles"), objects = field(v, "objects");
-      const errors = field(v, "errors");
-      if (type !== "data" && type !== "node-destroy" && type !== "node-release") return refuse("push: bad type");
-      if (typeof destination !== "number" || typeof cont !== "boolean") return refuse("push: bad destination or continue");
-      if (!(payload === null || payload instanceof ArrayBuffer)) return refuse("push: payload must be an ArrayBuffer or null");
-      if (!isArray(handles) || !isArray(objects) || !isArray(errors)) return refuse("push: bad handles, objects or errors");
-      // a server that lies about its lists must not freeze the plugin's thread
-      if (handles.length > CALL_BOUNDS.handles || objects.length > CALL_BOUNDS.objects || errors.length > objects.length) {
-        return refuse("push: more handles, objects or errors than a message can carry");
-      }
-      return { ok: true, message: { t, type, destination, continue: cont, payload, handles, objects,
-        errors: errors as [number, string, string][] } };
-    }
+    case "push": return readPush(v, data);
     case "ended": {
       const code = text(field(v, "code")), message = text(field(v, "message"));
       if (code === null || message === null) return refuse("ended: code and message must be strings");
@@ -260,6 +292,45 @@ export function readServerMessage(v: unknown): Read<ServerMessage> {
     default:
       return unknownType(t);
   }
+}
+
+const NO_LIST: readonly unknown[] = Object.freeze([]);
+
+/** A list of a push: absent is empty. */
+function list(v: object, key: string): unknown[] | null {
+  const l = field(v, key);
+  return l === undefined ? NO_LIST as unknown[] : isArray(l) ? l : null;
+}
+
+/**
+ * A push (or a seed, which carries its own `payload` ArrayBuffer): the
+ * payload is a view of `data` (`at`, `size`), or of its own buffer.
+ */
+function readPush(v: object, data: ArrayBuffer | null): Read<ServerMessage> {
+  const type = field(v, "type"), destination = field(v, "destination"), cont = field(v, "continue");
+  const handles = list(v, "handles"), objects = list(v, "objects"), errors = list(v, "errors");
+  if (type !== "data" && type !== "node-destroy" && type !== "node-release") return refuse("push: bad type");
+  if (typeof destination !== "number" || typeof cont !== "boolean") return refuse("push: bad destination or continue");
+  if (!handles || !objects || !errors) return refuse("push: bad handles, objects or errors");
+  // a server that lies about its lists must not freeze the plugin's thread
+  if (handles.length > CALL_BOUNDS.handles || objects.length > CALL_BOUNDS.objects || errors.length > objects.length) {
+    return refuse("push: more handles, objects or errors than a message can carry");
+  }
+  let payload: Uint8Array | null = null;
+  const own = field(v, "payload");
+  if (own instanceof ArrayBuffer) {
+    payload = new Uint8Array(own);
+  } else if (own !== undefined && own !== null) {
+    return refuse("push: payload must be an ArrayBuffer or null");
+  } else {
+    const at = field(v, "at"), size = field(v, "size");
+    if (at !== undefined && at !== -1) {
+      if (!isCount(at) || !isCount(size) || !data || at + size > data.byteLength) return refuse("push: bad at or size");
+      payload = new Uint8Array(data, at, size);
+    }
+  }
+  return { ok: true, message: { t: "push", type, destination, continue: cont, payload, handles: handles as number[], objects,
+    errors: errors as [number, string, string][] } };
 }
 
 const transferables: Function[] = [];

@@ -8,7 +8,7 @@ import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
 import { Bus, Bus1Error, RemotePeer, type Peer, type Serving } from "bus1-wasm";
 // the serving function itself (bus.serve without the bus), for tests that make many servings
 import { serve } from "../dist/host-common/serve.js";
-import { WIRE_VERSION } from "../dist/host-common/wire.js";
+import { MAX_BATCH, MAX_PENDING_CALLS, WIRE_VERSION } from "../dist/host-common/wire.js";
 import { PEER_METHODS } from "../dist/host-common/api.js";
 import { dec, enc, newBus, newSharedBus } from "./helpers.js";
 
@@ -36,6 +36,19 @@ function served(peer: Peer, options?: Parameters<typeof serve>[2]) {
 }
 
 const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Calls `f` with each item the serving side posts, in order (wire.ts
+ * "Batches"), a push's payload resolved to a view of its batch's data.
+ */
+function onItems(port: MessagePort, f: (item: any) => void) {
+  port.on("message", (m: any) => {
+    for (const item of m?.t === "batch" ? m.items : [m]) {
+      if (item?.t === "push" && !("payload" in item)) item.payload = item.at >= 0 ? new Uint8Array(m.data, item.at, item.size) : null;
+      f(item);
+    }
+  });
+}
 
 /** Resolves when `cond()` holds, polling; fails after `ms`. */
 async function until(cond: () => boolean, ms = 2000, what = "condition") {
@@ -349,7 +362,7 @@ describe("pushed messages", () => {
     const { port } = served(s, { maxMessagesInFlight: 4, maxBytesInFlight: 100 });
     const pushes: any[] = [];
     const welcome: any[] = [];
-    port.on("message", (m: any) => (m.t === "push" ? pushes : welcome).push(m));
+    onItems(port, (m: any) => (m.t === "push" ? pushes : welcome).push(m));
     port.postMessage({ t: "hello", version: WIRE_VERSION, window: { messages: 1000, bytes: 1 << 30, objects: 1000 } });
     await until(() => welcome.length > 0);
     expect(welcome[0].window).toEqual({ messages: 4, bytes: 100, objects: 1000 });
@@ -379,7 +392,10 @@ describe("pushed messages", () => {
     const { port } = served(s);
     const posted: string[] = [];
     const post = port.postMessage.bind(port);
-    (port as any).postMessage = (m: any, t?: any) => { posted.push(m.t === "call" ? m.op : m.t); return post(m, t); };
+    (port as any).postMessage = (m: any, t?: any) => {
+      for (const item of m.t === "batch" ? m.items : [m]) posted.push(item.t === "call" ? item.op : item.t);
+      return post(m, t);
+    };
     const p = await RemotePeer.connect(port as any);
     for (let i = 0; i < 50; i++) app.send(hS, enc(`m${i}`));
     await p.readable();
@@ -399,7 +415,7 @@ describe("pushed messages", () => {
     const hS = s.transfer(0x200, app);
     const { port } = served(s, { maxObjectsInFlight: 3 });
     const pushes: any[] = [];
-    port.on("message", (m: any) => { if (m.t === "push") pushes.push(m); });
+    onItems(port, (m: any) => { if (m.t === "push") pushes.push(m); });
     port.postMessage({ t: "hello", version: WIRE_VERSION, window: null });
     for (let i = 0; i < 5; i++) app.send(hS, undefined, { objects: [i, { i }] });
     await until(() => pushes.length === 2);
@@ -431,6 +447,154 @@ describe("pushed messages", () => {
     const results = await Promise.all(calls);
     expect(results.filter((r) => "code" in r && r.code === "EAGAIN").length).toBe(1);
     expect(results.filter((r) => "ok" in r).length).toBe(1024);
+  });
+});
+
+describe("batches and bounds of the serving side", () => {
+  it("pushes what is ready in one post, its payloads in one transferred buffer", async () => {
+    const bus = await newBus();
+    const app = bus.connect();
+    const s = bus.connect();
+    const hS = s.transfer(0x200, app);
+    const { port } = served(s);
+    const posts: any[] = [];
+    port.on("message", (m: any) => posts.push(m));
+    port.postMessage({ t: "hello", version: WIRE_VERSION, window: null });
+    await until(() => posts.length === 1); // the welcome
+    for (let i = 0; i < 100; i++) app.send(hS, enc(`m${i}`));
+    await until(() => posts.length === 2);
+    await tick(20);
+    expect(posts.length).toBe(2);
+    const b = posts[1];
+    expect(b.t).toBe("batch");
+    expect(b.items.length).toBe(100);
+    expect(b.data).toBeInstanceOf(ArrayBuffer);
+    expect(b.data.byteLength).toBe(100 * 2 + 90);
+    expect(b.items.map((it: any) => dec(new Uint8Array(b.data, it.at, it.size)))).toEqual(
+      Array.from({ length: 100 }, (_v, i) => `m${i}`));
+  });
+
+  it("splits a burst larger than a post into several, in order", async () => {
+    const { app, p, hS, s } = await world("remote");
+    const big = new Uint8Array(200_000);
+    for (let i = 0; i < 12; i++) {
+      big[0] = i;
+      app.send(hS, big);
+    }
+    for (let i = 0; i < 12; i++) {
+      const m = await recvOne(p);
+      expect([m.payload.length, m.payload[0]]).toEqual([200_000, i]);
+    }
+    expect(s.stats()).toMatchObject({ slices: 0, bytes: 0 });
+  });
+
+  it("answers at most MAX_PENDING_CALLS calls between its posts: the rest EAGAIN, a flood ends the serving", async () => {
+    const bus = await newBus();
+    const s = bus.connect();
+    const { serving, port } = served(s, { livenessMs: 0 });
+    const answers: any[] = [];
+    onItems(port, (m: any) => { if (m.t === "done" || m.t === "fail") answers.push(m); });
+    port.postMessage({ t: "hello", version: WIRE_VERSION, window: null });
+    // 1500 calls in one post, as a plugin that does not wait for answers could send them
+    port.postMessage({ t: "batch", items: Array.from({ length: 1500 }, (_v, i) => ({ t: "call", id: i, op: "query", args: [] })) });
+    await until(() => answers.length === 1500);
+    expect(answers.filter((a) => a.t === "done").length).toBe(MAX_PENDING_CALLS);
+    const refused = answers.filter((a) => a.t === "fail");
+    expect(refused.length).toBe(1500 - MAX_PENDING_CALLS);
+    expect(refused[0]).toMatchObject({ code: "EAGAIN" });
+    expect(refused[0].message).toContain(`more than ${MAX_PENDING_CALLS} calls are waiting`);
+    expect(s.closed).toBe(false);
+    // a plugin that goes on regardless is cut off
+    const flood = { t: "batch", items: Array.from({ length: 4096 }, (_v, i) => ({ t: "call", id: i, op: "query", args: [] })) };
+    port.postMessage(flood);
+    port.postMessage(flood);
+    expect(await serving.closed).toContain(`more than ${4 * MAX_PENDING_CALLS} calls`);
+    expect(s.closed).toBe(true);
+  });
+
+  it("refuses a batch that is not one: too long, sparse, or with bad data", async () => {
+    for (const bad of [
+      { t: "batch", items: new Array(MAX_BATCH + 1).fill({ t: "pong" }) },
+      { t: "batch", items: Object.assign([], { length: 3 }) },
+      { t: "batch", items: "no" },
+      { t: "batch", items: [], data: 5 },
+    ]) {
+      const bus = await newBus();
+      const s = bus.connect();
+      const { serving, port } = served(s);
+      port.postMessage({ t: "hello", version: WIRE_VERSION, window: null });
+      port.postMessage(bad);
+      expect(await serving.closed).toContain("protocol error: batch");
+      expect(s.closed).toBe(true);
+    }
+  });
+
+  it("counts seed reads in the window: a plugin that never gives credit gets EAGAIN, not copies", async () => {
+    const bus = await newBus();
+    const s = bus.connect();
+    s.send([], new Uint8Array(1000), { seed: true });
+    const { port } = served(s, { maxMessagesInFlight: 3 });
+    const answers: any[] = [];
+    onItems(port, (m: any) => { if (m.t === "done" || m.t === "fail") answers.push(m); });
+    port.postMessage({ t: "hello", version: WIRE_VERSION, window: null });
+    for (let i = 0; i < 5; i++) port.postMessage({ t: "call", id: i, op: "recv", args: [{ seed: true }] });
+    await until(() => answers.length === 5);
+    expect(answers.map((a) => a.t)).toEqual(["done", "done", "done", "fail", "fail"]);
+    expect(answers[0].value.payload.byteLength).toBe(1000);
+    expect(answers[3]).toMatchObject({ code: "EAGAIN" });
+    // credit given back: the seed is read again
+    port.postMessage({ t: "credit", messages: 3, bytes: 3000, objects: 0 });
+    port.postMessage({ t: "call", id: 9, op: "recv", args: [{ seed: true }] });
+    await until(() => answers.length === 6);
+    expect(answers[5]).toMatchObject({ t: "done", id: 9 });
+  });
+
+  it("a RemotePeer reads its seed again and again: the copies are credited as they are taken", async () => {
+    const { p, s } = await world("remote");
+    s.send([], enc("seed"), { seed: true });
+    for (let i = 0; i < 600; i++) expect(dec((await p.recv({ seed: true }))!.payload)).toBe("seed");
+  });
+
+  it("the plugin finds a serving side that answers nothing gone, within three liveness periods", async () => {
+    const { port1, port2 } = channel();
+    port1.on("message", (m: any) => {
+      if (m?.t === "hello") port1.postMessage({ t: "welcome", version: WIRE_VERSION, window: m.window, liveness: 30 });
+      // and then never a word: no pings, no answers
+    });
+    const remote = await RemotePeer.connect(port2 as any);
+    const t0 = Date.now();
+    const call = outcome(() => remote.query());
+    const readable = outcome(() => remote.readable());
+    expect(await call).toMatchObject({ code: "ESHUTDOWN" });
+    expect((await call as any).message).toContain("answered nothing");
+    expect(await readable).toMatchObject({ code: "ESHUTDOWN" });
+    expect(Date.now() - t0).toBeLessThan(500);
+  });
+
+  it("a serving side that pings keeps an idle plugin connected", async () => {
+    const bus = await newBus();
+    const s = bus.connect();
+    const { port } = served(s, { livenessMs: 20 });
+    const remote = await RemotePeer.connect(port as any);
+    await tick(200);
+    expect(await remote.query()).toMatchObject({ maxSlices: expect.any(Number) });
+  });
+
+  it("a message whose port cannot be posted arrives with EOPNOTSUPP in its place, the others as they were", async () => {
+    const { app, p, hS } = await world("remote");
+    const ch = channel();
+    app.send(hS, enc("before"));
+    app.send(hS, enc("with a port"), { objects: [ch.port1, { kept: true }] });
+    app.send(hS, enc("after"));
+    // the port leaves this thread before the serving side pushes the message: it cannot be transferred
+    const elsewhere = channel();
+    elsewhere.port1.postMessage(null, [ch.port1]);
+    const got = [];
+    for (let i = 0; i < 3; i++) got.push(await recvOne(p));
+    expect(got.map((m) => dec(m.payload))).toEqual(["before", "with a port", "after"]);
+    expect(got[1].objects[0]).toBeInstanceOf(Bus1Error);
+    expect(got[1].objects[0].code).toBe("EOPNOTSUPP");
+    expect(got[1].objects[1]).toEqual({ kept: true });
   });
 });
 
@@ -535,7 +699,7 @@ describe("confinement", () => {
     // a hand-made call with a `to` on the wire
     const { port } = served(bus.connect());
     const replies: any[] = [];
-    port.on("message", (m: any) => replies.push(m));
+    onItems(port, (m: any) => replies.push(m));
     port.postMessage({ t: "hello", version: WIRE_VERSION, window: null });
     port.postMessage({ t: "call", id: 7, op: "transfer", args: [0x100, { slot: 0, gen: 0 }] });
     await until(() => replies.some((r) => r.id === 7));
@@ -613,6 +777,8 @@ function junkMessage(r: () => number, id: number, callsOnly: boolean): unknown {
     case 1: return { t: ["hello", "credit", "pong", "nope", 5][Math.floor(r() * 5)], version: junkValue(r), messages: junkValue(r), bytes: junkValue(r), objects: junkValue(r), window: junkValue(r) };
     case 2: return { t: "call", id: junkValue(r), op: ops[Math.floor(r() * ops.length)], args: [] };
     case 3: return { t: "call", id, op: ops[Math.floor(r() * ops.length)], args: junkValue(r) };
+    case 9: return r() < 0.3 ? { t: "batch", items: junkValue(r), data: junkValue(r) }
+      : { t: "batch", items: Array.from({ length: Math.floor(r() * 5) }, () => junkMessage(r, id, r() < 0.5)), data: null };
     default: {
       const n = Math.floor(r() * 4);
       return { t: "call", id, op: ops[Math.floor(r() * (callsOnly ? 15 : 10))], args: Array.from({ length: n }, () => junkValue(r)) };
@@ -642,7 +808,7 @@ describe("a fuzzer of raw port messages", () => {
       const ids = new Set<number>();
       const replies = new Set<number>();
       let ended = false;
-      port.on("message", (m: any) => { if (m?.t === "done" || m?.t === "fail") replies.add(m.id); if (m?.t === "close") ended = true; });
+      onItems(port, (m: any) => { if (m?.t === "done" || m?.t === "fail") replies.add(m.id); if (m?.t === "close") ended = true; });
       port.on("close", () => { ended = true; });
       // odd rounds send anything (the first malformed message ends them); even rounds only calls
       const callsOnly = round++ % 2 === 0;
