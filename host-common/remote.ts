@@ -18,6 +18,13 @@
  * code and index of the error are the local one's, the value it describes
  * may differ.
  *
+ * Posting. Calls, credit and pongs travel in batches (batch.ts): the first
+ * item of a turn is posted at once (a lone call waits for nothing), what
+ * follows it in the same turn goes in one post when the turn's microtasks
+ * are done, so a loop of sends costs one post, not one each. A call that
+ * carries host objects is posted alone, so that an object the port refuses
+ * fails that call only. A send's payload is copied once, at the call.
+ *
  * Receiving. The serving side pushes messages as they become ready, within a
  * window (messages, bytes, objects) this side opens at connect and credits
  * back as recv() consumes: a recv() with pushed messages waiting returns at
@@ -57,9 +64,10 @@ import type { Limits, PeerStats, SendResult } from "./types.js";
 import type { MessageType } from "./message.js";
 import type { MessageLike, RemotePeerApi } from "./api.js";
 import {
-  CALL_BOUNDS, MAX_BATCH, MAX_PENDING_CALLS, OFFSET_ALIAS_BASE, WIRE_VERSION, isTransferable, readBatch, readServerMessage,
+  CALL_BOUNDS, MAX_BATCH, MAX_PENDING_CALLS, OFFSET_ALIAS_BASE, WIRE_VERSION, isTransferable, readServerMessage,
   type CallOp, type PortLike, type ServerMessage, type Window,
 } from "./wire.js";
+import { ClientWriter, isBatch, readServerBatch } from "./batch.js";
 
 export { MAX_PENDING_CALLS };
 /** How long connect waits for the serving side's welcome. */
@@ -141,10 +149,11 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
   readonly #owed: Window = { messages: 0, bytes: 0, objects: 0 };
   #seq = 0;
   #welcome: ((m: Extract<ServerMessage, { t: "welcome" }>) => void) | null = null;
-  /** Items waiting for the next post (calls, credit, pongs), in order, and what they transfer. */
-  #out: object[] = [];
-  #outTransfer: Transferable[] = [];
+  /** Items waiting for the next post (calls, credit, pongs), in order (batch.ts). */
+  readonly #out = new ClientWriter();
   readonly #flushSoon = () => this.#flush();
+  #flushing = false;
+  readonly #endTurn = () => { this.#flushing = false; };
   /** Liveness: whether the serving side was heard since the last check, and checks missed in a row. */
   #heard = true;
   #missed = 0;
@@ -218,22 +227,24 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
 
   // ---- the port ---------------------------------------------------------------------
 
-  /** A port message: a batch of items, or one item. */
+  /** A port message: a batch of items (batch.ts), or one message (wire.ts). */
   #receivePost(data: unknown): void {
     if (this.#gone !== null) return;
     this.#heard = true;
-    const b = readBatch(data);
+    if (!isBatch(data)) {
+      const r = readServerMessage(data);
+      if (!r.ok) return this.#lost(`the serving side sent a malformed message (${r.reason})`);
+      return this.#receive(r.message);
+    }
+    const b = readServerBatch(data);
     if (!b.ok) return this.#lost(`the serving side sent a malformed message (${b.reason})`);
-    for (const item of b.items) {
+    for (const m of b.messages) {
       if (this.#gone !== null) return;
-      this.#receive(item, b.data);
+      this.#receive(m);
     }
   }
 
-  #receive(data: unknown, batchData: ArrayBuffer | null): void {
-    const r = readServerMessage(data, batchData);
-    if (!r.ok) return this.#lost(`the serving side sent a malformed message (${r.reason})`);
-    const m = r.message;
+  #receive(m: ServerMessage): void {
     switch (m.t) {
       case "welcome": {
         const w = this.#welcome;
@@ -254,7 +265,8 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
         this.#ended = new Bus1Error(isCode(m.code) ? m.code : "ESHUTDOWN", m.message);
         return this.#wake(this.#ended);
       case "ping":
-        return this.#enqueue({ t: "pong" });
+        this.#out.pong();
+        return this.#soon();
       case "close":
         return this.#lost(`the serving side closed (${m.reason})`);
     }
@@ -275,25 +287,26 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
       offset: data ? offset : -1, payload, handles: m.handles.slice() as number[], objects });
   }
 
-  /** Queues an item for the next post: at the end of this microtask checkpoint, with what else is queued. */
-  #enqueue(item: object, transfer?: Transferable[]): void {
-    if (this.#out.length === 0) queueMicrotask(this.#flushSoon);
-    this.#out.push(item);
-    if (transfer) for (const t of transfer) this.#outTransfer.push(t);
-    if (this.#out.length >= MAX_BATCH) this.#flush();
+  /** The items just written go out at the end of this microtask checkpoint, with what else is queued. */
+  #soon(): void {
+    const n = this.#out.items;
+    if (n === 1 && !this.#flushing) {
+      // the first item of a turn goes at once; what follows in the same turn is batched
+      this.#flushing = true;
+      queueMicrotask(this.#endTurn);
+      this.#flush();
+    } else if (n === 1) queueMicrotask(this.#flushSoon);
+    else if (n >= MAX_BATCH) this.#flush();
   }
 
   /** Posts what is queued, in one batch. */
   #flush(): void {
-    const items = this.#out, transfer = this.#outTransfer;
-    if (items.length === 0 || this.#gone !== null) return;
-    this.#out = [];
-    this.#outTransfer = [];
+    if (this.#out.items === 0 || this.#gone !== null) return;
+    const { batch, transfer } = this.#out.takeAll();
     try {
-      this.#port.postMessage({ t: "batch", items }, transfer);
+      this.#port.postMessage(batch, transfer);
     } catch (e) {
-      // a call's arguments were checked and are plain data, its objects checked for what cannot be
-      // posted: a refusal means the port is gone
+      // numbers, checked arguments that are plain data, and one fresh buffer: a refusal means the port is gone
       this.#lost(`the port refused a message (${e instanceof Error ? e.message : describe(e)})`);
     }
   }
@@ -362,19 +375,22 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
       return Promise.reject(e);
     }
     const id = p.#nextId++;
-    const item = { t: "call", id, op, args: call.args };
     return new Promise<unknown>((resolve, reject) => {
       p.#calls.set(id, { op, resolve, reject });
       if (!call.objects) {
-        // plain data and a fresh payload buffer: nothing the port can refuse
-        p.#enqueue(item, call.transfer);
+        // numbers, plain data and the payload's bytes: nothing the port can refuse
+        writeCall(p.#out, id, op, call);
+        p.#soon();
         return;
       }
       // objects may be refused by the port (a clone that fails deep inside, a port already moved):
       // this call goes alone, after what is queued, so that a refusal is this call's error only
       p.#flush();
+      const w = new ClientWriter();
+      writeCall(w, id, op, call);
+      const { batch, transfer } = w.takeAll();
       try {
-        p.#port.postMessage({ t: "batch", items: [item] }, call.transfer ?? []);
+        p.#port.postMessage(batch, [...transfer, ...(call.transfer ?? [])]);
       } catch (e) {
         p.#calls.delete(id);
         reject(p.#gone !== null ? new Bus1Error("ESHUTDOWN", `${op}: the served peer is gone: ${p.#gone} (ESHUTDOWN)`)
@@ -433,7 +449,8 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
     // half a window is enough: the serving side stops only when a whole window is owed in some count,
     // and then the take that crossed the half has already given it back
     if (o.messages * 2 >= w.messages || o.bytes * 2 >= w.bytes || o.objects * 2 >= w.objects) {
-      this.#enqueue({ t: "credit", messages: o.messages, bytes: o.bytes, objects: o.objects });
+      this.#out.credit(o.messages, o.bytes, o.objects);
+      this.#soon();
       o.messages = o.bytes = o.objects = 0;
     }
     return m;
@@ -571,11 +588,29 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
   }
 }
 
-/** A call's arguments as posted; `objects`: it carries host objects (posted alone). */
+/**
+ * A call's arguments as posted: `payload`, a send's bytes (copied into the
+ * batch's data when the call is written); `objects`: it carries host
+ * objects (posted alone), `transfer` the ports and streams among them.
+ */
 interface Postable {
   args: unknown[];
+  payload?: { vecs: readonly Uint8Array[]; lengths: readonly number[]; size: number };
   transfer?: Transferable[];
   objects?: boolean;
+}
+
+/** Writes a call, its payload copied once into the batch's data. */
+function writeCall(w: ClientWriter, id: number, op: CallOp, call: Postable): void {
+  const body = call.payload;
+  if (!body) return w.call(id, op, call.args);
+  if (body.size === 0) return w.call(id, op, call.args, 0, 0);
+  const { into, at } = w.reserve(body.size);
+  for (let v = 0, to = at; v < body.vecs.length; v++) {
+    typedArraySet(into, body.vecs[v], to);
+    to += body.lengths[v];
+  }
+  w.call(id, op, call.args, at, body.size);
 }
 
 /** send's arguments read once (check.ts, as a local Peer reads them) and made postable. */
@@ -585,8 +620,6 @@ function postableSend(destinations: unknown, payload: unknown, options: unknown)
   const opts: Record<string, unknown> = {};
   if (a.continue) opts.continue = true;
   if (a.seed) opts.seed = true;
-  const dsts = a.destinations;
-  const body = a.payload;
   if (a.handles) opts.handles = wireIds(a.handles);
   const transfer: Transferable[] = [];
   if (a.objects) {
@@ -601,17 +634,8 @@ function postableSend(destinations: unknown, payload: unknown, options: unknown)
     }
     opts.objects = values;
   }
-  // one copy of the caller's bytes, into a buffer that is transferred (not cloned again)
-  let bytes: ArrayBuffer | undefined;
-  if (payload !== undefined) {
-    bytes = new ArrayBuffer(body.size);
-    const all = new Uint8Array(bytes);
-    for (let v = 0, at = 0; v < body.vecs.length; v++) {
-      typedArraySet(all, body.vecs[v], at);
-      at += body.lengths[v];
-    }
-    transfer.push(bytes);
-  }
-  const dst = typeof destinations === "number" ? destinations : wireIds(dsts);
-  return { args: [dst, bytes, Object.keys(opts).length ? opts : undefined], transfer, objects: a.objects !== undefined };
+  const dst = typeof destinations === "number" ? destinations : wireIds(a.destinations);
+  // the payload (args[1]) travels in the batch's data
+  const args = Object.keys(opts).length ? [dst, undefined, opts] : [dst];
+  return { args, payload: payload === undefined ? undefined : a.payload, transfer, objects: a.objects !== undefined };
 }

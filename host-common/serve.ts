@@ -75,11 +75,12 @@
 import { Bus1Error, type ErrorCode } from "./errors.js";
 import { fail, readBoolean, readInteger, readOptions, describe } from "./check.js";
 import { Peer, TAKE_OVER } from "./peer.js";
-import type { Message } from "./message.js";
+import type { Message, MessageType } from "./message.js";
 import {
-  readBatch, readClientMessage, WIRE_VERSION, MAX_TEXT, MAX_PENDING_CALLS, OFFSET_ALIAS_BASE, isTransferable,
-  type ClientMessage, type PortLike, type Window,
+  readClientMessage, WIRE_VERSION, MAX_TEXT, MAX_PENDING_CALLS, OFFSET_ALIAS_BASE, isTransferable,
+  type ClientMessage, type PortLike, type Read, type Window,
 } from "./wire.js";
+import { isBatch, readClientBatch, ServerWriter, TRANSFER_MIN } from "./batch.js";
 
 export interface ServeOptions {
   /** Most messages pushed and not yet credited back (default 256). */
@@ -143,14 +144,14 @@ class Server {
   #window: Window = { messages: 0, bytes: 0, objects: 0 };
   #inflight: Window = { messages: 0, bytes: 0, objects: 0 };
   #waiting = false;
-  readonly #abort = new AbortController();
   #alive = true;
   #timer: ReturnType<typeof setInterval> | null = null;
   readonly #liveness: number;
   /** Items waiting for the next post (answers, `ended`), in order, and what they transfer. */
-  #out: object[] = [];
+  #out: Item[] = [];
   #outTransfer: Transferable[] = [];
   #flushScheduled = false;
+  readonly #writer = new ServerWriter();
   readonly #flushLater = () => { this.#flushScheduled = false; this.#guard(() => this.#flush(null)); };
   /** Calls performed, and refused, since the answers were last posted (the call bound, see the DOC block). */
   #calls = 0;
@@ -196,7 +197,7 @@ class Server {
   }
 
   /** Queues an item for the next post (at the end of this task, or with the next pushes). */
-  #queue(item: object): void {
+  #queue(item: Item): void {
     this.#out.push(item);
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
@@ -206,9 +207,9 @@ class Server {
 
   /**
    * Posts the queued items, then `pushes` (items whose payloads are in
-   * `data`), in one batch. A batch the port refuses (an object it cannot
-   * take) is posted again item by item, each object it refuses arriving as
-   * EOPNOTSUPP in its place: nothing is lost and the order holds.
+   * `data`), in one batch (batch.ts). A batch the port refuses (an object
+   * it cannot take) is posted again item by item, each object it refuses
+   * arriving as EOPNOTSUPP in its place: nothing is lost and the order holds.
    */
   #flush(pushes: { items: PushItem[]; data: ArrayBuffer | null; transfer: Transferable[] } | null): void {
     this.#calls = this.#refused = 0;
@@ -222,30 +223,34 @@ class Server {
       for (const p of pushes.items) items.push(p);
       for (const t of pushes.transfer) transfer.push(t);
       data = pushes.data;
-      if (data) transfer.push(data);
+      if (data && data.byteLength >= TRANSFER_MIN) transfer.push(data);
     }
+    const w = this.#writer;
+    for (const item of items) write(w, item);
     try {
-      this.#post({ t: "batch", items, data }, transfer);
+      this.#post(w.take(data), transfer);
     } catch {
       for (const item of items) this.#postAlone(item, data);
     }
   }
 
   /** One item in a batch of its own (the way back when a batch was refused). */
-  #postAlone(item: object, data: ArrayBuffer | null): void {
-    const p = item as PushItem;
-    if (p.t !== "push") {
-      this.#post({ t: "batch", items: [item], data: null });
+  #postAlone(item: Item, data: ArrayBuffer | null): void {
+    const w = this.#writer;
+    if (item.t !== "push") {
+      write(w, item);
+      this.#post(w.take(null));
       return;
     }
-    const own = p.at >= 0 && data ? data.slice(p.at, p.at + p.size) : null;
-    const one: PushItem = { ...p, at: own ? 0 : -1 };
-    const transfer = (p.objects ?? []).filter((v): v is Transferable => v !== null && isTransferable(v));
+    const own = item.at >= 0 && data ? data.slice(item.at, item.at + item.size) : null;
+    const one: PushItem = { ...item, at: own ? 0 : -1 };
+    const transfer = (item.objects ?? []).filter((v): v is Transferable => v !== null && isTransferable(v));
     try {
-      this.#post({ t: "batch", items: [one], data: own }, own ? [own, ...transfer] : transfer);
+      write(w, one);
+      this.#post(w.take(own), own ? [own, ...transfer] : transfer);
       return;
     } catch {
-      // an object the port cannot take: it arrives as EOPNOTSUPP in its place, the message all the same
+      w.take(null);
     }
     // the port refused one of its objects: the transferables (a port already moved, a locked stream)
     // arrive as EOPNOTSUPP in their place, and if that is not enough, every object does
@@ -256,28 +261,31 @@ class Server {
       errors.push([i, "EOPNOTSUPP", `recv: objects[${i}]: cannot be transferred to a served peer (EOPNOTSUPP)`]);
     }
     try {
-      this.#post({ t: "batch", items: [{ ...one, objects, errors }], data: own }, own ? [own] : []);
+      write(w, { ...one, objects, errors });
+      this.#post(w.take(own), own ? [own] : []);
     } catch {
+      w.take(null);
       const none = objects.map(() => null);
-      const all = objects.map((_v, i) => [i, "EOPNOTSUPP", `recv: objects[${i}]: cannot be posted to a served peer (EOPNOTSUPP)`]);
-      this.#post({ t: "batch", items: [{ ...one, objects: none, errors: all }], data: own }, own ? [own] : []);
+      const all = objects.map((_v, i): [number, string, string] =>
+        [i, "EOPNOTSUPP", `recv: objects[${i}]: cannot be posted to a served peer (EOPNOTSUPP)`]);
+      write(w, { ...one, objects: none, errors: all });
+      this.#post(w.take(own), own ? [own] : []);
     }
   }
 
-  /** A port message: a batch of items, or one item. */
+  /** A port message: a batch of items (batch.ts), or one message (wire.ts). */
   #receivePost(data: unknown): void {
     if (this.#done) return;
     this.#alive = true;
-    const b = readBatch(data);
-    if (!b.ok) return this.close(`protocol error: ${b.reason}`);
-    for (const item of b.items) {
+    if (!isBatch(data)) return this.#handle(readClientMessage(data));
+    if (!this.#welcomed) return this.close("protocol error: a batch before hello");
+    for (const r of readClientBatch(data)) {
       if (this.#done) return;
-      this.#receive(item);
+      this.#handle(r);
     }
   }
 
-  #receive(data: unknown): void {
-    const r = readClientMessage(data);
+  #handle(r: Read<ClientMessage>): void {
     if (!r.ok) {
       if (r.id !== null && this.#welcomed) this.#reply(r.id, Bus1Error.of("EINVAL", "serve", r.reason));
       else this.close(`protocol error: ${r.reason}`);
@@ -394,8 +402,10 @@ class Server {
     const payload = new ArrayBuffer(msg.payload.byteLength);
     new Uint8Array(payload).set(msg.payload);
     this.#outTransfer.push(payload, ...transfer);
-    const { at: _at, size: _size, ...fields } = item;
-    return { ...fields, payload };
+    return {
+      type: item.type, destination: item.destination, continue: item.continue, payload, handles: Array.from(item.handles),
+      objects: item.objects ?? [], errors: item.errors ?? [],
+    };
   }
 
   /** releaseSlice of the seed's alias: what a local peer says for its seed's offset (EPERM), or ENXIO without a seed. */
@@ -492,7 +502,8 @@ class Server {
   #watch(): void {
     if (this.#waiting || this.#done || this.#ended) return;
     this.#waiting = true;
-    this.peer.readable(this.#abort.signal).then(
+    // no AbortSignal: closing the serving closes the reference, which settles this with EBADF
+    this.peer.readable().then(
       () => { this.#waiting = false; this.#guard(() => this.#pump()); },
       (e) => {
         this.#waiting = false;
@@ -520,13 +531,13 @@ class Server {
   #encode(msg: Message, at: number, seed: boolean): { item: PushItem; transfer: Transferable[] } {
     const item: PushItem = {
       t: "push", type: msg.type, destination: msg.destination, continue: msg.continue, at, size: msg.payload.byteLength,
+      handles: msg.handles, objects: null, errors: null,
     };
     const transfer: Transferable[] = [];
-    if (msg.handles.length) item.handles = Array.from(msg.handles);
     const n = msg.objects.length;
     if (n === 0) return { item, transfer };
     const objects: unknown[] = new Array(n);
-    const errors: [number, ErrorCode, string][] = [];
+    const errors: [number, string, string][] = [];
     for (let i = 0; i < n; i++) {
       const v = msg.objects[i];
       objects[i] = null;
@@ -561,12 +572,13 @@ class Server {
   close(reason = "the serving was closed"): void {
     if (this.#done) return;
     this.#done = true;
-    this.#abort.abort();
     if (this.#timer !== null) clearInterval(this.#timer);
     const port = this.port;
     // what was answered goes out before the close
     if (this.#out.length) {
-      try { port.postMessage({ t: "batch", items: this.#out, data: null }, this.#outTransfer); } catch { /* gone */ }
+      const w = this.#writer;
+      for (const item of this.#out) write(w, item);
+      try { port.postMessage(w.take(null), this.#outTransfer); } catch { /* gone */ }
       this.#out = [];
       this.#outTransfer = [];
     }
@@ -589,17 +601,33 @@ function readData(e: { data: unknown }): unknown {
   }
 }
 
-/** A push as posted (wire.ts): its payload is `size` bytes of the batch's data from `at` (-1: none). */
+/** A push waiting for its post: its payload is `size` bytes of the batch's data from `at` (-1: none). */
 interface PushItem {
   t: "push";
-  type: string;
+  type: MessageType;
   destination: number;
   continue: boolean;
   at: number;
   size: number;
-  handles?: number[];
-  objects?: unknown[];
-  errors?: [number, ErrorCode | string, string][];
+  handles: ArrayLike<number>;
+  objects: unknown[] | null;
+  errors: [number, string, string][] | null;
+}
+
+/** What waits for the next post. */
+type Item =
+  | { t: "done"; id: number; value: unknown }
+  | { t: "fail"; id: number; code: string; message: string }
+  | { t: "ended"; code: string; message: string }
+  | PushItem;
+
+function write(w: ServerWriter, item: Item): void {
+  switch (item.t) {
+    case "done": return w.done(item.id, item.value);
+    case "fail": return w.fail(item.id, item.code, item.message);
+    case "ended": return w.ended(item.code, item.message);
+    case "push": return w.push(item.type, item.destination, item.continue, item.at, item.size, item.handles, item.objects, item.errors);
+  }
 }
 
 /** Most payload bytes in one post (more go in the next task's), and most pushes. */

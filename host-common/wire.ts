@@ -7,15 +7,13 @@
  * arrays, plain objects, ArrayBuffers, and a message's host objects: ports
  * and streams in the transfer list, see `isTransferable`).
  *
- * Batches. A port message costs far more than the bytes it carries (the
- * post, the other thread's wake-up, its event), so both sides send what
- * they have in one post: `{ t: "batch", items: [ … ], data }`, where each
- * item is one of the messages below, handled in order. The serving side
- * puts the payloads of the messages it pushes in one post into one
- * ArrayBuffer, `data`, transferred (a push names its bytes by `at` and
- * `size`); the plugin's payloads are views of it, its own memory. A lone
- * message may also be posted as it is (tests and tools do), and counts as
- * a batch of one. A batch holds at most MAX_BATCH items.
+ * Batches. The messages of the hot path (calls, credit, pongs; answers,
+ * pushes, `ended`, pings) travel in batches, port messages that are arrays
+ * of numbers with the payloads in one ArrayBuffer (batch.ts has the form
+ * and why). Below, each is shown as the object it is read into. The other
+ * messages (hello, welcome, close, ping) are posted alone, as objects; a
+ * call, credit, pong or push may also be posted alone as an object (tests
+ * and tools do).
  *
  *   plugin → serving side
  *     { t: "hello", version, window: { messages, bytes, objects } }   first, once
@@ -32,11 +30,11 @@
  *                                       with its own `payload` ArrayBuffer, or null; a non-seed recv:
  *                                       null, after pushing what is ready)
  *     { t: "fail", id, code, message }  a call's Bus1Error
- *     { t: "push", type, destination, continue, at, size, handles?, objects?, errors? }
- *                                       a received message; its payload is `size` bytes of the
- *                                       batch's `data` from `at` (at = -1: a notification, no
- *                                       payload); errors: [index, code, message] for objects that
- *                                       arrive as Bus1Error; absent lists are empty
+ *     { t: "push", type, destination, continue, payload, handles, objects, errors }
+ *                                       a received message; in a batch its payload is in the
+ *                                       batch's data (posted alone: `payload`, an ArrayBuffer, or
+ *                                       null for a notification); errors: [index, code, message]
+ *                                       for objects that arrive as Bus1Error; absent lists are empty
  *     { t: "ended", code, message }     the peer can receive no more (ESHUTDOWN, EBADF)
  *     { t: "ping" }                     liveness check
  *     { t: "close", reason }            the serving side ends (the port is closed after it)
@@ -52,8 +50,6 @@
  * the operation name, that `args` is a short dense array and that numbers are
  * in range; the arguments themselves are checked by the local Peer's own
  * methods (check.ts), so a served peer and a local one give the same errors.
- * `readBatch` does the same for the envelope: `items` must be a dense array
- * of at most MAX_BATCH entries.
  */
 
 import { PEER_METHODS, type PeerMethod } from "./api.js";
@@ -183,22 +179,6 @@ function denseArray(v: unknown, max: number): unknown[] | null {
   }
 }
 
-/**
- * The items of a port message (wire.ts "Batches") and the batch's data, or
- * the reason it is refused. A message that is not a batch is a batch of one.
- * Never throws.
- */
-export function readBatch(v: unknown): { ok: true; items: unknown[]; data: ArrayBuffer | null } | { ok: false; reason: string } {
-  if (!isRecord(v) || field(v, "t") !== "batch") return { ok: true, items: [v], data: null };
-  const items = denseArray(field(v, "items"), MAX_BATCH);
-  if (!items) return { ok: false, reason: `batch: items must be a dense array of at most ${MAX_BATCH} messages` };
-  const data = field(v, "data");
-  if (data !== undefined && data !== null && !(data instanceof ArrayBuffer)) {
-    return { ok: false, reason: "batch: data must be an ArrayBuffer or null" };
-  }
-  return { ok: true, items, data: (data as ArrayBuffer | null | undefined) ?? null };
-}
-
 /** The counts { messages, bytes, objects } of a record (a window, a credit), or undefined. */
 function readCounts(v: object): Window | undefined {
   const messages = field(v, "messages"), bytes = field(v, "bytes"), objects = field(v, "objects");
@@ -254,12 +234,11 @@ export function readClientMessage(v: unknown): Read<ClientMessage> {
 }
 
 /**
- * Validates a message of the serving side (client side), `data` being its
- * batch's data. The serving side is trusted, but a port may be connected to
- * anything: what is not a message of this protocol is refused, never thrown
- * on.
+ * Validates a message of the serving side (client side). The serving side
+ * is trusted, but a port may be connected to anything: what is not a
+ * message of this protocol is refused, never thrown on.
  */
-export function readServerMessage(v: unknown, data: ArrayBuffer | null = null): Read<ServerMessage> {
+export function readServerMessage(v: unknown): Read<ServerMessage> {
   if (!isRecord(v)) return refuse("a port message must be a plain object");
   const t = field(v, "t");
   switch (t) {
@@ -279,7 +258,7 @@ export function readServerMessage(v: unknown, data: ArrayBuffer | null = null): 
       if (code === null || message === null) return refuse("fail: code and message must be strings", id);
       return { ok: true, message: { t, id, code, message } };
     }
-    case "push": return readPush(v, data);
+    case "push": return readPush(v);
     case "ended": {
       const code = text(field(v, "code")), message = text(field(v, "message"));
       if (code === null || message === null) return refuse("ended: code and message must be strings");
@@ -302,11 +281,8 @@ function list(v: object, key: string): unknown[] | null {
   return l === undefined ? NO_LIST as unknown[] : isArray(l) ? l : null;
 }
 
-/**
- * A push (or a seed, which carries its own `payload` ArrayBuffer): the
- * payload is a view of `data` (`at`, `size`), or of its own buffer.
- */
-function readPush(v: object, data: ArrayBuffer | null): Read<ServerMessage> {
+/** A push posted alone, or a seed: the payload is an ArrayBuffer of its own, or null. */
+function readPush(v: object): Read<ServerMessage> {
   const type = field(v, "type"), destination = field(v, "destination"), cont = field(v, "continue");
   const handles = list(v, "handles"), objects = list(v, "objects"), errors = list(v, "errors");
   if (type !== "data" && type !== "node-destroy" && type !== "node-release") return refuse("push: bad type");
@@ -316,19 +292,9 @@ function readPush(v: object, data: ArrayBuffer | null): Read<ServerMessage> {
   if (handles.length > CALL_BOUNDS.handles || objects.length > CALL_BOUNDS.objects || errors.length > objects.length) {
     return refuse("push: more handles, objects or errors than a message can carry");
   }
-  let payload: Uint8Array | null = null;
   const own = field(v, "payload");
-  if (own instanceof ArrayBuffer) {
-    payload = new Uint8Array(own);
-  } else if (own !== undefined && own !== null) {
-    return refuse("push: payload must be an ArrayBuffer or null");
-  } else {
-    const at = field(v, "at"), size = field(v, "size");
-    if (at !== undefined && at !== -1) {
-      if (!isCount(at) || !isCount(size) || !data || at + size > data.byteLength) return refuse("push: bad at or size");
-      payload = new Uint8Array(data, at, size);
-    }
-  }
+  if (own !== null && !(own instanceof ArrayBuffer)) return refuse("push: payload must be an ArrayBuffer or null");
+  const payload = own ? new Uint8Array(own) : null;
   return { ok: true, message: { t: "push", type, destination, continue: cont, payload, handles: handles as number[], objects,
     errors: errors as [number, string, string][] } };
 }

@@ -9,6 +9,8 @@ import { Bus, Bus1Error, RemotePeer, type Peer, type Serving } from "bus1-wasm";
 // the serving function itself (bus.serve without the bus), for tests that make many servings
 import { serve } from "../dist/host-common/serve.js";
 import { MAX_BATCH, MAX_PENDING_CALLS, WIRE_VERSION } from "../dist/host-common/wire.js";
+import { ClientWriter, readServerBatch } from "../dist/host-common/batch.js";
+import { CALL_OPS } from "../dist/host-common/wire.js";
 import { PEER_METHODS } from "../dist/host-common/api.js";
 import { dec, enc, newBus, newSharedBus } from "./helpers.js";
 
@@ -43,11 +45,18 @@ const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
  */
 function onItems(port: MessagePort, f: (item: any) => void) {
   port.on("message", (m: any) => {
-    for (const item of m?.t === "batch" ? m.items : [m]) {
-      if (item?.t === "push" && !("payload" in item)) item.payload = item.at >= 0 ? new Uint8Array(m.data, item.at, item.size) : null;
-      f(item);
-    }
+    if (!Array.isArray(m)) return f(m);
+    const b = readServerBatch(m);
+    if (!b.ok) throw new Error(`a malformed batch from the serving side: ${b.reason}`);
+    for (const item of b.messages) f(item);
   });
+}
+
+/** Calls as a plugin's batch (batch.ts), all in one port message. */
+function callBatch(calls: { id: number; op: string; args: unknown[] }[]) {
+  const w = new ClientWriter();
+  for (const c of calls) w.call(c.id, c.op as any, c.args);
+  return w.takeAll().batch;
 }
 
 /** Resolves when `cond()` holds, polling; fails after `ms`. */
@@ -393,7 +402,11 @@ describe("pushed messages", () => {
     const posted: string[] = [];
     const post = port.postMessage.bind(port);
     (port as any).postMessage = (m: any, t?: any) => {
-      for (const item of m.t === "batch" ? m.items : [m]) posted.push(item.t === "call" ? item.op : item.t);
+      // a batch's items are opened by their kinds (batch.ts): 1 a call (its op the third word), 2 credit, 3 pong
+      if (!Array.isArray(m)) posted.push(m.t);
+      else for (let i = 0, w = m[0]; i < w.length; i += w[i] === 1 ? 6 : w[i] === 2 ? 4 : 1) {
+        posted.push(w[i] === 1 ? CALL_OPS[w[i + 2]] : w[i] === 2 ? "credit" : "pong");
+      }
       return post(m, t);
     };
     const p = await RemotePeer.connect(port as any);
@@ -465,13 +478,13 @@ describe("batches and bounds of the serving side", () => {
     await until(() => posts.length === 2);
     await tick(20);
     expect(posts.length).toBe(2);
-    const b = posts[1];
-    expect(b.t).toBe("batch");
-    expect(b.items.length).toBe(100);
-    expect(b.data).toBeInstanceOf(ArrayBuffer);
-    expect(b.data.byteLength).toBe(100 * 2 + 90);
-    expect(b.items.map((it: any) => dec(new Uint8Array(b.data, it.at, it.size)))).toEqual(
-      Array.from({ length: 100 }, (_v, i) => `m${i}`));
+    const [words, data, extras] = posts[1];
+    expect(Array.isArray(words)).toBe(true);
+    expect(extras).toBeNull();
+    expect(data).toBeInstanceOf(ArrayBuffer);
+    expect(data.byteLength).toBe(100 * 2 + 90);
+    const b = readServerBatch(posts[1]);
+    expect(b.ok && b.messages.map((m: any) => dec(m.payload))).toEqual(Array.from({ length: 100 }, (_v, i) => `m${i}`));
   });
 
   it("splits a burst larger than a post into several, in order", async () => {
@@ -496,7 +509,7 @@ describe("batches and bounds of the serving side", () => {
     onItems(port, (m: any) => { if (m.t === "done" || m.t === "fail") answers.push(m); });
     port.postMessage({ t: "hello", version: WIRE_VERSION, window: null });
     // 1500 calls in one post, as a plugin that does not wait for answers could send them
-    port.postMessage({ t: "batch", items: Array.from({ length: 1500 }, (_v, i) => ({ t: "call", id: i, op: "query", args: [] })) });
+    port.postMessage(callBatch(Array.from({ length: 1500 }, (_v, i) => ({ id: i, op: "query", args: [] }))));
     await until(() => answers.length === 1500);
     expect(answers.filter((a) => a.t === "done").length).toBe(MAX_PENDING_CALLS);
     const refused = answers.filter((a) => a.t === "fail");
@@ -505,28 +518,60 @@ describe("batches and bounds of the serving side", () => {
     expect(refused[0].message).toContain(`more than ${MAX_PENDING_CALLS} calls are waiting`);
     expect(s.closed).toBe(false);
     // a plugin that goes on regardless is cut off
-    const flood = { t: "batch", items: Array.from({ length: 4096 }, (_v, i) => ({ t: "call", id: i, op: "query", args: [] })) };
+    const flood = callBatch(Array.from({ length: 4096 }, (_v, i) => ({ id: i, op: "query", args: [] })));
     port.postMessage(flood);
     port.postMessage(flood);
     expect(await serving.closed).toContain(`more than ${4 * MAX_PENDING_CALLS} calls`);
     expect(s.closed).toBe(true);
   });
 
-  it("refuses a batch that is not one: too long, sparse, or with bad data", async () => {
-    for (const bad of [
-      { t: "batch", items: new Array(MAX_BATCH + 1).fill({ t: "pong" }) },
-      { t: "batch", items: Object.assign([], { length: 3 }) },
-      { t: "batch", items: "no" },
-      { t: "batch", items: [], data: 5 },
-    ]) {
+  it("refuses a batch that is not one: too long, cut short, sparse, or with bad data", async () => {
+    const pongs = (n: number) => [new Array(n).fill(3), null, null];
+    for (const [bad, why] of [
+      [pongs(MAX_BATCH + 1), "more than"],
+      [[[1, 5, 0, -1, 0], null, null], "cut short"],
+      [[Object.assign([], { length: 3 }), null, null], "batch: "],
+      [["no", null, null], "words must be"],
+      [[[], 5, null], "data must be"],
+      [[[], null, {}], "extras must be"],
+      [[[3], null], "must be [words, data, extras]"],
+      [[[99], null, null], "unknown item kind 99"],
+      [[[2, 1, -1, 0], null, null], "credit: "],
+      [[[1, -1, 0, -1, 0, -1], null, null], "id must be"],
+    ] as const) {
       const bus = await newBus();
       const s = bus.connect();
       const { serving, port } = served(s);
       port.postMessage({ t: "hello", version: WIRE_VERSION, window: null });
       port.postMessage(bad);
-      expect(await serving.closed).toContain("protocol error: batch");
+      const reason = await serving.closed;
+      expect(reason).toContain("protocol error: batch");
+      expect(reason).toContain(why);
       expect(s.closed).toBe(true);
     }
+  });
+
+  it("answers a well-formed call with bad insides EINVAL, and goes on with the batch", async () => {
+    const bus = await newBus();
+    const s = bus.connect();
+    const { serving, port } = served(s);
+    const answers: any[] = [];
+    onItems(port, (m: any) => { if (m.t === "done" || m.t === "fail") answers.push(m); });
+    port.postMessage({ t: "hello", version: WIRE_VERSION, window: null });
+    port.postMessage([[
+      1, 1, 999, -1, 0, -1, // no such operation
+      1, 2, 0, 5, 10, -1, // a payload that is not in the data
+      1, 3, 1, 0, 4, -1, // a payload for a recv
+      1, 4, 0, -1, 0, 7, // arguments that are not in the extras
+      1, 5, 0, -1, 0, 0, // arguments that are not an array
+      1, 6, CALL_OPS.indexOf("query"), -1, 0, -1, // and a good call after them
+    ], null, ["not an array"]]);
+    await until(() => answers.length === 6);
+    expect(answers.map((a) => [a.id, a.t, a.code])).toEqual([
+      [1, "fail", "EINVAL"], [2, "fail", "EINVAL"], [3, "fail", "EINVAL"], [4, "fail", "EINVAL"], [5, "fail", "EINVAL"],
+      [6, "done", undefined]]);
+    expect(s.closed).toBe(false);
+    serving.close();
   });
 
   it("counts seed reads in the window: a plugin that never gives credit gets EAGAIN, not copies", async () => {
@@ -777,8 +822,17 @@ function junkMessage(r: () => number, id: number, callsOnly: boolean): unknown {
     case 1: return { t: ["hello", "credit", "pong", "nope", 5][Math.floor(r() * 5)], version: junkValue(r), messages: junkValue(r), bytes: junkValue(r), objects: junkValue(r), window: junkValue(r) };
     case 2: return { t: "call", id: junkValue(r), op: ops[Math.floor(r() * ops.length)], args: [] };
     case 3: return { t: "call", id, op: ops[Math.floor(r() * ops.length)], args: junkValue(r) };
-    case 9: return r() < 0.3 ? { t: "batch", items: junkValue(r), data: junkValue(r) }
-      : { t: "batch", items: Array.from({ length: Math.floor(r() * 5) }, () => junkMessage(r, id, r() < 0.5)), data: null };
+    case 9: {
+      // a batch (batch.ts): junk words, or items of every kind with junk among the numbers
+      if (r() < 0.3) return [junkValue(r), junkValue(r), junkValue(r)];
+      const words: unknown[] = [];
+      for (let k = Math.floor(r() * 6); k > 0; k--) {
+        const kind = [1, 1, 1, 2, 3, 0, 99][Math.floor(r() * 7)];
+        const n = kind === 1 ? 5 : kind === 2 ? 3 : Math.floor(r() * 3);
+        words.push(kind, ...Array.from({ length: n }, () => (r() < 0.8 ? Math.floor(r() * 12) - 1 : junkValue(r))));
+      }
+      return [words, r() < 0.5 ? null : new ArrayBuffer(Math.floor(r() * 16)), r() < 0.5 ? null : [junkValue(r), [junkValue(r)]]];
+    }
     default: {
       const n = Math.floor(r() * 4);
       return { t: "call", id, op: ops[Math.floor(r() * (callsOnly ? 15 : 10))], args: Array.from({ length: n }, () => junkValue(r)) };
