@@ -68,6 +68,7 @@ import {
   type CallOp, type PortLike, type ServerMessage, type Window,
 } from "./wire.js";
 import { ClientWriter, isBatch, readServerBatch } from "./batch.js";
+import { isEndpoint } from "./state.js";
 
 export { MAX_PENDING_CALLS };
 /** How long connect waits for the serving side's welcome. */
@@ -534,10 +535,10 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
       p.#detach();
       p.#gone = "closed";
     }
-    const e = (op: string) => Bus1Error.of("EBADF", op, "this peer reference was closed");
-    for (const c of p.#calls.values()) c.reject(e(c.op));
+    // a call that was waiting "was" closed under it; readable() says what a local peer's says
+    for (const c of p.#calls.values()) c.reject(Bus1Error.of("EBADF", c.op, "this peer reference was closed"));
     p.#calls.clear();
-    p.#wake(e("readable"));
+    p.#wake(Bus1Error.of("EBADF", "readable", "this peer reference is closed"));
     return Promise.resolve();
   }
 
@@ -547,6 +548,8 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
     let p: RemotePeer, sig: AbortSignal | undefined;
     try {
       p = RemotePeer.#of(this, op);
+      // the order of a local peer's checks: the reference, the signal, then the peer
+      if (p.#closed) p.#check(op);
       sig = readSignal(op, signal);
       if (sig?.aborted) return Promise.reject(sig.reason);
       p.#check(op);
@@ -624,15 +627,24 @@ function postableSend(destinations: unknown, payload: unknown, options: unknown)
   const transfer: Transferable[] = [];
   if (a.objects) {
     const values = a.objects;
+    const copies: unknown[] = new Array(values.length);
     for (let i = 0; i < values.length; i++) {
       const v = values[i];
-      if (v instanceof RemotePeer) throw fail("EOPNOTSUPP", op, `objects[${i}] (${describe(v)}) is a bus endpoint`);
-      if (typeof v === "function" || typeof v === "symbol") {
+      if (v instanceof RemotePeer || isEndpoint(v)) throw fail("EOPNOTSUPP", op, `objects[${i}] (${describe(v)}) is a bus endpoint`);
+      if (isTransferable(v)) {
+        if (!transfer.includes(v)) transfer.push(v);
+        copies[i] = v;
+        continue;
+      }
+      // cloned here, once (the value's getters run here and only here); the copy is plain data,
+      // which the port takes as it is
+      try {
+        copies[i] = structuredClone(v);
+      } catch {
         throw fail("EOPNOTSUPP", op, `objects[${i}] (${describe(v)}) cannot be cloned to the serving side`);
       }
-      if (isTransferable(v) && !transfer.includes(v)) transfer.push(v);
     }
-    opts.objects = values;
+    opts.objects = copies;
   }
   const dst = typeof destinations === "number" ? destinations : wireIds(a.destinations);
   // the payload (args[1]) travels in the batch's data
