@@ -17,7 +17,7 @@ import { bus_broken, bus_break, lock_set_can_block, BROKEN_THREAD_DIED, BROKEN_T
 import {
   Peer, peer_new, peer_put, peer_check, flush_need, ARG_BROKEN, ARG_PEER, peer_send_begin, peer_send_commit, peer_send_cancel,
   peer_recv, peer_slice_release, peer_transfer, peer_release, peer_destroy, peer_reset, peer_query,
-  peer_disconnect, peer_stats, peer_ready, wake_flush,
+  peer_disconnect, peer_stats, peer_ready, wake_flush, peer_set_receiver, staged_receiver,
   MAX_DESTINATIONS, MAX_HANDLES, MAX_VECS, MAX_OBJECTS, MAX_DESTROY,
 } from "./peer";
 import { EBADF, EINVAL, ENOMEM, ESHUTDOWN } from "./errno";
@@ -214,6 +214,39 @@ export function object_record(c: Ctx, slot: u32, length: u32): usize {
   return record_new(c, slot, length);
 }
 
+/**
+ * The receiving thread's serial (Peer.receiver) of the staged message whose
+ * payload address send_begin wrote to `out`: valid only between send_begin
+ * and send_commit/send_cancel (the receiver is locked by this call).
+ */
+export function send_receiver(payload: usize): u32 {
+  return staged_receiver(payload);
+}
+
+/**
+ * The other threads attached to the bus, as (serial, host thread id) u32
+ * pairs written to `out` (room for `max` pairs); returns how many there
+ * are, which may be more than `max` (then call again with more room).
+ */
+export function thread_list(c: Ctx, out: usize, max: u32): i32 {
+  c.errArg = 0;
+  if (bus_broken()) return broken(c);
+  if (!misc_lock()) return broken(c);
+  let r = root();
+  let n: u32 = 0;
+  for (let tid: u32 = 0; tid < r.threadsHigh; tid++) {
+    let dp = <usize>load<u32>(r.threads + (tid << 2));
+    if (!dp || dp == changetype<usize>(c)) continue;
+    if (n < max) {
+      store<u32>(out + (<usize>n << 3), changetype<Ctx>(dp).serial);
+      store<u32>(out + (<usize>n << 3), changetype<Ctx>(dp).hostThread, 4);
+    }
+    n++;
+  }
+  misc_unlock();
+  return <i32>n;
+}
+
 /** Frees a record whose freeing the caller claimed (record.ts). */
 export function object_record_free(c: Ctx, rec: usize): void {
   record_free(c, rec);
@@ -309,6 +342,7 @@ export function peer_ref(c: Ctx, slot: u32, gen: u32): i32 {
   if (p < 0) return p;
   if (!refs_add(c, slot, gen)) return end(c, -ENOMEM);
   changetype<Peer>(p).refs++;
+  peer_set_receiver(c, changetype<Peer>(p));
   return end(c, 0);
 }
 
@@ -357,6 +391,7 @@ export function send_cancel(c: Ctx): void {
 export function recv(c: Ctx, slot: u32, gen: u32, flags: u32): i32 {
   let p = begin(c, slot, gen);
   if (p < 0) return p;
+  peer_set_receiver(c, changetype<Peer>(p));
   let rc: i32;
   while ((rc = peer_recv(c, changetype<Peer>(p), flags)) == -ERETRY) {
     rc = again(c, p, slot, gen);
@@ -369,6 +404,7 @@ export function recv(c: Ctx, slot: u32, gen: u32, flags: u32): i32 {
 export function ready(c: Ctx, slot: u32, gen: u32): i32 {
   let p = begin(c, slot, gen);
   if (p < 0) return p;
+  peer_set_receiver(c, changetype<Peer>(p));
   let rc: i32;
   while ((rc = peer_ready(c, changetype<Peer>(p))) == -ERETRY) {
     rc = again(c, p, slot, gen);

@@ -122,6 +122,18 @@ declare function host_objects_drop(slots: usize, count: u32): void;
   poolCache: u32;
   lim0: u32; lim1: u32; lim2: u32; lim3: u32;
   use0: u32; use1: u32; use2: u32; use3: u32;
+  /**
+   * Serial of the thread that last connected, adopted, received from or
+   * waited on this peer (atomic; a hint, read by senders of host objects
+   * that move between threads: record.ts).
+   */
+  receiver: u32;
+}
+
+/** This thread (`c`) receives for `p` from now on: where a sender moves its host objects. */
+// @ts-ignore: decorator
+@inline export function peer_set_receiver(c: Ctx, p: Peer): void {
+  atomic.store<u32>(changetype<usize>(p) + offsetof<Peer>("receiver"), c.serial);
 }
 
 // @ts-ignore: decorator
@@ -220,6 +232,7 @@ export function peer_new(c: Ctx, user: f64): i32 {
   peer.lim1 = uu.lim1;
   peer.lim2 = uu.lim2;
   peer.lim3 = uu.lim3;
+  peer.receiver = c.serial;
   let gen = slot_gen(<u32>slot);
   lock_drop(p);
   let out = ctx_out(c);
@@ -702,6 +715,17 @@ function send_stage(c: Ctx, p: Peer, dh: Handle, size: u32, bytes: u32, charged:
   tx_stage(c, q, m);
   store<u32>(o, <u32>payload, 4);
   return 0;
+}
+
+/**
+ * The receiving thread (Peer.receiver) of the staged message whose payload
+ * is at `payload` (an address send_begin wrote to `out`). Only between
+ * send_begin and send_commit/send_cancel, while the receiver is locked.
+ */
+export function staged_receiver(payload: usize): u32 {
+  let m = message_of_payload(payload);
+  let q = changetype<Peer>(node_of(changetype<Handle>(m.dest)).owner);
+  return atomic.load<u32>(changetype<usize>(q) + offsetof<Peer>("receiver"));
 }
 
 /** Undoes a destination's charge and the receiver handles made for it. */

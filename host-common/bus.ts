@@ -99,6 +99,7 @@ export class Bus {
       limits.maxInflightObjects);
     if (rc < 0) throw fail("ENOMEM", op, `maxMemoryBytes ${maxBytes} is too small`);
     state.core.open(p.canBlock(), p.threadId());
+    await state.core.objects.join(state.id, shared);
     return new Bus(MAKE, state);
   }
 
@@ -120,6 +121,8 @@ export class Bus {
     }
     if (state.core.ex.bus_version() !== ABI_VERSION) throw fail("EINVAL", op, "the memory holds no bus of this version");
     state.core.open(p.canBlock(), p.threadId());
+    // channels to the threads already attached, for objects that move (objects.ts)
+    await state.core.objects.join(state.id, shared);
     return new Bus(MAKE, state);
   }
 

@@ -343,12 +343,14 @@ export interface SendSnapshot {
   handles: IdList | null;
   /** The host objects (not yet checked for what may travel), or null when the option is absent. */
   objects: unknown[] | null;
+  /** Objects to move rather than clone (`transfer`, SPEC §9), or null when the option is absent. */
+  transfer: unknown[] | null;
 }
 
 /** Reads `send`'s arguments (local and served peers alike: one set of checks, one order). */
 export function readSend(op: string, destinations: unknown, payload: unknown, options: unknown,
                          bounds: SendBounds): SendSnapshot {
-  const o = readOptions(op, options, ["handles", "objects", "continue", "seed"]);
+  const o = readOptions(op, options, ["handles", "objects", "continue", "seed", "transfer"]);
   const cont = readBoolean(op, "continue", o.continue);
   const seed = readBoolean(op, "seed", o.seed);
   const dsts = readIds(op, "destinations", destinations, bounds.destinations, "EMSGSIZE", true);
@@ -359,5 +361,6 @@ export function readSend(op: string, destinations: unknown, payload: unknown, op
   const body = readPayload(op, payload, bounds.vecs);
   const handles = o.handles === undefined ? null : readIds(op, "handles", o.handles, bounds.handles, "EMSGSIZE", false);
   const objects = o.objects === undefined ? null : readValues(op, "objects", o.objects, bounds.objects);
-  return { continue: cont, seed, destinations: dsts, payload: body, handles, objects };
+  const transfer = o.transfer === undefined ? null : readValues(op, "transfer", o.transfer, bounds.objects);
+  return { continue: cont, seed, destinations: dsts, payload: body, handles, objects, transfer };
 }

@@ -7,6 +7,15 @@ import type { MessageLike } from "./api.js";
 
 export type MessageType = "data" | "node-destroy" | "node-release";
 
+/**
+ * Internal (serve.ts): `msg[MAY_MOVE](i)` is true when this receiver may move
+ * `objects[i]` out of this thread (post it with a transfer list): a port, a
+ * stream or a transferred ArrayBuffer that is held by this thread and was
+ * delivered to no other receiver here (SPEC §9, objects.ts). False for
+ * everything else, and for a seed's objects.
+ */
+export const MAY_MOVE = Symbol("may move");
+
 export class Message implements MessageLike {
   readonly type: MessageType;
   readonly destination: number;
@@ -16,10 +25,12 @@ export class Message implements MessageLike {
   readonly handles: number[];
   readonly objects: unknown[];
   readonly #peer: Peer;
+  readonly #exclusive: readonly boolean[] | null;
 
   constructor(peer: Peer, type: MessageType, destination: number, cont: boolean, offset: number,
-              payload: Uint8Array, handles: number[], objects: unknown[]) {
+              payload: Uint8Array, handles: number[], objects: unknown[], exclusive: readonly boolean[] | null = null) {
     this.#peer = peer;
+    this.#exclusive = exclusive;
     this.type = type;
     this.destination = destination;
     this.continue = cont;
@@ -30,6 +41,11 @@ export class Message implements MessageLike {
   }
 
   #released = false;
+
+  /** @internal See MAY_MOVE. */
+  [MAY_MOVE](i: number): boolean {
+    return this.#exclusive !== null && this.#exclusive[i] === true;
+  }
 
   /**
    * Frees the slice (= peer.releaseSlice(offset)); a no-op for notifications.

@@ -11,7 +11,7 @@
 import { Bus1Error, codeOf, type ErrorCode } from "./errors.js";
 import { CTX_SPINNING, ROOT_SPINNERS } from "./core.js";
 import { Message, type MessageType } from "./message.js";
-import type { PreparedObjects } from "./objects.js";
+import type { MovePlan, PreparedObjects } from "./objects.js";
 import {
   describe, fail, reading, readOptions, readBoolean, readLimits, readTimeout, readSignal, readIds,
   readSend, uint8Length, typedArraySet, viewOf, LIMIT_KEYS, NO_ID_LIST, type IdList, type Payload,
@@ -222,7 +222,7 @@ export class Peer {
     for (let i = 0; i < values.length; i++) {
       if (isEndpoint(values[i])) throw fail("EOPNOTSUPP", op, `objects[${i}] (${describe(values[i])}) is a bus endpoint`);
     }
-    const objects = reading(op, "objects", () => this.#s.core.objects.prepare(values));
+    const objects = reading(op, "objects", () => this.#s.core.objects.prepare(values, a.transfer, a.seed));
     const flags = (a.continue ? SEND_CONTINUE : 0) | (a.seed ? SEND_SEED : 0);
     return { flags, destinations: a.destinations, payload: a.payload, handles: a.handles ?? NO_ID_LIST, objects };
   }
@@ -281,6 +281,7 @@ export class Peer {
     try {
       const base = core.scratchFor(outOff + nd * 8 + 8);
       slots = table.put(objects);
+      const plan = table.plan(objects, slots);
       core.views();
       core.f64.set(destinations.ids, (base + dstOff) >>> 3);
       core.f64.set(handles.ids, (base + hOff) >>> 3);
@@ -292,14 +293,15 @@ export class Peer {
         throw s.error(op, rc, values);
       }
       table.hold(slots, rc);
-      return this.#copyAndCommit(op, a, nd, base + outOff, rc, slots);
+      return this.#copyAndCommit(op, a, nd, base + outOff, rc, slots, plan);
     } catch (e) {
       throw s.trap(op, e);
     }
   }
 
   /** Copies the payload into every staged slice (send_begin holds the receivers' locks) and commits. */
-  #copyAndCommit(op: string, a: SendArgs, nd: number, out: number, staged: number, records: readonly number[]): SendResult {
+  #copyAndCommit(op: string, a: SendArgs, nd: number, out: number, staged: number, records: readonly number[],
+                 plan: MovePlan | null): SendResult {
     const s = this.#s, core = s.core;
     const { flags, payload } = a;
     core.views();
@@ -333,6 +335,8 @@ export class Peer {
       }
       throw fail("EINVAL", op, `payload could not be copied (${(e as Error)?.message ?? e})`, e);
     }
+    // ports, streams and listed buffers go to the thread that receives them, or stay (objects.ts)
+    if (staged > 0 && !(flags & SEND_SEED)) core.objects.move(plan, out, results);
     core.ex.send_commit(core.ctx);
     const errors: (ErrorCode | null)[] = new Array(nd);
     const i32 = core.views().i32;
@@ -383,12 +387,18 @@ export class Peer {
       }
       s.poke();
     }
+    let exclusive: boolean[] | null = null;
     if (no) {
       objects = new Array(no);
       const table = core.objects;
-      for (let i = 0; i < no; i++) objects[i] = seed ? table.peek(u32[at + i]) : table.take(u32[at + i]);
+      for (let i = 0; i < no; i++) {
+        const rec = u32[at + i];
+        if (!seed && table.exclusive(rec)) (exclusive ??= new Array(no).fill(false))[i] = true;
+        objects[i] = seed ? table.peek(rec) : table.take(rec);
+      }
     }
-    return new Message(this, "data", seed ? HANDLE_INVALID : destination, cont, offset, payload, handles, objects);
+    return new Message(this, "data", seed ? HANDLE_INVALID : destination, cont, offset, payload, handles, objects,
+      exclusive);
   }
 
   /** Gives `to` (default: this peer) a handle to the node of `handle`; returns its ID there. */

@@ -7,6 +7,39 @@
 import { Bus1Error } from "./errors.js";
 import type { Cloner } from "./objects.js";
 
+/**
+ * How a host moves objects between threads by transfer (SPEC §9): the
+ * channels between attached threads, and what moves. Absent where a host
+ * cannot take a port's message synchronously (then ports and streams reach
+ * only receivers in the sending thread, EOPNOTSUPP elsewhere, as before).
+ */
+export interface Courier {
+  /**
+   * Whether `v` moves rather than copies: a port or a stream always, an
+   * ArrayBuffer when `listed` (the send's `transfer`). A brand check: it
+   * says false for a Proxy, whatever it claims to be.
+   */
+  movable(v: unknown, listed: boolean): boolean;
+  /** A new channel: [the end kept here, the end handed to another thread]. */
+  channel(): [unknown, unknown];
+  /** Posts `message` on `port`, moving `transfer`; throws what the host throws (a locked stream, a detached buffer). */
+  post(port: unknown, message: unknown, transfer: unknown[]): void;
+  /** The next message queued on `port`, taken at once ({ message }), or undefined when none is. */
+  take(port: unknown): { message: unknown } | undefined;
+  /**
+   * Calls `onMessage` for messages on `port` when the thread is idle and
+   * `onClose` once its other end is gone; the port keeps no thread alive.
+   */
+  listen(port: unknown, onMessage: (m: unknown) => void, onClose: () => void): void;
+  close(port: unknown): void;
+  /** Hands `message` (with `transfer`) to the host thread `thread`'s receiver (see `receive`); never throws. */
+  deliver(thread: number, message: unknown, transfer: unknown[]): void;
+  /** Installs this thread's receiver of what `deliver` hands it (the first call only). */
+  receive(onDelivery: (message: unknown) => void): void;
+  /** Lets go of a moved value nobody received: closes a port, cancels a stream (outside core calls: a stream's own code may run). */
+  discard(v: unknown): void;
+}
+
 /** How a host loads the core; installed by each host entry point. */
 export interface Platform {
   /** The compiled core for shared or private memory. */
@@ -25,6 +58,8 @@ export interface Platform {
   watch?(worker: unknown, onExit: (thread: number) => void): void;
   /** Copies objects between threads of a shared bus (none: same thread only). */
   cloner?: Cloner;
+  /** Moves ports, streams and listed ArrayBuffers between threads (none: they stay in the sending thread). */
+  courier?: Courier;
   /** Processors this process may run on (a wait spins only when there is more than one). */
   cpus?: number;
   name: string;

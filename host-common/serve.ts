@@ -75,7 +75,7 @@
 import { Bus1Error, type ErrorCode } from "./errors.js";
 import { fail, readBoolean, readInteger, readOptions, describe } from "./check.js";
 import { Peer, TAKE_OVER } from "./peer.js";
-import type { Message, MessageType } from "./message.js";
+import { MAY_MOVE, type Message, type MessageType } from "./message.js";
 import {
   readClientMessage, WIRE_VERSION, MAX_TEXT, MAX_PENDING_CALLS, OFFSET_ALIAS_BASE, isTransferable,
   type ClientMessage, type PortLike, type Read, type Window,
@@ -545,9 +545,17 @@ class Server {
         errors.push([i, v.code, v.message]);
         continue;
       }
-      if (!seed && isTransferable(v)) {
+      // a port, a stream or a transferred buffer moves to the plugin only when no other receiver in
+      // this thread has it (a multicast to a local peer as well leaves it here, and the plugin an error)
+      if (!seed && msg[MAY_MOVE](i)) {
         objects[i] = v;
-        if (!transfer.includes(v)) transfer.push(v);
+        if (!transfer.includes(v as Transferable)) transfer.push(v as Transferable);
+        continue;
+      }
+      if (isTransferable(v)) {
+        errors.push([i, "EOPNOTSUPP", `recv: objects[${i}] (${describe(v)}) ${seed
+          ? "belongs to the seed: it stays in the serving thread"
+          : "went to another receiver in the serving thread as well: it stays there"} (EOPNOTSUPP)`]);
         continue;
       }
       // anything else is cloned here once, and the clone (plain data: no getter runs again) is

@@ -29,6 +29,12 @@ export interface ConnectOptions {
 export interface SendOptions {
   handles?: ArrayLike<number>;
   objects?: unknown[];
+  /**
+   * ArrayBuffers among `objects` to move rather than copy to a receiver in
+   * another thread (detached here once moved), like postMessage's transfer
+   * list. Ports and streams always move (SPEC §9).
+   */
+  transfer?: unknown[];
   continue?: boolean;
   seed?: boolean;
 }

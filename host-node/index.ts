@@ -8,10 +8,12 @@
  */
 import { readFile } from "node:fs/promises";
 import { setFlagsFromString, serialize, deserialize } from "node:v8";
-import { threadId, Worker } from "node:worker_threads";
+import * as workerThreads from "node:worker_threads";
+import { threadId, Worker, MessageChannel, MessagePort, receiveMessageOnPort } from "node:worker_threads";
+import { types } from "node:util";
 import { EventEmitter } from "node:events";
 import { availableParallelism } from "node:os";
-import { installPlatform } from "../host-common/platform.js";
+import { installPlatform, type Courier } from "../host-common/platform.js";
 import { Bus1Error } from "../host-common/errors.js";
 
 const v8Major = Number(process.versions.v8.split(".")[0]);
@@ -70,6 +72,85 @@ function watchWorker(worker: unknown, onExit: (thread: number) => void): void {
   on(worker, "exit", listener);
 }
 
+// The courier (platform.ts): ports and streams move between threads over
+// MessageChannels whose messages a thread takes synchronously with
+// receiveMessageOnPort; a channel's far end reaches another thread through
+// worker_threads.postMessageToThread (Node 20.19+, 22.5+; without it no
+// channel is made and such values stay in the sending thread). What runs
+// between send_begin and send_commit (movable's brand checks having passed)
+// is post: MessagePort.prototype.postMessage as captured here, on a message
+// of plain arrays; it moves a port or an ArrayBuffer without running JS, and
+// a stream through Node's own transfer steps.
+const call = Function.prototype.call;
+const portPost = call.bind(MessagePort.prototype.postMessage) as (port: unknown, m: unknown, t: unknown[]) => void;
+const portClose = call.bind(MessagePort.prototype.close) as (port: unknown) => void;
+const portOn = call.bind(MessagePort.prototype.on) as (port: unknown, event: string, f: (m: unknown) => void) => void;
+const portUnref = call.bind(MessagePort.prototype.unref) as (port: unknown) => void;
+const takeMessage = receiveMessageOnPort as (port: unknown) => { message: unknown } | undefined;
+const isProxy = types.isProxy, isArrayBuffer = types.isArrayBuffer;
+const Channel = MessageChannel, Port = MessagePort;
+const Readable = globalThis.ReadableStream, Writable = globalThis.WritableStream, Transform = globalThis.TransformStream;
+const toThread = (workerThreads as { postMessageToThread?: (id: number, v: unknown, t: unknown[], ms: number) => Promise<void> })
+  .postMessageToThread;
+const later = queueMicrotask;
+let delivered: ((m: unknown) => void) | null = null;
+
+const courier: Courier = {
+  movable(v: unknown, listed: boolean): boolean {
+    if (typeof v !== "object" || v === null || isProxy(v)) return false;
+    if (isArrayBuffer(v)) return listed;
+    return v instanceof Port || v instanceof Readable || v instanceof Writable || v instanceof Transform;
+  },
+  channel(): [unknown, unknown] {
+    const c = new Channel();
+    return [c.port1, c.port2];
+  },
+  post: portPost,
+  take: takeMessage,
+  listen(port, onMessage, onClose): void {
+    portOn(port, "message", onMessage);
+    portOn(port, "close", onClose);
+    portUnref(port);
+  },
+  close: portClose,
+  deliver(thread, message, transfer): void {
+    if (thread === threadId) {
+      // another attachment of this thread: no transfer needed
+      const f = delivered;
+      if (f) later(() => f(message));
+      return;
+    }
+    if (!toThread) {
+      for (const p of transfer) portClose(p);
+      return;
+    }
+    toThread(thread, message, transfer, 5_000).catch(() => {
+      // the thread is gone or not listening: the kept end sees "close" when this end goes
+    });
+  },
+  receive(onDelivery): void {
+    delivered = onDelivery;
+    if (toThread) {
+      process.on("workerMessage", (value: unknown) => {
+        try {
+          onDelivery(value);
+        } catch {
+          // not ours, or a bus that is gone
+        }
+      });
+    }
+  },
+  discard(v: unknown): void {
+    if (v instanceof Port) portClose(v);
+    else if (v instanceof Readable) v.cancel().catch(() => {});
+    else if (v instanceof Writable) v.abort().catch(() => {});
+    else if (v instanceof Transform) {
+      v.readable.cancel().catch(() => {});
+      v.writable.abort().catch(() => {});
+    }
+  },
+};
+
 installPlatform({
   name: "node",
   module: loadModule,
@@ -89,6 +170,7 @@ installPlatform({
     },
     deserialize: (bytes: Uint8Array) => deserialize(bytes),
   },
+  courier,
 });
 
 export * from "../host-common/index.js";

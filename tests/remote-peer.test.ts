@@ -664,6 +664,43 @@ describe("objects through a served peer", () => {
   });
 });
 
+describe("objects that move to a served peer", () => {
+  it("a port multicast to a served peer and a local one stays with the local one: the plugin gets EOPNOTSUPP", async () => {
+    const { bus, app, p, hS } = await world("remote");
+    const local = bus.connect();
+    const hL = local.transfer(0x300, app);
+    const ch = channel();
+    app.send([hS, hL], enc("both"), { objects: [ch.port1, { v: 1 }] });
+    const m = await recvOne(p);
+    expect(m.objects[0]).toBeInstanceOf(Bus1Error);
+    expect(m.objects[0].code).toBe("EOPNOTSUPP");
+    expect(m.objects[0].message).toContain("another receiver");
+    expect(m.objects[1]).toEqual({ v: 1 });
+    const l = local.recv()!;
+    const port = l.objects[0] as MessagePort;
+    expect(port).toBe(ch.port1); // the same object, alive
+    const echoed = new Promise((r) => ch.port2.once("message", r));
+    port.postMessage("still mine");
+    expect(await echoed).toBe("still mine");
+    l.release();
+  });
+
+  it("a port sent to the served peer alone moves to the plugin, and a listed ArrayBuffer is transferred", async () => {
+    const { app, p, hS } = await world("remote");
+    const ch = channel();
+    const buf = new Uint8Array([1, 2, 3]).buffer;
+    app.send(hS, enc("one"), { objects: [ch.port1, buf], transfer: [buf] } as any);
+    const m = await recvOne(p);
+    expect(m.objects[0]).not.toBeInstanceOf(Bus1Error);
+    expect([...new Uint8Array(m.objects[1] as ArrayBuffer)]).toEqual([1, 2, 3]);
+    expect(buf.byteLength).toBe(0); // moved, not copied
+    const echoed = new Promise((r) => ch.port2.once("message", r));
+    (m.objects[0] as MessagePort).postMessage("from the plugin");
+    expect(await echoed).toBe("from the plugin");
+    (m.objects[0] as MessagePort).close();
+  });
+});
+
 describe("review: what a hostile plugin or server found", () => {
   it("shared memory and the bus's code never cross, at any depth of an object", async () => {
     const { bus, app, p, hS } = await world("remote", true);
