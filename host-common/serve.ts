@@ -55,6 +55,10 @@
  *   the window full, `recv({ seed: true })` is EAGAIN.
  * - credit for more than was pushed is a protocol error: the serving ends.
  * - what the plugin sends is charged by the bus like any sender's (SPEC §8).
+ *   Its objects arrive here as clones and stay in this thread until they are
+ *   received: their number is bounded by the receivers' object quotas, and
+ *   the bytes of one send's objects, as cloneBytes measures them, by
+ *   `maxObjectBytes` (EMSGSIZE past it).
  *
  * The plugin's side watches this one: the welcome says how often this side
  * pings (`livenessMs`), and a RemotePeer that hears nothing for two of its
@@ -91,6 +95,8 @@ export interface ServeOptions {
   maxObjectsInFlight?: number;
   /** A plugin that answers no ping for this long is taken for dead (default 10000; 0: never pinged). */
   livenessMs?: number;
+  /** Most bytes the objects of one send of the plugin may take, as measured here (default 1 MiB); more is EMSGSIZE. */
+  maxObjectBytes?: number;
 }
 
 /** The trusted side's handle on one serving. */
@@ -106,7 +112,8 @@ const DEFAULT_LIVENESS_MS = 10_000;
 /** The alias under which a served peer sees its seed's offset (wire.ts). */
 const SEED_ALIAS = OFFSET_ALIAS_BASE;
 
-const SERVE_OPTIONS = ["maxMessagesInFlight", "maxBytesInFlight", "maxObjectsInFlight", "livenessMs"];
+const SERVE_OPTIONS = ["maxMessagesInFlight", "maxBytesInFlight", "maxObjectsInFlight", "livenessMs", "maxObjectBytes"];
+const DEFAULT_MAX_OBJECT_BYTES = 1 << 20;
 
 /** Serves `peer` to the plugin at the other end of `port`; see the DOC block. */
 export function serve(peer: Peer, port: PortLike, options?: ServeOptions): Serving {
@@ -119,6 +126,7 @@ export function serve(peer: Peer, port: PortLike, options?: ServeOptions): Servi
     objects: cap("maxObjectsInFlight", DEFAULT_SERVE_WINDOW.objects),
   };
   const liveness = o.livenessMs === undefined ? DEFAULT_LIVENESS_MS : readInteger(op, "livenessMs", o.livenessMs, 0, 0x7fffffff);
+  const maxObjectBytes = cap("maxObjectBytes", DEFAULT_MAX_OBJECT_BYTES);
   if (!(peer instanceof Peer)) throw fail("EINVAL", op, `peer must be a Peer, got ${describe(peer)}`);
   if (peer.closed) throw Bus1Error.of("EBADF", op, "that peer reference is closed");
   if (typeof port !== "object" || port === null || typeof port.postMessage !== "function" ||
@@ -130,7 +138,7 @@ export function serve(peer: Peer, port: PortLike, options?: ServeOptions): Servi
   if (!peer[TAKE_OVER](() => server?.close("the served peer reference was closed"))) {
     throw fail("EINVAL", op, "that peer reference is already served");
   }
-  server = new Server(peer, port, caps, liveness);
+  server = new Server(peer, port, caps, liveness, maxObjectBytes);
   return server.handle;
 }
 
@@ -160,7 +168,8 @@ class Server {
   readonly #onClose = () => this.close("the port closed");
   readonly #onMessageError = () => this.close("protocol error: a port message could not be deserialized");
 
-  constructor(readonly peer: Peer, readonly port: PortLike, readonly caps: Window, liveness: number) {
+  constructor(readonly peer: Peer, readonly port: PortLike, readonly caps: Window, liveness: number,
+              readonly maxObjectBytes: number) {
     this.#liveness = liveness;
     const closed = new Promise<string>((resolve) => { this.#resolveClosed = resolve; });
     this.handle = Object.freeze({ close: (reason?: string) => this.close(reason), closed });
@@ -356,6 +365,12 @@ class Server {
     switch (op) {
       case "send": {
         const payload = args[1] instanceof ArrayBuffer ? new Uint8Array(args[1]) : args[1];
+        // the plugin's objects arrived as clones in this thread: how much they hold is bounded here
+        const o = args[2];
+        const objects = typeof o === "object" && o !== null ? (o as { objects?: unknown }).objects : undefined;
+        if (Array.isArray(objects) && cloneBytes(objects, this.maxObjectBytes) > this.maxObjectBytes) {
+          throw Bus1Error.of("EMSGSIZE", op, `objects (more than the ${this.maxObjectBytes} bytes of the serving side's maxObjectBytes)`);
+        }
         return peer.send(args[0] as number, payload as Uint8Array, args[2] as object);
       }
       case "recv": {
@@ -672,6 +687,47 @@ const TypedArray = Object.getPrototypeOf(Uint8Array) as abstract new () => Array
 
 /** Most values one object's clone may hold for mustStay to search it (a larger one stays). */
 const SEARCH_LIMIT = 100_000;
+
+/**
+ * About how many bytes a structured clone holds (strings, buffers once
+ * each, 8 bytes a number, 16 an object and 8 a key), or more than `limit`
+ * as soon as it is known to hold more. The clone is plain data, so walking
+ * it runs no code of anyone's.
+ */
+function cloneBytes(root: unknown, limit: number): number {
+  const stack: unknown[] = [root];
+  const seen = new Set<object>();
+  let bytes = 0;
+  while (stack.length && bytes <= limit) {
+    const v = stack.pop();
+    if (typeof v === "string") {
+      bytes += 8 + 2 * v.length;
+      continue;
+    }
+    if (typeof v !== "object" || v === null) {
+      bytes += 8;
+      continue;
+    }
+    if (seen.has(v)) continue;
+    seen.add(v);
+    bytes += 16;
+    if (v instanceof ArrayBuffer || (SAB && v instanceof SAB)) {
+      bytes += (v as ArrayBuffer).byteLength;
+    } else if (v instanceof TypedArray || v instanceof DataView) {
+      stack.push((v as ArrayBufferView).buffer);
+    } else if (v instanceof Map) {
+      for (const [k, x] of v) stack.push(k, x);
+    } else if (v instanceof Set) {
+      for (const x of v) stack.push(x);
+    } else {
+      for (const k of Object.keys(v)) {
+        bytes += 8 + 2 * k.length;
+        stack.push((v as Record<string, unknown>)[k]);
+      }
+    }
+  }
+  return bytes;
+}
 
 /**
  * Why a structured clone must not reach a plugin, or "" when it may: shared

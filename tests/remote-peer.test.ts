@@ -625,6 +625,24 @@ describe("batches and bounds of the serving side", () => {
     expect(await remote.query()).toMatchObject({ maxSlices: expect.any(Number) });
   });
 
+  it("bounds the bytes of one send's objects (maxObjectBytes, EMSGSIZE), however they are nested", async () => {
+    const bus = await newBus();
+    const app = bus.connect();
+    const s = bus.connect();
+    const hApp = app.transfer(0x100, s);
+    const p = await RemotePeer.connect(served(s, { maxObjectBytes: 64 << 10 }).port as any);
+    await p.send(hApp, undefined, { objects: [new ArrayBuffer(60 << 10)] });
+    for (const big of [[new ArrayBuffer(65 << 10)], [{ deep: [[new Uint8Array(40 << 10)], "x".repeat(20 << 10)] }],
+      [new Map([[1, new Array(10_000).fill(1)]])]]) {
+      const e = await outcome(() => p.send(hApp, undefined, { objects: big }));
+      expect(e).toMatchObject({ code: "EMSGSIZE" });
+      expect((e as any).message).toContain("maxObjectBytes");
+    }
+    expect(app.recv()!.objects[0]).toBeInstanceOf(ArrayBuffer);
+    expect(app.recv()).toBeNull();
+    expect(() => serve(bus.connect(), channel().port1 as any, { maxObjectBytes: 0 })).toThrow(/EINVAL/);
+  });
+
   it("a message whose port cannot be posted arrives with EOPNOTSUPP in its place, the others as they were", async () => {
     const { app, p, hS } = await world("remote");
     const ch = channel();
