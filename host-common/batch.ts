@@ -342,7 +342,9 @@ export function readServerBatch(v: unknown[]): { ok: true; messages: ServerMessa
     if (out.length >= MAX_BATCH) return broken(`more than ${MAX_BATCH} items`);
     switch (words[i]) {
       case DONE: case SENT: {
-        const id = int(words[i + 1], 0, MAX_ID), x = int(words[i + 2], NULL, MAX_COUNT);
+        // a send's result has one entry per destination, and a send has at most CALL_BOUNDS.destinations
+        const id = int(words[i + 1], 0, MAX_ID);
+        const x = int(words[i + 2], words[i] === SENT ? 0 : NULL, words[i] === SENT ? CALL_BOUNDS.destinations : MAX_COUNT);
         if (id === null || x === null) return broken("a bad answer");
         if (words[i] === SENT) {
           out.push({ t: "done", id, value: { errors: new Array(x).fill(null) } });

@@ -186,6 +186,7 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
         this.#lost("no answer");
         reject(Bus1Error.of("ESHUTDOWN", "connect", `the serving side did not answer within ${CONNECT_TIMEOUT_MS} ms`));
       }, CONNECT_TIMEOUT_MS);
+      (timer as { unref?: () => void }).unref?.(); // a serving side that never answers keeps no process alive
       this.#welcome = (m) => { clearTimeout(timer); resolve(m); };
       this.#waiters.add({ resolve() {}, reject: (e) => { clearTimeout(timer); reject(e); } });
     });
@@ -420,8 +421,7 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
       if (seed) {
         const r = v === null ? null : readServerMessage({ ...(v as object), t: "push" });
         if (!r || !r.ok || r.message.t !== "push") return null;
-        // the copy counted in the window, like a push: given back as it is taken
-        return p.#consumed(p.#message(r.message, ALIAS_BASE));
+        return p.#message(r.message, ALIAS_BASE);
       }
       // the serving side pushed what was ready before it answered
       return p.#head < p.#queue.length ? p.#take() : null;

@@ -36,12 +36,17 @@
  *
  * Bounds (what one plugin can make this side spend):
  * - calls: each is performed to its end when its port message is read, so
- *   the only queue is the port's own. Between two posts of answers this side
- *   performs at most MAX_PENDING_CALLS calls (a RemotePeer never has more
- *   waiting, so it never meets the bound); more are answered EAGAIN without
- *   being performed, and a plugin that posts more than 4 × MAX_PENDING_CALLS
- *   calls without waiting for answers is cut off (the serving ends). A
- *   batch holds at most MAX_BATCH items; a longer one ends the serving.
+ *   the only queue is the port's own. What this side does is bounded per
+ *   turn (a turn ends when the event loop gets to the deferred post of
+ *   answers, so other work, other plugins' included, runs between turns):
+ *   at most TURN_ITEMS items (2 × MAX_PENDING_CALLS; a RemotePeer never has
+ *   more than MAX_PENDING_CALLS calls waiting), and calls whose lists hold at
+ *   most TURN_WORK entries together (one call of the largest size goes
+ *   through in any turn). Calls past either bound are answered EAGAIN
+ *   without being performed; a plugin that posts more than 4 × TURN_ITEMS
+ *   items in one turn is cut off (the serving ends). A post of answers holds
+ *   at most MAX_BATCH items (a long turn posts as it goes), and a batch from
+ *   the plugin at most MAX_BATCH items; a longer one ends the serving.
  * - bytes and objects in flight to the plugin: flow control, not an error.
  *   The plugin opens a window (messages, bytes, objects), clamped here by
  *   `maxMessagesInFlight`/`maxBytesInFlight`/`maxObjectsInFlight`; a message
@@ -51,8 +56,9 @@
  *   peer's queue, charged to the served peer as any queued message is: the
  *   bus's quotas (SPEC §8) make senders to a plugin that does not read see
  *   EDQUOT, and the fair share protects the app.
- * - seed reads: each copy of the seed counts in the window like a push; with
- *   the window full, `recv({ seed: true })` is EAGAIN.
+ * - seed reads: each copy of the seed counts in the turn's work, one per 64
+ *   bytes: past the bound, `recv({ seed: true })` is EAGAIN until the next
+ *   turn.
  * - credit for more than was pushed is a protocol error: the serving ends.
  * - what the plugin sends is charged by the bus like any sender's (SPEC §8).
  *   Its objects arrive here as clones and stay in this thread until they are
@@ -64,6 +70,10 @@
  * pings (`livenessMs`), and a RemotePeer that hears nothing for two of its
  * checks in a row (within three times `livenessMs`) takes the serving side
  * for gone (ESHUTDOWN).
+ *
+ * Liveness is judged over time this thread was free: a ping timer that
+ * runs late (the thread was busy, and a pong may wait behind it in the
+ * port) does not find the plugin dead, it pings again.
  *
  * Lifecycle. The serving ends, and the served Peer reference is closed (the
  * peer is disconnected if it was the last reference, with the notifications
@@ -81,7 +91,7 @@ import { fail, readBoolean, readInteger, readOptions, describe } from "./check.j
 import { Peer, TAKE_OVER } from "./peer.js";
 import { MAY_MOVE, type Message, type MessageType } from "./message.js";
 import {
-  readClientMessage, WIRE_VERSION, MAX_TEXT, MAX_PENDING_CALLS, OFFSET_ALIAS_BASE, isTransferable,
+  readClientMessage, WIRE_VERSION, MAX_BATCH, MAX_TEXT, MAX_PENDING_CALLS, OFFSET_ALIAS_BASE, isTransferable,
   type ClientMessage, type PortLike, type Read, type Window,
 } from "./wire.js";
 import { isBatch, readClientBatch, ServerWriter, TRANSFER_MIN } from "./batch.js";
@@ -160,10 +170,20 @@ class Server {
   #outTransfer: Transferable[] = [];
   #flushScheduled = false;
   readonly #writer = new ServerWriter();
-  readonly #flushLater = () => { this.#flushScheduled = false; this.#guard(() => this.#flush(null)); };
-  /** Calls performed, and refused, since the answers were last posted (the call bound, see the DOC block). */
-  #calls = 0;
-  #refused = 0;
+  readonly #flushLater = () => {
+    this.#flushScheduled = false;
+    this.#items = this.#work = 0; // the turn is over
+    this.#guard(() => this.#flush(null));
+  };
+  /**
+   * The turn's bound (see the DOC block): items taken and work done since
+   * the end of the last turn, and items refused for it. A turn ends when
+   * the deferred post runs (the event loop got to it).
+   */
+  #items = 0;
+  #work = 0;
+  /** When the liveness timer last ran (to tell a plugin that is silent from a thread that was busy). */
+  #lastTick = 0;
   readonly #onMessage = (e: { data: unknown }) => this.#guard(() => this.#receivePost(readData(e)));
   readonly #onClose = () => this.close("the port closed");
   readonly #onMessageError = () => this.close("protocol error: a port message could not be deserialized");
@@ -193,7 +213,11 @@ class Server {
   }
 
   #ping(liveness: number): void {
-    if (!this.#alive) {
+    const now = Date.now(), late = this.#lastTick !== 0 && now - this.#lastTick > 1.5 * liveness;
+    this.#lastTick = now;
+    // a timer that runs late ran after this thread was busy: a pong may be waiting behind it in the
+    // port, so silence counts only over a period in which this thread was free to hear it
+    if (!this.#alive && !late) {
       this.close(`the plugin answered no liveness check within ${liveness} ms`);
       return;
     }
@@ -208,6 +232,8 @@ class Server {
   /** Queues an item for the next post (at the end of this task, or with the next pushes). */
   #queue(item: Item): void {
     this.#out.push(item);
+    // a post holds at most MAX_BATCH items: a long turn posts as it goes
+    if (this.#out.length >= MAX_BATCH) this.#flush(null);
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       nextTask(this.#flushLater);
@@ -221,7 +247,6 @@ class Server {
    * arriving as EOPNOTSUPP in its place: nothing is lost and the order holds.
    */
   #flush(pushes: { items: PushItem[]; data: ArrayBuffer | null; transfer: Transferable[] } | null): void {
-    this.#calls = this.#refused = 0;
     if (this.#done) return;
     const items = this.#out, transfer = this.#outTransfer;
     if (items.length === 0 && pushes === null) return;
@@ -295,6 +320,13 @@ class Server {
   }
 
   #handle(r: Read<ClientMessage>): void {
+    // every item counts in the turn's bound, whatever it is and whether or not it is any good; the turn
+    // ends with the deferred post (scheduled here if nothing else has)
+    if (++this.#items > 4 * TURN_ITEMS) return this.#cutOff();
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      nextTask(this.#flushLater);
+    }
     if (!r.ok) {
       if (r.id !== null && this.#welcomed) this.#reply(r.id, Bus1Error.of("EINVAL", "serve", r.reason));
       else this.close(`protocol error: ${r.reason}`);
@@ -307,7 +339,7 @@ class Server {
     }
     switch (m.t) {
       case "hello": return this.#hello(m);
-      case "call": return this.#call(m);
+      case "call": return this.#items > TURN_ITEMS ? this.#refuse(m.id, m.op) : this.#call(m);
       case "credit": return this.#credit(m);
       case "pong": return;
       case "close": return this.close(m.reason);
@@ -343,14 +375,10 @@ class Server {
 
   /** Performs one call on the local peer and answers it (within the call bound, see the DOC block). */
   #call(m: Extract<ClientMessage, { t: "call" }>): void {
-    if (this.#calls >= MAX_PENDING_CALLS) {
-      if (++this.#refused > 3 * MAX_PENDING_CALLS) {
-        return this.close(`the plugin posted more than ${4 * MAX_PENDING_CALLS} calls without waiting for answers`);
-      }
-      return this.#reply(m.id, Bus1Error.of("EAGAIN", m.op,
-        `more than ${MAX_PENDING_CALLS} calls are waiting for an answer from the serving side`));
-    }
-    this.#calls++;
+    // what the call will cost, roughly: one, plus one per entry of its lists (IDs, handles, objects)
+    const work = 1 + listWork(m.args);
+    if (this.#work + work > TURN_WORK && this.#work > 0) return this.#refuse(m.id, m.op);
+    this.#work += work;
     let value: unknown;
     try {
       value = this.#perform(m.op, m.args);
@@ -358,6 +386,16 @@ class Server {
       return this.#reply(m.id, e);
     }
     this.#reply(m.id, null, value);
+  }
+
+  /** A call past the turn's bound: EAGAIN, not performed; a plugin that goes on regardless is cut off. */
+  #refuse(id: number, op: string): void {
+    this.#reply(id, Bus1Error.of("EAGAIN", op,
+      "the plugin asked for more than the serving side does in one turn: wait for the answers"));
+  }
+
+  #cutOff(): void {
+    this.close(`the plugin posted more than ${4 * TURN_ITEMS} calls in one turn without waiting for answers`);
   }
 
   #perform(op: string, args: unknown[]): unknown {
@@ -399,22 +437,21 @@ class Server {
   }
 
   /**
-   * recv({ seed: true }): a copy of the seed, or null. The copy counts in the
-   * window like a push (the plugin gives it back as it takes the answer), so
-   * seed reads cannot make this side copy more than the window holds.
+   * recv({ seed: true }): a copy of the seed, or null. A copy costs this
+   * side its bytes: they count in the turn's work (one per 64 bytes), so
+   * seed reads cannot make it copy without bound.
    */
   #seed(op: string): unknown {
     const msg = this.peer.recv({ seed: true });
     if (!msg) return null;
-    const f = this.#inflight, w = this.#window;
-    if (f.messages >= w.messages || f.bytes >= w.bytes || f.objects >= w.objects) {
-      throw Bus1Error.of("EAGAIN", op, "the flow-control window is full: receive the pushed messages first");
+    const size = msg.payload.byteLength;
+    const work = Math.ceil(size / 64);
+    if (this.#work + work > TURN_WORK && this.#work > 1) {
+      throw Bus1Error.of("EAGAIN", op, "the plugin asked for more than the serving side does in one turn: wait for the answers");
     }
+    this.#work += work;
     const { item, transfer } = this.#encode(msg, -1, true);
-    f.messages += 1;
-    f.bytes += msg.payload.byteLength;
-    f.objects += msg.objects.length;
-    const payload = new ArrayBuffer(msg.payload.byteLength);
+    const payload = new ArrayBuffer(size);
     new Uint8Array(payload).set(msg.payload);
     this.#outTransfer.push(payload, ...transfer);
     return {
@@ -651,6 +688,33 @@ function write(w: ServerWriter, item: Item): void {
     case "ended": return w.ended(item.code, item.message);
     case "push": return w.push(item.type, item.destination, item.continue, item.at, item.size, item.handles, item.objects, item.errors);
   }
+}
+
+/**
+ * The turn's bound: items (calls, credit, pongs) taken in one turn, and the
+ * work of the calls performed in it (one per call and per entry of its
+ * lists, one per 64 bytes of a seed copied). A RemotePeer has at most
+ * MAX_PENDING_CALLS calls waiting, so it stays well within TURN_ITEMS; the
+ * work bound lets one call of the largest size a call may have (2^20 IDs)
+ * through in each turn, and no more. Calls past either are EAGAIN; more than
+ * 4 × TURN_ITEMS items in one turn end the serving.
+ */
+const TURN_ITEMS = 2 * MAX_PENDING_CALLS;
+const TURN_WORK = (1 << 20) + 4 * MAX_PENDING_CALLS;
+
+/** The entries of the lists among a call's arguments (IDs, handles, objects), as the turn's work counts them. */
+function listWork(args: unknown[]): number {
+  let n = 0;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (Array.isArray(a)) n += a.length;
+    else if (typeof a === "object" && a !== null && !(a instanceof Uint8Array) && !(a instanceof ArrayBuffer)) {
+      const h = (a as { handles?: unknown }).handles, o = (a as { objects?: unknown }).objects;
+      if (Array.isArray(h)) n += h.length;
+      if (Array.isArray(o)) n += o.length;
+    }
+  }
+  return n;
 }
 
 /** Most payload bytes in one post (more go in the next task's), and most pushes. */

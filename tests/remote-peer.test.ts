@@ -501,28 +501,53 @@ describe("batches and bounds of the serving side", () => {
     expect(s.stats()).toMatchObject({ slices: 0, bytes: 0 });
   });
 
-  it("answers at most MAX_PENDING_CALLS calls between its posts: the rest EAGAIN, a flood ends the serving", async () => {
+  it("does at most TURN_ITEMS calls in one turn: the rest EAGAIN, a flood ends the serving", async () => {
     const bus = await newBus();
     const s = bus.connect();
     const { serving, port } = served(s, { livenessMs: 0 });
     const answers: any[] = [];
     onItems(port, (m: any) => { if (m.t === "done" || m.t === "fail") answers.push(m); });
     port.postMessage({ t: "hello", version: WIRE_VERSION, window: null });
-    // 1500 calls in one post, as a plugin that does not wait for answers could send them
-    port.postMessage(callBatch(Array.from({ length: 1500 }, (_v, i) => ({ id: i, op: "query", args: [] }))));
-    await until(() => answers.length === 1500);
-    expect(answers.filter((a) => a.t === "done").length).toBe(MAX_PENDING_CALLS);
+    await tick(20); // the hello's turn is over
+    const turn = 2 * MAX_PENDING_CALLS;
+    // 3000 calls in one post, as a plugin that does not wait for answers could send them
+    port.postMessage(callBatch(Array.from({ length: 3000 }, (_v, i) => ({ id: i, op: "query", args: [] }))));
+    await until(() => answers.length === 3000);
+    expect(answers.filter((a) => a.t === "done").length).toBe(turn);
     const refused = answers.filter((a) => a.t === "fail");
-    expect(refused.length).toBe(1500 - MAX_PENDING_CALLS);
+    expect(refused.length).toBe(3000 - turn);
     expect(refused[0]).toMatchObject({ code: "EAGAIN" });
-    expect(refused[0].message).toContain(`more than ${MAX_PENDING_CALLS} calls are waiting`);
+    expect(refused[0].message).toContain("more than the serving side does in one turn");
     expect(s.closed).toBe(false);
-    // a plugin that goes on regardless is cut off
+    // the next turn has its own bound
+    port.postMessage(callBatch([{ id: 5000, op: "query", args: [] }]));
+    await until(() => answers.length === 3001);
+    expect(answers[3000]).toMatchObject({ t: "done", id: 5000 });
+    // a plugin that goes on regardless in one turn is cut off
     const flood = callBatch(Array.from({ length: 4096 }, (_v, i) => ({ id: i, op: "query", args: [] })));
     port.postMessage(flood);
     port.postMessage(flood);
-    expect(await serving.closed).toContain(`more than ${4 * MAX_PENDING_CALLS} calls`);
+    port.postMessage(flood);
+    expect(await serving.closed).toContain(`more than ${4 * turn} calls in one turn`);
     expect(s.closed).toBe(true);
+  });
+
+  it("bounds the work of one turn, not only its calls: calls that share one huge list are EAGAIN past one", async () => {
+    const bus = await newBus();
+    const s = bus.connect();
+    const { port } = served(s, { livenessMs: 0 });
+    const answers: any[] = [];
+    onItems(port, (m: any) => { if (m.t === "done" || m.t === "fail") answers.push(m); });
+    port.postMessage({ t: "hello", version: WIRE_VERSION, window: null });
+    await tick(20);
+    const huge = Array.from({ length: 1 << 20 }, (_v, i) => 0x1000 + 2 * i); // nodes it does not own: ENXIO
+    const words: number[] = [];
+    for (let i = 0; i < 8; i++) words.push(1, i, CALL_OPS.indexOf("destroy"), -1, 0, 0);
+    const t0 = performance.now();
+    port.postMessage([words, null, [[huge]]]);
+    await until(() => answers.length === 8, 10_000);
+    expect(answers.map((a) => a.code)).toEqual(["ENXIO", ...new Array(7).fill("EAGAIN")]);
+    expect(performance.now() - t0).toBeLessThan(2000);
   });
 
   it("refuses a batch that is not one: too long, cut short, sparse, or with bad data", async () => {
@@ -574,24 +599,27 @@ describe("batches and bounds of the serving side", () => {
     serving.close();
   });
 
-  it("counts seed reads in the window: a plugin that never gives credit gets EAGAIN, not copies", async () => {
+  it("counts seed copies in the turn's work: a flood of seed reads is EAGAIN past it, not copies", async () => {
     const bus = await newBus();
     const s = bus.connect();
-    s.send([], new Uint8Array(1000), { seed: true });
-    const { port } = served(s, { maxMessagesInFlight: 3 });
+    s.send([], new Uint8Array(1 << 20), { seed: true });
+    const { port } = served(s, { maxMessagesInFlight: 3, livenessMs: 0 });
     const answers: any[] = [];
     onItems(port, (m: any) => { if (m.t === "done" || m.t === "fail") answers.push(m); });
     port.postMessage({ t: "hello", version: WIRE_VERSION, window: null });
-    for (let i = 0; i < 5; i++) port.postMessage({ t: "call", id: i, op: "recv", args: [{ seed: true }] });
-    await until(() => answers.length === 5);
-    expect(answers.map((a) => a.t)).toEqual(["done", "done", "done", "fail", "fail"]);
-    expect(answers[0].value.payload.byteLength).toBe(1000);
-    expect(answers[3]).toMatchObject({ code: "EAGAIN" });
-    // credit given back: the seed is read again
-    port.postMessage({ t: "credit", messages: 3, bytes: 3000, objects: 0 });
-    port.postMessage({ t: "call", id: 9, op: "recv", args: [{ seed: true }] });
-    await until(() => answers.length === 6);
-    expect(answers[5]).toMatchObject({ t: "done", id: 9 });
+    await tick(20);
+    // a 1 MiB seed is 16384 of the turn's work: 64 copies fit a turn, the rest wait for the next
+    port.postMessage(callBatch(Array.from({ length: 100 }, (_v, i) => ({ id: i, op: "recv", args: [{ seed: true }] }))));
+    await until(() => answers.length === 100);
+    const copies = answers.filter((a) => a.t === "done").length;
+    expect(copies).toBeGreaterThan(0);
+    expect(copies).toBeLessThan(100);
+    expect(answers[0].value.payload.byteLength).toBe(1 << 20);
+    expect(answers.find((a) => a.t === "fail")).toMatchObject({ code: "EAGAIN" });
+    // the next turn reads it again
+    port.postMessage(callBatch([{ id: 900, op: "recv", args: [{ seed: true }] }]));
+    await until(() => answers.length === 101);
+    expect(answers[100]).toMatchObject({ t: "done", id: 900 });
   });
 
   it("a RemotePeer reads its seed again and again: the copies are credited as they are taken", async () => {
