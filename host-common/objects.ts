@@ -23,7 +23,7 @@
  *   +8 holder  serial of the thread that holds the value
  *   +12 nonce  the owner's number for this record (never reused by it)
  *   +16 copies staged copies of the message whose receiver was the holder
- *   +20 (zero)
+ *   +20 why   why a value that stayed with its owner did not move (STAYED_*; 0 otherwise)
  *
  * Which thread. Every peer keeps the serial of the thread that last
  * connected, adopted, received from or waited on it (Peer.receiver, a
@@ -31,11 +31,15 @@
  * no user code running, the sender reads it for each staged copy
  * (send_receiver) and applies one rule per message: if any copy's receiver
  * is the sending thread, nothing moves (the value is shared in this thread);
- * otherwise every movable value of the message moves, in one post, to the
- * receiving thread of the first destination (in the order given) that this
- * thread has a link to. The ticket is written before the post and put back
- * to the owner if the post throws, all before the commit: no receiver ever
- * sees a ticket that changes. A receiver in the holder thread gets the value
+ * otherwise every movable value of the message moves to the receiving
+ * thread of the first destination (in the order given) that this thread
+ * has a ready link to, unless one of them cannot be posted now (a locked
+ * stream, a detached buffer: Courier.postable, checked in plan()), when
+ * none moves. Each value goes in its own post (with the records that name
+ * it); its ticket is written before the post and put back to the owner if
+ * the post throws (that value stays, the others go on), all before the
+ * commit: no receiver ever sees a ticket that changes. A ticket that stays
+ * with its owner says why (+20), for the receivers' EOPNOTSUPP. A receiver in the holder thread gets the value
  * (every receiver there the same one); any other receiver gets a Bus1Error
  * EOPNOTSUPP in its place, saying where it went. Seeds never move.
  *
@@ -43,13 +47,24 @@
  * every other thread attached to the same bus; `join` makes them when a
  * thread attaches: one channel per thread already there, its far end handed
  * over by the Courier (Node: worker_threads.postMessageToThread), which the
- * far thread acknowledges on the channel. Bus.attach waits for the
- * acknowledgements up to LINK_WAIT_MS; a thread busy or blocked that long
- * gets its end when it next runs its event loop, and until then what it
- * sends to the new thread stays with it. Messages on a channel are
- * dequeued synchronously (Courier.take) when a receiver needs one, and also
- * whenever the thread is idle; either way they are "parked" here by
- * (owner, nonce) until taken. A channel's end closes with its thread.
+ * far thread acknowledges on the channel ("ack"). A link is *ready* (values
+ * may move on it) in the thread that received its end at once, and in the
+ * thread that made it once the ack is in: a thread blocked in wait() or
+ * busy cannot take a new end (that needs its event loop), and a value posted
+ * to it then would be one it cannot take at recv. Until the ack, values
+ * stay with their sender. Bus.attach waits for the acks up to LINK_WAIT_MS
+ * (it returns as soon as all are in; correctness does not depend on the
+ * wait, only how soon the new thread's first moves can go). Two threads
+ * that attach at once each make a channel to the other: both keep the one
+ * made by the lower serial (`linked`). Before a send that moves (prepare,
+ * outside any core call), `refresh` takes what came on every channel
+ * (acks, a "bye" a thread posts when it lets go of the bus, values) and
+ * drops links to threads the core no longer lists. Messages on a channel
+ * are dequeued synchronously (Courier.take) when a receiver needs one, and
+ * also whenever the thread is idle; either way values are "parked" here by
+ * (owner, nonce) until taken. Every message's shape is checked with
+ * builtins captured at load, without throwing; a value that cannot be
+ * parked is let go of. A channel's end closes with its thread.
  *
  * Release. A movable value nobody received is let go (a port closed, a
  * stream cancelled, Courier.discard), outside any core call (a microtask):
@@ -69,8 +84,11 @@
  * the last message frees them.
  *
  * No user code runs inside a core call here: movability is decided when the
- * arguments are read (brand checks), the post moves only values that passed
- * them, in a message made of plain arrays, through builtins captured at load.
+ * arguments are read (Courier.movable: brand checks, and for a stream that
+ * neither it nor the intrinsic prototypes carry anyone's transfer steps),
+ * the post moves only values that passed them, in messages made of plain
+ * arrays, through builtins captured at load. Should someone's code run all
+ * the same, a bus call it makes is EBUSY (state.ts checkOpen).
  */
 import { Bus1Error } from "./errors.js";
 import type { Core } from "./core.js";
@@ -112,11 +130,20 @@ export const NO_OBJECTS: PreparedObjects = Object.freeze({
   values: Object.freeze([]), forms: Object.freeze([]), moving: null,
 });
 
-/** The moving values of one send, made ready (arrays and all) before the core is entered. */
-export interface MovePlan {
+/** One post of a move: one value (with every record of the send that names it), as a message of plain arrays. */
+interface MovePost {
   readonly records: readonly number[];
   readonly message: { readonly t: "obj"; readonly items: readonly (readonly [number, number, unknown])[] };
   readonly transfer: unknown[];
+}
+
+/** The moving values of one send, made ready (arrays and all) before the core is entered. */
+export interface MovePlan {
+  readonly records: readonly number[];
+  /** One post per distinct value: a post that fails affects that value only. */
+  readonly posts: readonly MovePost[];
+  /** False when some value cannot be posted now (a locked stream, a detached buffer): then none moves. */
+  readonly postable: boolean;
 }
 
 /** Exports of the core for moves (docs/ABI.md §5.1, §5.4), beyond core.ts's list. */
@@ -139,7 +166,15 @@ interface Parked {
 const atomicLoad = Atomics.load, atomicStore = Atomics.store, atomicSub = Atomics.sub;
 const atomicCas = Atomics.compareExchange;
 const later = queueMicrotask;
-const every = setInterval, stopEvery = clearInterval, after = setTimeout;
+const every = setInterval, stopEvery = clearInterval, after = setTimeout, stopAfter = clearTimeout;
+// onLink validates what comes on a channel with these, captured at load (it runs in recv, in user code's realm)
+const isArray = Array.isArray;
+const isInteger = Number.isInteger;
+/** What a thread posts on a channel: its end is taken (ack), it lets go of the bus (bye). */
+const ACK = Object.freeze({ t: "ack" }), BYE = Object.freeze({ t: "bye" });
+const NO_TRANSFER: unknown[] = [];
+/** Ticket +20: why a value stayed with its owner. */
+const STAYED_SHARED = 0, STAYED_NO_LINK = 1, STAYED_CANNOT_POST = 2;
 
 /** A dictionary with no prototype: writing a key never reaches a setter someone put on a prototype. */
 function dict<T>(): Record<string | number, T> {
@@ -148,16 +183,22 @@ function dict<T>(): Record<string | number, T> {
 
 /** This thread's tables that take part in links, by `${bus id}:${serial}`. */
 const joined = dict<ObjectTable>();
-let receiving = false;
+let nJoined = 0;
 
-/** A channel end another thread handed this one (Courier.deliver). */
+/** A channel end another thread handed this one (Courier.deliver); never throws. */
 function onDelivery(m: unknown): void {
-  if (typeof m !== "object" || m === null) return;
-  const d = m as { bus1?: unknown; bus?: unknown; to?: unknown; from?: unknown; port?: unknown };
-  if (d.bus1 !== LINK || typeof d.bus !== "number" || typeof d.to !== "number" || typeof d.from !== "number") return;
-  const table = joined[`${d.bus}:${d.to}`];
-  if (table) table.linked(d.from, d.port);
-  else requirePlatform().courier?.close(d.port);
+  try {
+    if (typeof m !== "object" || m === null) return;
+    const d = m as { bus1?: unknown; bus?: unknown; to?: unknown; from?: unknown; port?: unknown };
+    if (d.bus1 !== LINK) return;
+    const courier = requirePlatform().courier;
+    if (!courier || !courier.isPort(d.port)) return;
+    const table = typeof d.bus === "number" && typeof d.to === "number" ? joined[`${d.bus}:${d.to}`] : undefined;
+    if (table && typeof d.from === "number" && isInteger(d.from)) table.linked(d.from, d.port);
+    else courier.close(d.port);
+  } catch {
+    // not a delivery of ours
+  }
 }
 
 function moved(what: string): Bus1Error {
@@ -179,6 +220,13 @@ export class ObjectTable {
   private nonce = 0;
   /** Channels to the other threads of the bus, by their serial. */
   private links = dict<unknown>();
+  /** 1 for a link made here (its far end handed over), 0 for one another thread made (see linked). */
+  private made = dict<number>();
+  /**
+   * 1 for a link values may move on: the far thread has its end (it
+   * acknowledged, or it made the channel and handed this end over).
+   */
+  private ready = dict<number>();
   /** Values that moved here, by `${owner}:${nonce}`. */
   private parked = dict<Parked>();
   private nParked = 0;
@@ -187,8 +235,10 @@ export class ObjectTable {
   private discards = dict<unknown>();
   private nDiscards = 0;
   private key = "";
-  private acks = 0;
-  private acked: (() => void) | null = null;
+  /** Threads whose link join() waits for, and what it calls when none is left. */
+  private awaiting = dict<number>();
+  private nAwaiting = 0;
+  private joinDone: (() => void) | null = null;
   private readonly courier: Courier | null;
 
   constructor(private readonly core: Core, private readonly cloner: Cloner | null) {
@@ -242,6 +292,8 @@ export class ObjectTable {
       }
       forms[i] = this.cloner ? this.cloner.serialize(v) : null;
     }
+    // after the caller's code (serializers) and before the core is entered: what the links say now
+    if (moving) this.refresh();
     return { values, forms, moving };
   }
 
@@ -293,18 +345,24 @@ export class ObjectTable {
     if (!moving) return null;
     const u32 = this.core.views().u32;
     const recs: number[] = [];
-    const items: [number, number, unknown][] = [];
-    const transfer: unknown[] = [];
+    const posts: { records: number[]; message: { t: "obj"; items: [number, number, unknown][] }; transfer: unknown[] }[] = [];
+    let postable = true;
     for (let i = 0; i < records.length; i++) {
       if (!moving[i]) continue;
       const v = objects.values[i];
-      recs.push(records[i]);
-      items.push([records[i], u32[((records[i] + HEADER) >>> 2) + 3], v]);
-      let seen = false;
-      for (let j = 0; j < transfer.length && !seen; j++) seen = transfer[j] === v;
-      if (!seen) transfer.push(v);
+      const rec = records[i];
+      recs[recs.length] = rec;
+      let post = null;
+      for (let j = 0; j < posts.length && !post; j++) if (posts[j].transfer[0] === v) post = posts[j];
+      if (!post) {
+        post = { records: [] as number[], message: { t: "obj" as const, items: [] as [number, number, unknown][] }, transfer: [v] };
+        posts[posts.length] = post;
+        if (postable && !this.courier!.postable(v)) postable = false;
+      }
+      post.records[post.records.length] = rec;
+      post.message.items[post.message.items.length] = [rec, u32[((rec + HEADER) >>> 2) + 3], v];
     }
-    return { records: recs, message: { t: "obj", items }, transfer };
+    return { records: recs, posts, postable };
   }
 
   /**
@@ -323,29 +381,45 @@ export class ObjectTable {
       if (core.i32[at + 2 * i] !== 0 || addr === 0) continue;
       const r = ex.send_receiver(addr);
       if (r === me) local++;
-      else if (target === 0 && this.links[r] !== undefined) target = r;
+      else if (target === 0 && this.ready[r] === 1 && this.links[r] !== undefined) target = r;
       if (r === target) copies++;
     }
-    if (local === 0 && target !== 0) {
-      this.stamp(plan, target, copies);
-      try {
-        this.courier!.post(this.links[target], plan.message, plan.transfer);
-        for (let i = 0; i < plan.records.length; i++) this.values[core.u32[(plan.records[i] >>> 2) + 1]] = undefined;
-        return;
-      } catch {
-        // it cannot move (a locked stream, a detached buffer): it stays here
+    const posts = plan.posts;
+    if (local === 0 && target !== 0 && plan.postable) {
+      // one post per value: one that throws (it cannot go after all) stays here, and only that one
+      const port = this.links[target];
+      for (let p = 0; p < posts.length; p++) {
+        const recs = posts[p].records;
+        this.stamp(recs, target, copies, 0);
+        try {
+          this.courier!.post(port, posts[p].message, posts[p].transfer);
+        } catch {
+          this.keep(recs, me, 0, STAYED_CANNOT_POST);
+          continue;
+        }
+        for (let i = 0; i < recs.length; i++) this.values[core.u32[(recs[i] >>> 2) + 1]] = undefined;
       }
+      return;
     }
-    this.stamp(plan, me, local);
-    for (let i = 0; i < plan.records.length; i++) this.held[core.u32[(plan.records[i] >>> 2) + 1]] = 0;
+    // why they stay: a receiver here, no ready link to the receiving thread, or one cannot be posted
+    const why = local !== 0 ? STAYED_SHARED : target === 0 ? STAYED_NO_LINK : STAYED_CANNOT_POST;
+    for (let p = 0; p < posts.length; p++) this.keep(posts[p].records, me, local, why);
   }
 
-  private stamp(plan: MovePlan, holder: number, copies: number): void {
+  /** Values that stay with this thread: their tickets say so (and why), and they are held until received or freed. */
+  private keep(records: readonly number[], me: number, copies: number, why: number): void {
+    this.stamp(records, me, copies, why);
     const u32 = this.core.views().u32;
-    for (let i = 0; i < plan.records.length; i++) {
-      const at = (plan.records[i] + HEADER) >>> 2;
+    for (let i = 0; i < records.length; i++) this.held[u32[(records[i] >>> 2) + 1]] = 0;
+  }
+
+  private stamp(records: readonly number[], holder: number, copies: number, why: number): void {
+    const u32 = this.core.views().u32;
+    for (let i = 0; i < records.length; i++) {
+      const at = (records[i] + HEADER) >>> 2;
       u32[at + 2] = holder;
       u32[at + 4] = copies;
+      u32[at + 5] = why;
     }
   }
 
@@ -419,9 +493,13 @@ export class ObjectTable {
     const core = this.core.views(), u32 = core.u32, me = core.serial;
     const owner = u32[at + 7], holder = u32[at + 8], nonce = u32[at + 9];
     if (holder !== me) {
-      return moved(holder === owner
-        ? "an object that stayed in the thread that sent it (a port, a stream or a transferred ArrayBuffer moves only to the thread that received for its peer when it was sent, and only when no receiver was in the sending thread)"
-        : "an object that moved to another thread (the one that received for its peer when it was sent)");
+      if (holder !== owner) return moved("an object that moved to another thread (the one that received for its peer when it was sent)");
+      const why = u32[at + 11];
+      return moved(why === STAYED_NO_LINK
+        ? "an object that stayed in the thread that sent it: that thread had no channel ready to the thread that received for its peer (one takes its end of a new thread's channel when it next runs its event loop)"
+        : why === STAYED_CANNOT_POST
+          ? "an object that stayed in the thread that sent it: it, or another object of the message, could not be posted (a locked stream, a detached buffer)"
+          : "an object that stayed in the thread that sent it (a port, a stream or a transferred ArrayBuffer moves only to the thread that received for its peer when it was sent, and only when no receiver was in the sending thread)");
     }
     if (owner === me) {
       const slot = u32[at + 1];
@@ -461,13 +539,30 @@ export class ObjectTable {
   /** This thread lets go: the core makes its records in flight orphans (ctx_free); the values go. */
   forget(): void {
     for (const slot in this.held) if (this.held[slot] === 0) this.discard(this.values[+slot]);
+    // what came on the channels is taken (and let go of) before they close; the far threads are told
+    for (const serial in this.links) this.drain(+serial);
     for (const key in this.parked) if (!this.parked[key].delivered) this.discard(this.parked[key].value);
-    for (const serial in this.links) this.courier?.close(this.links[serial]);
-    if (this.key) delete joined[this.key];
+    for (const serial in this.links) {
+      const port = this.links[serial];
+      try {
+        this.courier!.post(port, BYE, NO_TRANSFER);
+      } catch {
+        // its other end is gone already
+      }
+      this.courier!.close(port);
+    }
+    if (this.key) {
+      delete joined[this.key];
+      // the last table of this thread with links: no listener stays on the process
+      if (--nJoined === 0) this.courier?.unreceive();
+    }
     if (this.sweeper !== null) stopEvery(this.sweeper);
     this.sweeper = null;
     this.key = "";
+    this.joinDone?.();
     this.links = dict<unknown>();
+    this.made = dict<number>();
+    this.ready = dict<number>();
     this.parked = dict<Parked>();
     this.nParked = 0;
     this.held = dict<number>();
@@ -520,84 +615,162 @@ export class ObjectTable {
 
   /**
    * Joins the links of bus `busId` (see DOC, Links): a channel to every
-   * other attached thread; resolves once they all took their end, or after
-   * LINK_WAIT_MS. Nothing to do on a private bus or without a Courier.
+   * other attached thread; resolves once each is ready (acknowledged, or
+   * replaced by one the other thread made), or after LINK_WAIT_MS. Nothing
+   * to do on a private bus or without a Courier.
    */
   join(busId: number, shared: boolean): Promise<void> {
     const courier = this.courier;
     if (!courier || !shared) return Promise.resolve();
-    const core = this.core, me = core.serial;
+    const me = this.core.serial;
     this.key = `${busId}:${me}`;
     joined[this.key] = this;
-    if (!receiving) {
-      receiving = true;
-      courier.receive(onDelivery);
-    }
+    if (nJoined++ === 0) courier.receive(onDelivery);
+    const threads = this.threads();
+    if (!threads || threads.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = after(() => done(), LINK_WAIT_MS);
+      const done = () => {
+        stopAfter(timer);
+        this.joinDone = null;
+        this.awaiting = dict<number>();
+        this.nAwaiting = 0;
+        resolve();
+      };
+      for (let i = 0; i < threads.length; i += 2) {
+        const serial = threads[i], host = threads[i + 1];
+        const [keep, give] = courier.channel();
+        this.listen(serial, keep);
+        this.made[serial] = 1;
+        if (this.awaiting[serial] === undefined) {
+          this.awaiting[serial] = 1;
+          this.nAwaiting++;
+        }
+        courier.deliver(host, { bus1: LINK, bus: busId, to: serial, from: me, port: give }, [give]);
+      }
+      this.joinDone = done;
+    });
+  }
+
+  /** The other threads attached now, as (serial, host thread) pairs; null if the core cannot say. */
+  private threads(): number[] | null {
+    const core = this.core;
     const ex = core.ex as unknown as MoveExports;
-    let max = 64, n: number;
-    let base: number;
+    let max = 64, n: number, base: number;
     for (;;) {
       base = core.scratchFor(max * 8);
       n = ex.thread_list(core.ctx, base, max);
       if (n <= max) break;
       max = n;
     }
-    if (n <= 0) return Promise.resolve();
-    const threads: number[] = [];
-    const u32 = core.views().u32;
-    for (let i = 0; i < n; i++) threads.push(u32[(base >>> 2) + 2 * i], u32[(base >>> 2) + 2 * i + 1]);
-    this.acks = 0;
-    return new Promise<void>((resolve) => {
-      const timer = after(() => done(), LINK_WAIT_MS);
-      const done = () => {
-        clearTimeout(timer);
-        this.acked = null;
-        resolve();
-      };
-      this.acked = () => {
-        if (++this.acks >= n) done();
-      };
-      for (let i = 0; i < threads.length; i += 2) {
-        const serial = threads[i], host = threads[i + 1];
-        const [keep, give] = courier.channel();
-        this.listen(serial, keep);
-        courier.deliver(host, { bus1: LINK, bus: busId, to: serial, from: me, port: give }, [give]);
-      }
-    });
+    if (n < 0) return null;
+    const out: number[] = new Array(2 * n);
+    const u32 = core.views().u32, at = base >>> 2;
+    for (let i = 0; i < 2 * n; i++) out[i] = u32[at + i];
+    return out;
   }
 
-  /** Thread `from` handed this one its end of their channel: keep it and say so. */
+  /**
+   * Thread `from` handed this one its end of their channel: keep it and say
+   * so. If both made a channel to each other (they attached at the same
+   * moment), the one made by the thread with the lower serial is kept, by
+   * both: the other is closed.
+   */
   linked(from: number, port: unknown): void {
+    const courier = this.courier!, me = this.core.serial;
+    if (from === me || (from >>> 0) !== from) {
+      courier.close(port);
+      return;
+    }
     const old = this.links[from];
-    if (old !== undefined) this.courier!.close(old);
+    if (old !== undefined) {
+      if (this.made[from] === 1 && me < from) {
+        // ours stays; the other thread, seeing ours, drops its own
+        courier.close(port);
+        return;
+      }
+      this.unlink(from);
+      courier.close(old);
+    }
     this.listen(from, port);
+    this.made[from] = 0;
     try {
-      this.courier!.post(port, { t: "ack" }, []);
+      courier.post(port, ACK, NO_TRANSFER);
     } catch {
       // the other end is gone already: its close is seen by listen
     }
+    this.markReady(from);
   }
 
   private listen(from: number, port: unknown): void {
     this.links[from] = port;
-    this.courier!.listen(port, (m) => this.onLink(from, m), () => {
-      if (this.links[from] === port) delete this.links[from];
+    this.courier!.listen(port, (m) => this.onLink(from, port, m), () => {
+      if (this.links[from] === port) this.unlink(from);
     });
   }
 
-  /** What came on the channel from thread `from`: an acknowledgement, or values that moved here. */
-  private onLink(from: number, m: unknown): void {
+  private unlink(serial: number): void {
+    delete this.links[serial];
+    delete this.made[serial];
+    delete this.ready[serial];
+  }
+
+  /** The link to `serial` is ready: values may move on it. */
+  private markReady(serial: number): void {
+    this.ready[serial] = 1;
+    if (this.awaiting[serial] !== undefined) {
+      delete this.awaiting[serial];
+      if (--this.nAwaiting === 0) this.joinDone?.();
+    }
+  }
+
+  /** What came on the channel from thread `from` (on `port`); never throws (it runs in a port's listener, or in recv). */
+  private onLink(from: number, port: unknown, m: unknown): void {
+    try {
+      this.linkMessage(from, port, m);
+    } catch {
+      // a malformed message of a hostile thread: ignored
+    }
+  }
+
+  /**
+   * An acknowledgement, a goodbye, or values that moved here (one value a
+   * message, with the records that name it). Shapes are checked with
+   * builtins captured at load; a value taken off the channel that cannot be
+   * parked (malformed, or parked already) is let go of, never dropped.
+   */
+  private linkMessage(from: number, port: unknown, m: unknown): void {
     if (typeof m !== "object" || m === null) return;
     const msg = m as { t?: unknown; items?: unknown };
-    if (msg.t === "ack") {
-      this.acked?.();
+    const t = msg.t;
+    if (t === "ack" || t === "bye") {
+      if (this.links[from] !== port) return;
+      if (t === "ack") this.markReady(from);
+      else {
+        // that thread let go of the bus: nothing more moves to it
+        this.unlink(from);
+        this.courier!.close(port);
+      }
       return;
     }
-    if (msg.t !== "obj" || !Array.isArray(msg.items)) return;
-    for (const item of msg.items as [number, number, unknown][]) {
-      const key = `${from}:${item[1]}`;
-      if (this.parked[key] !== undefined) continue;
-      this.parked[key] = { rec: item[0], owner: from, nonce: item[1], value: item[2], delivered: false };
+    if (t !== "obj") return;
+    const items = msg.items;
+    if (!isArray(items)) return;
+    for (let i = 0; i < items.length; i++) {
+      const item: unknown = items[i];
+      if (!isArray(item)) continue;
+      const rec: unknown = item[0], nonce: unknown = item[1], value: unknown = item[2];
+      if (item.length !== 3 || typeof rec !== "number" || typeof nonce !== "number" || (rec >>> 0) !== rec
+        || (nonce >>> 0) !== nonce || (rec & 3) !== 0) {
+        this.discard(value);
+        continue;
+      }
+      const key = `${from}:${nonce}`;
+      if (this.parked[key] !== undefined) {
+        if (this.parked[key].value !== value) this.discard(value);
+        continue;
+      }
+      this.parked[key] = { rec, owner: from, nonce, value, delivered: false };
       this.nParked++;
     }
     if (this.sweeper === null && this.nParked) {
@@ -611,7 +784,33 @@ export class ObjectTable {
   private drain(owner: number): void {
     const port = this.links[owner];
     if (port === undefined) return;
-    for (let m = this.courier!.take(port); m; m = this.courier!.take(port)) this.onLink(owner, m.message);
+    for (let m = this.courier!.take(port); m; m = this.links[owner] === port ? this.courier!.take(port) : undefined) {
+      this.onLink(owner, port, m.message);
+    }
+  }
+
+  /**
+   * Before a send that moves (outside any core call): takes what came on
+   * every channel (acknowledgements, goodbyes, values), and closes the links
+   * to threads that are no longer attached, so that nothing is posted to a
+   * thread that has let go of the bus. Never throws.
+   */
+  private refresh(): void {
+    try {
+      for (const serial in this.links) this.drain(+serial);
+      const threads = this.threads();
+      if (!threads) return;
+      const attached = dict<number>();
+      for (let i = 0; i < threads.length; i += 2) attached[threads[i]] = 1;
+      for (const serial in this.links) {
+        if (attached[serial] !== undefined) continue;
+        const port = this.links[serial];
+        this.unlink(+serial);
+        this.courier!.close(port);
+      }
+    } catch {
+      // a link that cannot be read is not used
+    }
   }
 
   /** Parked values whose message is gone: let go of those no receiver took. */

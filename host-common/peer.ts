@@ -17,7 +17,7 @@ import {
   readSend, uint8Length, typedArraySet, viewOf, LIMIT_KEYS, NO_ID_LIST, type IdList, type Payload,
 } from "./check.js";
 import { platformCpus } from "./platform.js";
-import { BusState, MAKE, isEndpoint, markEndpoint } from "./state.js";
+import { BusState, MAKE, isEndpoint, markEndpoint, reentered } from "./state.js";
 import {
   HANDLE_INVALID, type Limits, type PeerRef, type PeerStats, type ResetOptions, type SendOptions, type SendResult,
 } from "./types.js";
@@ -526,8 +526,9 @@ export class Peer {
       throw fail("EINVAL", "close", `called on ${describe(this)}, not on a Peer`);
     }
     if (this.#closed) return;
-    this.#closed = true;
     const s = this.#s, core = s.core;
+    if (!core.broken && core.inCall()) throw reentered("close");
+    this.#closed = true;
     s.peers.delete(this);
     const served = this.#servedBy;
     this.#servedBy = null;

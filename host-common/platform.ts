@@ -16,10 +16,21 @@ import type { Cloner } from "./objects.js";
 export interface Courier {
   /**
    * Whether `v` moves rather than copies: a port or a stream always, an
-   * ArrayBuffer when `listed` (the send's `transfer`). A brand check: it
-   * says false for a Proxy, whatever it claims to be.
+   * ArrayBuffer when `listed` (the send's `transfer`). A brand check that
+   * runs no user code: it says false for a Proxy, whatever it claims to be,
+   * and for anything whose transfer could run code that is not the host's
+   * (Node: a stream with own members a genuine one lacks, another
+   * prototype, or an intrinsic prototype changed since load).
    */
   movable(v: unknown, listed: boolean): boolean;
+  /**
+   * Whether a movable value can be posted now (a stream not locked, a
+   * buffer not detached); runs no user code. A send checks every value
+   * before it posts any, so that one that cannot go keeps all of them.
+   */
+  postable(v: unknown): boolean;
+  /** Whether `v` is a channel end this host made (a delivery is checked with it). */
+  isPort(v: unknown): boolean;
   /** A new channel: [the end kept here, the end handed to another thread]. */
   channel(): [unknown, unknown];
   /** Posts `message` on `port`, moving `transfer`; throws what the host throws (a locked stream, a detached buffer). */
@@ -34,8 +45,10 @@ export interface Courier {
   close(port: unknown): void;
   /** Hands `message` (with `transfer`) to the host thread `thread`'s receiver (see `receive`); never throws. */
   deliver(thread: number, message: unknown, transfer: unknown[]): void;
-  /** Installs this thread's receiver of what `deliver` hands it (the first call only). */
+  /** Installs this thread's receiver of what `deliver` hands it. */
   receive(onDelivery: (message: unknown) => void): void;
+  /** Removes it (the last bus of the thread with links let go): no listener stays on the process. */
+  unreceive(): void;
   /** Lets go of a moved value nobody received: closes a port, cancels a stream (outside core calls: a stream's own code may run). */
   discard(v: unknown): void;
 }

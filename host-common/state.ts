@@ -33,6 +33,17 @@ export function broken(op: string, why: string): Bus1Error {
   return new Bus1Error("ESHUTDOWN", `${op}: the bus is broken: ${why} (ESHUTDOWN)`);
 }
 
+/**
+ * EBUSY for a bus call made while a core call of this thread is open (SPEC
+ * §2): only code that is not the package's could make it (a host's transfer
+ * step reaching someone's code, say), and it must not enter the core, whose
+ * locks the open call holds.
+ */
+export function reentered(op: string): Bus1Error {
+  return new Bus1Error("EBUSY", `${op}: called while a bus call of this thread is open (from code that ran inside it): ` +
+    "no bus call may start before that one is over (EBUSY)");
+}
+
 /** Array.isArray that says false for a revoked Proxy instead of throwing. */
 export function isList(v: unknown): v is unknown[] {
   try {
@@ -70,6 +81,7 @@ export class BusState {
   checkOpen(op: string): void {
     if (this.closed) throw Bus1Error.of("EBADF", op, "the bus is closed in this thread");
     if (this.core.broken) throw broken(op, this.core.broken);
+    if (this.core.inCall()) throw reentered(op);
   }
 
   /** Calls into the core; a trap marks the bus broken. */
@@ -143,6 +155,11 @@ export class BusState {
   /** This thread lets go: every reference closed, the thread detached. Never throws. */
   close(): void {
     if (this.closed) return;
+    if (this.core.inCall()) {
+      // called from inside a core call of this thread: done once that call is over
+      queueMicrotask(() => this.close());
+      return;
+    }
     for (const peer of [...this.peers]) {
       try {
         peer.close();
