@@ -243,6 +243,81 @@ async function channelTransport(transfer) {
   };
 }
 
+// ---- what bounds the ping-pong: the bus calls alone --------------------------
+
+/**
+ * The bus calls a served-peer round trip makes, with no protocol: the app
+ * sends to a node of a second peer of its bus and waits for the answer with
+ * readable() and recv(), as in the served case; a hand-written serving side
+ * (readable(), recv(), one copy, release(), a bare post of the bytes) and
+ * a worker that answers on the bare port (workers/channel-sink.js), whose
+ * answer the main thread sends to the app's node. Ping-pong only, no target:
+ * it says how much of the served round trip the bus's own calls take.
+ */
+async function busCallsTransport(bus) {
+  const main = bus.connect();
+  const served = bus.connect();
+  const to = served.transfer(4, main);
+  const back = main.transfer(4, served);
+  const { port1: port, port2 } = new MessageChannel();
+  const worker = await startWorker("channel-sink.js", { port: port2, transfer: false }, { transferList: [port2] });
+  let replies = null;
+  port.on("message", (bytes) => {
+    if (replies) {
+      const r = replies;
+      replies = null;
+      r(bytes);
+    } else {
+      served.send(back, bytes);
+    }
+  });
+  let open = true;
+  const pump = () => served.readable().then(() => {
+    const m = served.recv();
+    const copy = new Uint8Array(m.payload.byteLength);
+    copy.set(m.payload);
+    m.release();
+    port.postMessage(copy);
+    if (open) pump();
+  }, () => {});
+  pump();
+  const recvAsync = async () => {
+    for (;;) {
+      const m = main.recv();
+      if (m) return m;
+      await main.readable();
+    }
+  };
+  return {
+    name: "the same bus calls, no protocol",
+    workers: [worker],
+    async pingPong(ms) {
+      const cpu = threadCpuMs();
+      const trips = new Trips();
+      do {
+        const t = now();
+        main.send(to, ping);
+        (await recvAsync()).release();
+        trips.add(now() - t);
+      } while (trips.elapsed() < ms);
+      // the END reply comes on the port (its CPU time), not through the bus
+      const answer = new Promise((resolve) => { replies = resolve; });
+      port.postMessage(end);
+      const reply = await answer;
+      const n = trips.count();
+      return { ns: trips.median(), main: (busySince(cpu) * 1e6) / n, worker: (readBusy(reply) * 1e6) / n };
+    },
+    async close() {
+      open = false;
+      port.postMessage(quit);
+      await exited(worker);
+      port.close();
+      main.close();
+      served.close();
+    },
+  };
+}
+
 // ---- the cases -------------------------------------------------------------
 
 /**
@@ -291,7 +366,7 @@ export async function run({ rounds, windowMs, log }) {
       figures.push(...busyFigures(`one-way ${label}`, "message", busy));
 
       // the serving side's own work, timed alone (a burst fits the window and one post: see burst())
-      const n = Math.min(128, Math.max(1, Math.floor((256 << 10) / size)));
+      const n = Math.min(128, Math.max(1, Math.floor((64 << 10) / size)));
       const send = [], serve = [];
       for (let r = 0; r < rounds; r++) {
         const start = now();
@@ -305,7 +380,9 @@ export async function run({ rounds, windowMs, log }) {
       figures.push({ group: GROUP, name: `one-way ${label}: the app's send, per message (alone)`, value: s.median, unit: "ns", spread: s });
       figures.push({ group: GROUP, name: `one-way ${label}: the serving side's push: recv, copy, release, post (alone)`, value: v.median, unit: "ns", spread: v });
     }
-    const { variants, busy } = variantsOf(transports, (t) => t.pingPong(window));
+    const pingPongs = [...transports, await busCallsTransport(bus)];
+    transports.push(pingPongs[pingPongs.length - 1]); // closed with the others
+    const { variants, busy } = variantsOf(pingPongs, (t) => t.pingPong(window));
     log("  ping-pong");
     await warmUp(variants);
     for (const b of busy.values()) b.main.length = b.worker.length = 0;
@@ -323,7 +400,10 @@ function row(group, label, per, result, rerun) {
   return {
     group, case: label, unit: "ns", per,
     bus1: result["served peer"],
-    baselines: { "MessageChannel, cloned": result["MessageChannel, cloned"], "MessageChannel, transferred": result["MessageChannel, transferred"] },
+    baselines: {
+      "MessageChannel, cloned": result["MessageChannel, cloned"], "MessageChannel, transferred": result["MessageChannel, transferred"],
+      ...(result["the same bus calls, no protocol"] ? { "the same bus calls, no protocol": result["the same bus calls, no protocol"] } : {}),
+    },
     targets: TARGETS, rerun,
   };
 }

@@ -11,8 +11,8 @@
  *
  * - `words`: an array of numbers, the items one after another, each opened
  *   by its kind (below);
- * - `data`: an ArrayBuffer (transferred) holding the payloads of the batch's
- *   sends or pushes, which name their bytes by `at` and `size` (at = -1: no
+ * - `data`: an ArrayBuffer holding the payloads of the batch's sends or
+ *   pushes, which name their bytes by `at` and `size` (at = -1: no
  *   payload), or null;
  * - `extras`: an array of what is not a number (strings, a call's other
  *   arguments, a message's objects), which items name by index, or null.
@@ -35,11 +35,8 @@
  *     ENDED   e                    extras[e], extras[e + 1]: code, message
  *     PING
  *
- * Small data is cloned, not transferred: below TRANSFER_MIN bytes a fresh
- * buffer and its clone cost less than a transfer (measured: a 64-byte
- * buffer 2.3 µs cloned, 2.5 µs transferred; 16 KiB 16 µs cloned, 11 µs
- * transferred), and the plugin's side can keep one buffer to write its
- * calls' payloads into.
+ * Data is transferred, never cloned: each payload is copied once, into the
+ * batch's buffer, and that buffer changes threads as it is.
  *
  * A batch holds at most MAX_BATCH items. The readers check every number
  * and index before use and never throw: a batch that breaks the form is
@@ -55,8 +52,6 @@ import {
 } from "./wire.js";
 
 export const CALL = 1, CREDIT = 2, PONG = 3, DONE = 4, SENT = 5, FAIL = 6, PUSH = 7, ENDED = 8, PING = 9, SEND = 10;
-/** Data of at least this many bytes is transferred; less is cloned (see the DOC block). */
-export const TRANSFER_MIN = 16 << 10;
 /** DONE's value when it is undefined, or null. */
 const UNDEFINED = -1, NULL = -2;
 
@@ -146,9 +141,9 @@ function isSendResult(v: unknown): v is { errors: unknown[] } {
 /**
  * The plugin's items. A send's payload is copied at the call into the
  * batch's data, so the caller may change its bytes as soon as send()
- * returns. The data is written into a buffer kept from batch to batch; a
- * batch takes a copy of the bytes written (cloned), or, from TRANSFER_MIN
- * on, the buffer itself (transferred, and a new one is made for the next).
+ * returns. The first payload of a batch gets a buffer of its exact size (a
+ * lone call, the common case, posts no spare byte); more grow it by
+ * doubling. The buffer is transferred with the batch.
  */
 export class ClientWriter extends Writer {
   #data: Uint8Array | null = null;
@@ -159,7 +154,7 @@ export class ClientWriter extends Writer {
     let d = this.#data;
     const at = this.#used;
     if (!d || at + size > d.length) {
-      const grown = new Uint8Array(Math.max(1024, 2 * (d ? d.length : 0), at + size));
+      const grown = new Uint8Array(d ? Math.max(2 * d.length, at + size) : size);
       if (d && at) grown.set(d.subarray(0, at));
       this.#data = d = grown;
     }
@@ -189,19 +184,11 @@ export class ClientWriter extends Writer {
 
   /** The batch, its data the bytes written so far, and what it transfers. */
   takeAll(): { batch: Batch; transfer: ArrayBuffer[] } {
-    const d = this.#data, used = this.#used;
-    let data: ArrayBuffer | null = null, transfer: ArrayBuffer[] = NONE;
-    if (d && used >= TRANSFER_MIN) {
-      data = d.buffer as ArrayBuffer;
-      transfer = [data];
-      this.#data = null;
-    } else if (d && used) {
-      data = (d.buffer as ArrayBuffer).slice(0, used);
-      // a buffer grown large for one big call is not kept for small ones
-      if (d.length > 4 * TRANSFER_MIN) this.#data = null;
-    }
+    const d = this.#data;
+    const data = d && this.#used ? d.buffer as ArrayBuffer : null;
+    this.#data = null;
     this.#used = 0;
-    return { batch: this.take(data), transfer };
+    return { batch: this.take(data), transfer: data ? [data] : NONE };
   }
 }
 

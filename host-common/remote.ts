@@ -105,6 +105,9 @@ interface Waiter {
 
 const MAKE = Symbol("RemotePeer");
 
+/** A call's result as the serving side sent it. */
+const identity = (_p: unknown, v: unknown): unknown => v;
+
 /** A port event's data, read without letting a getter throw. */
 function readEventData(e: { data: unknown }): unknown {
   try {
@@ -362,7 +365,7 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
    * the reference again, and posts the call; the result passes through `decode`.
    */
   static #call<T>(self: unknown, op: CallOp, read: (p: RemotePeer) => Postable,
-                  decode: (p: RemotePeer, v: unknown) => T = (_p, v) => v as T): Promise<T> {
+                  decode: (p: RemotePeer, v: unknown) => T = identity as (p: RemotePeer, v: unknown) => T): Promise<T> {
     let p: RemotePeer;
     let call: Postable;
     try {
@@ -377,7 +380,7 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
       return Promise.reject(e);
     }
     const id = p.#nextId++;
-    return new Promise<unknown>((resolve, reject) => {
+    const pending = new Promise<unknown>((resolve, reject) => {
       p.#calls.set(id, { op, resolve, reject });
       if (!call.objects) {
         // numbers, plain data and the payload's bytes: nothing the port can refuse
@@ -398,7 +401,8 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
         reject(p.#gone !== null ? new Bus1Error("ESHUTDOWN", `${op}: the served peer is gone: ${p.#gone} (ESHUTDOWN)`)
           : fail("EINVAL", op, "the arguments could not be posted", e));
       }
-    }).then((v) => decode(p, v));
+    });
+    return decode === identity ? pending as Promise<T> : pending.then((v) => decode(p, v));
   }
 
   send(destinations: number | ArrayLike<number>, payload?: Uint8Array | readonly Uint8Array[],

@@ -94,7 +94,7 @@ import {
   readClientMessage, WIRE_VERSION, MAX_BATCH, MAX_TEXT, MAX_PENDING_CALLS, OFFSET_ALIAS_BASE, isTransferable,
   type ClientMessage, type PortLike, type Read, type Window,
 } from "./wire.js";
-import { isBatch, readClientBatch, ServerWriter, TRANSFER_MIN } from "./batch.js";
+import { isBatch, readClientBatch, ServerWriter } from "./batch.js";
 
 export interface ServeOptions {
   /** Most messages pushed and not yet credited back (default 256). */
@@ -257,7 +257,7 @@ class Server {
       for (const p of pushes.items) items.push(p);
       for (const t of pushes.transfer) transfer.push(t);
       data = pushes.data;
-      if (data && data.byteLength >= TRANSFER_MIN) transfer.push(data);
+      if (data) transfer.push(data); // one copy out of the pool, transferred: never cloned a second time
     }
     const w = this.#writer;
     for (const item of items) write(w, item);
@@ -718,7 +718,7 @@ function listWork(args: unknown[]): number {
 }
 
 /** Most payload bytes in one post (more go in the next task's), and most pushes. */
-const BATCH_BYTES = 256 << 10;
+const BATCH_BYTES = 64 << 10;
 const MAX_PUSHES = 1024;
 
 /**
