@@ -133,7 +133,9 @@ declare function host_objects_drop(slots: usize, count: u32): void;
 /** This thread (`c`) receives for `p` from now on: where a sender moves its host objects. */
 // @ts-ignore: decorator
 @inline export function peer_set_receiver(c: Ctx, p: Peer): void {
-  atomic.store<u32>(changetype<usize>(p) + offsetof<Peer>("receiver"), c.serial);
+  // written only when it changes: a store on every recv would take the line from the senders that read it
+  let at = changetype<usize>(p) + offsetof<Peer>("receiver");
+  if (atomic.load<u32>(at) != c.serial) atomic.store<u32>(at, c.serial);
 }
 
 // @ts-ignore: decorator

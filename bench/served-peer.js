@@ -273,13 +273,14 @@ async function busCallsTransport(bus) {
   });
   let open = true;
   const pump = () => served.readable().then(() => {
+    if (!open) return; // closed while the readable() settled
     const m = served.recv();
     const copy = new Uint8Array(m.payload.byteLength);
     copy.set(m.payload);
     m.release();
     port.postMessage(copy);
-    if (open) pump();
-  }, () => {});
+    pump();
+  }, () => {}); // the reference was closed
   pump();
   const recvAsync = async () => {
     for (;;) {
