@@ -79,9 +79,10 @@
  * peer is disconnected if it was the last reference, with the notifications
  * that implies), when: `close()` is called; the port emits "close" (Node,
  * and browsers that have it: the other end closed or its thread died); the
- * plugin sends `close`; the plugin answers no liveness ping for `livenessMs`
- * (default 10 s; a dead plugin on a platform without a "close" event is
- * found within twice that); a message breaks the protocol; or the Peer
+ * plugin sends `close`; the plugin says nothing for two liveness periods in
+ * a row (pings every `livenessMs`, default 10 s; a dead plugin on a
+ * platform without a "close" event is found within three times that); a
+ * message breaks the protocol; or the Peer
  * reference is closed on this side (bus.close(), say). `closed`
  * resolves with the reason. A disconnected peer does not end the serving:
  * the plugin's calls get ESHUTDOWN, as a local reference's would.
@@ -103,7 +104,7 @@ export interface ServeOptions {
   maxBytesInFlight?: number;
   /** Most host objects pushed and not yet credited back, plus one message's (default 1024). */
   maxObjectsInFlight?: number;
-  /** A plugin that answers no ping for this long is taken for dead (default 10000; 0: never pinged). */
+  /** How often the plugin is pinged; one silent for two periods in a row is taken for dead (default 10000; 0: never pinged). */
   livenessMs?: number;
   /** Most bytes the objects of one send of the plugin may take, as measured here (default 1 MiB); more is EMSGSIZE. */
   maxObjectBytes?: number;
@@ -184,6 +185,8 @@ class Server {
   #work = 0;
   /** When the liveness timer last ran (to tell a plugin that is silent from a thread that was busy). */
   #lastTick = 0;
+  /** Liveness periods in a row in which the plugin said nothing. */
+  #silent = 0;
   readonly #onMessage = (e: { data: unknown }) => this.#guard(() => this.#receivePost(readData(e)));
   readonly #onClose = () => this.close("the port closed");
   readonly #onMessageError = () => this.close("protocol error: a port message could not be deserialized");
@@ -217,8 +220,10 @@ class Server {
     this.#lastTick = now;
     // a timer that runs late ran after this thread was busy: a pong may be waiting behind it in the
     // port, so silence counts only over a period in which this thread was free to hear it
-    if (!this.#alive && !late) {
-      this.close(`the plugin answered no liveness check within ${liveness} ms`);
+    // and it takes two silent periods in a row: a pong may also wait behind other ports' messages
+    if (this.#alive || late) this.#silent = 0;
+    else if (++this.#silent >= 2) {
+      this.close(`the plugin answered no liveness check within ${2 * liveness} ms`);
       return;
     }
     this.#alive = false;
