@@ -72,6 +72,27 @@ const quit = message(QUIT);
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
+/** The next message of `peer`, waiting with readable() (the serving side needs this thread's event loop). */
+async function recvAsync(peer) {
+  for (;;) {
+    const m = peer.recv();
+    if (m) return m;
+    await peer.readable();
+  }
+}
+
+/** Round trips of one window: `main` sends a ping to `to` and waits for the answer, again. */
+async function busTrips(main, to, ms) {
+  const trips = new Trips();
+  do {
+    const t = now();
+    main.send(to, ping);
+    (await recvAsync(main)).release();
+    trips.add(now() - t);
+  } while (trips.elapsed() < ms);
+  return trips;
+}
+
 /**
  * The sender side of an asynchronous throughput window: `sendOne()` returns
  * false when it could not send yet (then the event loop runs once and it is
@@ -129,16 +150,9 @@ async function servedTransport(bus) {
   const sendAsync = async (payload) => {
     while (!trySend(payload)) await tick();
   };
-  const recvAsync = async () => {
-    for (;;) {
-      const m = main.recv();
-      if (m) return m;
-      await main.readable();
-    }
-  };
   const endWindow = async () => {
     await sendAsync(end);
-    const reply = await recvAsync();
+    const reply = await recvAsync(main);
     const bytes = reply.payload.slice();
     reply.release();
     return bytes;
@@ -157,13 +171,7 @@ async function servedTransport(bus) {
     },
     async pingPong(ms) {
       const cpu = threadCpuMs();
-      const trips = new Trips();
-      do {
-        const t = now();
-        main.send(to, ping);
-        (await recvAsync()).release();
-        trips.add(now() - t);
-      } while (trips.elapsed() < ms);
+      const trips = await busTrips(main, to, ms);
       const reply = await endWindow();
       const n = trips.count();
       return { ns: trips.median(), main: (busySince(cpu) * 1e6) / n, worker: (readBusy(reply) * 1e6) / n };
@@ -282,25 +290,12 @@ async function busCallsTransport(bus) {
     pump();
   }, () => {}); // the reference was closed
   pump();
-  const recvAsync = async () => {
-    for (;;) {
-      const m = main.recv();
-      if (m) return m;
-      await main.readable();
-    }
-  };
   return {
     name: "the same bus calls, no protocol",
     workers: [worker],
     async pingPong(ms) {
       const cpu = threadCpuMs();
-      const trips = new Trips();
-      do {
-        const t = now();
-        main.send(to, ping);
-        (await recvAsync()).release();
-        trips.add(now() - t);
-      } while (trips.elapsed() < ms);
+      const trips = await busTrips(main, to, ms);
       // the END reply comes on the port (its CPU time), not through the bus
       const answer = new Promise((resolve) => { replies = resolve; });
       port.postMessage(end);
