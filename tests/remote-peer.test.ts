@@ -5,67 +5,25 @@
 // copies, confinement, hostile port messages, plugins that die.
 import { afterEach, describe, expect, it } from "vitest";
 import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
-import { Bus, Bus1Error, RemotePeer, type Peer, type Serving } from "bus1-wasm";
-// the serving function itself (bus.serve without the bus), for tests that make many servings
+import { Bus, Bus1Error, RemotePeer, type Peer } from "bus1-wasm";
 import { serve } from "../dist/host-common/serve.js";
-import { MAX_BATCH, MAX_PENDING_CALLS, WIRE_VERSION } from "../dist/host-common/wire.js";
+import { CALL_OPS, MAX_BATCH, MAX_PENDING_CALLS, WIRE_VERSION } from "../dist/host-common/wire.js";
 import { ClientWriter, readServerBatch } from "../dist/host-common/batch.js";
-import { CALL_OPS } from "../dist/host-common/wire.js";
+import { channel, onItems, ports, served, servings, tick, until } from "./serving.js";
 import { PEER_METHODS } from "../dist/host-common/api.js";
 import { dec, enc, newBus, newSharedBus } from "./helpers.js";
 
-const ports: MessagePort[] = [];
 const workers: Worker[] = [];
-const servings: Serving[] = [];
 
 afterEach(async () => {
-  for (const s of servings.splice(0)) s.close("test over");
-  for (const p of ports.splice(0)) p.close();
   await Promise.all(workers.splice(0).map((w) => w.terminate()));
 });
-
-function channel() {
-  const { port1, port2 } = new MessageChannel();
-  ports.push(port1, port2);
-  return { port1, port2 };
-}
-
-function served(peer: Peer, options?: Parameters<typeof serve>[2]) {
-  const { port1, port2 } = channel();
-  const serving = serve(peer, port1 as any, options);
-  servings.push(serving);
-  return { serving, port: port2 };
-}
-
-const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
-
-/**
- * Calls `f` with each item the serving side posts, in order (wire.ts
- * "Batches"), a push's payload resolved to a view of its batch's data.
- */
-function onItems(port: MessagePort, f: (item: any) => void) {
-  port.on("message", (m: any) => {
-    if (!Array.isArray(m)) return f(m);
-    const b = readServerBatch(m);
-    if (!b.ok) throw new Error(`a malformed batch from the serving side: ${b.reason}`);
-    for (const item of b.messages) f(item);
-  });
-}
 
 /** Calls as a plugin's batch (batch.ts), all in one port message. */
 function callBatch(calls: { id: number; op: string; args: unknown[] }[]) {
   const w = new ClientWriter();
   for (const c of calls) w.call(c.id, c.op as any, c.args);
   return w.takeAll().batch;
-}
-
-/** Resolves when `cond()` holds, polling; fails after `ms`. */
-async function until(cond: () => boolean, ms = 2000, what = "condition") {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await tick(2);
-  }
 }
 
 // ---- one set of behaviours, two kinds of peer ------------------------------------------

@@ -5,55 +5,18 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { MessageChannel, type MessagePort } from "node:worker_threads";
-import { Bus1Error, RemotePeer, type Peer, type Serving } from "bus1-wasm";
+import { Bus1Error, RemotePeer, type Peer } from "bus1-wasm";
 import { serve } from "../dist/host-common/serve.js";
-import { CALL_OPS, MAX_BATCH, MAX_PENDING_CALLS, WIRE_VERSION } from "../dist/host-common/wire.js";
+import { CALL_OPS, MAX_BATCH, WIRE_VERSION } from "../dist/host-common/wire.js";
 import { readServerBatch } from "../dist/host-common/batch.js";
 import { dec, enc, newBus } from "./helpers.js";
+import { channel, onItems, ports, served, tick, until } from "./serving.js";
 
-const ports: MessagePort[] = [];
-const servings: Serving[] = [];
 const timers: ReturnType<typeof setInterval>[] = [];
 
-afterEach(async () => {
+afterEach(() => {
   for (const t of timers.splice(0)) clearInterval(t);
-  for (const s of servings.splice(0)) s.close("test over");
-  for (const p of ports.splice(0)) p.close();
 });
-
-function channel() {
-  const { port1, port2 } = new MessageChannel();
-  ports.push(port1, port2);
-  return { port1, port2 };
-}
-
-function served(peer: Peer, options?: Parameters<typeof serve>[2]) {
-  const { port1, port2 } = channel();
-  const serving = serve(peer, port1 as any, options);
-  servings.push(serving);
-  return { serving, port: port2 };
-}
-
-const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
-
-/** Calls `f` with each item the serving side posts, in order. */
-function onItems(port: MessagePort, f: (item: any) => void) {
-  port.on("message", (m: any) => {
-    if (!Array.isArray(m)) return f(m);
-    const b = readServerBatch(m);
-    if (!b.ok) throw new Error(`a malformed batch from the serving side: ${b.reason}`);
-    for (const item of b.messages) f(item);
-  });
-}
-
-async function until(cond: () => boolean, ms = 2000, what = "condition") {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await tick(2);
-  }
-}
 
 /** The longest gap between beats of a 5 ms interval, i.e. how long this thread was kept from its event loop. */
 function stallMeter() {
