@@ -2,106 +2,20 @@
 // host-common/objects.ts). Each test is a reproduction: it asserts what the
 // spec promises, so a failing test is a defect.
 //
-// Workers: workers/transfer-hostile-agent.mjs (requests answered one at a time).
+// Workers: workers/transfer-agent.mjs, driven through the Agent of transfer-agent.ts.
 // Every test is bounded in time and terminates its workers in afterEach.
-import { afterEach, describe, expect, it } from "vitest";
-import { Worker, MessageChannel, type MessagePort } from "node:worker_threads";
-import { Bus, Bus1Error, type Peer } from "bus1-wasm";
+import { describe, expect, it } from "vitest";
+import { Worker } from "node:worker_threads";
+import { Bus1Error } from "bus1-wasm";
+import { Agent, channel, closed, enc, newBus, text, within, workers, type Got } from "./transfer-agent.js";
 // internals, for the tests of leaks: not part of the API
 import { coreOf } from "../dist/host-common/bus.js";
 
-const workers: Worker[] = [];
-const buses: Bus[] = [];
-const ports: MessagePort[] = [];
-
-afterEach(async () => {
-  await Promise.all(workers.splice(0).map((w) => w.terminate()));
-  for (const p of ports.splice(0)) p.close();
-  for (const b of buses.splice(0)) b.close();
-});
-
-const enc = (s: string) => new TextEncoder().encode(s);
-const text = (m: { payload: Uint8Array }) => new TextDecoder().decode(m.payload.slice());
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout>;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<T>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms); }),
-  ]);
-}
-
-function channel() {
-  const c = new MessageChannel();
-  ports.push(c.port1, c.port2);
-  return c;
-}
 
 /** What a received object is, in words (a MessagePort is too deep for the matcher's diff). */
 function show(v: unknown): string {
   return v instanceof Bus1Error ? `${v.code}: ${v.message}` : Object.prototype.toString.call(v);
-}
-
-function closed(port: MessagePort): Promise<void> {
-  return new Promise((resolve) => port.once("close", () => resolve()));
-}
-
-type Obj = { kind: string; n?: number; code?: string; message?: string; bytes?: number[] };
-type Got = { type: string; text: string; objects: Obj[] } | null;
-
-class Agent {
-  private seq = 0;
-  private readonly pending = new Map<number, { resolve: (v: any) => void; reject: (e: unknown) => void }>();
-  readonly ready: Promise<void>;
-  readonly worker: Worker;
-  readonly exited: Promise<number>;
-  died: unknown = null;
-
-  constructor(readonly bus: Bus, watch = true) {
-    const w = new Worker(new URL("./workers/transfer-hostile-agent.mjs", import.meta.url), { workerData: { handle: bus.handle } });
-    workers.push(w);
-    if (watch) bus.watch(w);
-    this.worker = w;
-    let onReady!: () => void, onFail!: (e: unknown) => void;
-    this.ready = new Promise((resolve, reject) => { onReady = resolve; onFail = reject; });
-    this.ready.catch(() => {});
-    this.exited = new Promise((r) => w.once("exit", (code) => r(code)));
-    w.on("message", (m: { id: number; value?: unknown; error?: { code: string | null; message: string } }) => {
-      if (m.id === 0) return onReady();
-      const p = this.pending.get(m.id);
-      if (!p) return;
-      this.pending.delete(m.id);
-      if (m.error) p.reject(Object.assign(new Error(m.error.message), { code: m.error.code }));
-      else p.resolve(m.value);
-    });
-    const fail = (e: unknown) => { onFail(e); for (const p of this.pending.values()) p.reject(e); this.pending.clear(); };
-    w.on("error", (e) => { this.died = e; fail(e); });
-    w.on("exit", () => fail(new Error("agent exited")));
-  }
-
-  async do<T = any>(op: string, args: Record<string, unknown> = {}, ms = 10_000): Promise<T> {
-    await within(this.ready, 10_000, "the agent attaching");
-    const id = ++this.seq;
-    return within(new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ id, op, ...args });
-    }), ms, `agent ${op}`);
-  }
-
-  adopt(peer: Peer, as: string): Promise<void> {
-    return this.do("adopt", { ref: peer.ref, as });
-  }
-
-  recv(peer: string, wait = 5_000): Promise<Got> {
-    return this.do("recv", { peer, wait });
-  }
-}
-
-async function newBus(options?: Parameters<typeof Bus.create>[0]): Promise<Bus> {
-  const bus = await Bus.create(options);
-  buses.push(bus);
-  return bus;
 }
 
 const kTransfer = Object.getOwnPropertySymbols(ReadableStream.prototype)

@@ -4,103 +4,16 @@
 // maxInflightObjects, and are let go of (ports closed, streams cancelled) when
 // their message is flushed, dropped or never received.
 //
-// Workers (workers/transfer-agent.mjs) attach, adopt peers and act on request;
+// Workers (workers/transfer-agent.mjs, the Agent of transfer-agent.ts) attach, adopt peers and act on request;
 // the main thread watches each. Every test is bounded in time and terminates
 // its workers in afterEach.
-import { afterEach, describe, expect, it } from "vitest";
-import { Worker, MessageChannel, type MessagePort } from "node:worker_threads";
-import { Bus, Bus1Error, type Peer } from "bus1-wasm";
+import { describe, expect, it } from "vitest";
+import { type MessagePort } from "node:worker_threads";
+import { Bus1Error } from "bus1-wasm";
+import { Agent, channel, closed, enc, newBus, ports, text, within, type Got, type Obj } from "./transfer-agent.js";
 // internals, for the tests of leaks and of the serving hook: not part of the API
 import { coreOf } from "../dist/host-common/bus.js";
 import { MAY_MOVE } from "../dist/host-common/message.js";
-
-const workers: Worker[] = [];
-const buses: Bus[] = [];
-const ports: MessagePort[] = [];
-
-afterEach(async () => {
-  await Promise.all(workers.splice(0).map((w) => w.terminate()));
-  for (const p of ports.splice(0)) p.close();
-  for (const b of buses.splice(0)) b.close();
-});
-
-const enc = (s: string) => new TextEncoder().encode(s);
-const text = (m: { payload: Uint8Array }) => new TextDecoder().decode(m.payload.slice());
-
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout>;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<T>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms); }),
-  ]);
-}
-
-function channel() {
-  const c = new MessageChannel();
-  ports.push(c.port1, c.port2);
-  return c;
-}
-
-/** Resolves when `port` sees "close" (its other end was closed, here or in any thread). */
-function closed(port: MessagePort): Promise<void> {
-  return new Promise((resolve) => port.once("close", () => resolve()));
-}
-
-type Obj = { kind: string; n?: number; code?: string; message?: string; bytes?: number[] };
-type Got = { type: string; text: string; objects: Obj[] } | null;
-
-class Agent {
-  private seq = 0;
-  private readonly pending = new Map<number, { resolve: (v: any) => void; reject: (e: unknown) => void }>();
-  readonly ready: Promise<void>;
-  readonly worker: Worker;
-  readonly exited: Promise<void>;
-
-  constructor(readonly bus: Bus) {
-    const w = new Worker(new URL("./workers/transfer-agent.mjs", import.meta.url), { workerData: { handle: bus.handle } });
-    workers.push(w);
-    bus.watch(w);
-    this.worker = w;
-    let onReady!: () => void, onFail!: (e: unknown) => void;
-    this.ready = new Promise((resolve, reject) => { onReady = resolve; onFail = reject; });
-    this.ready.catch(() => {});
-    this.exited = new Promise((r) => w.once("exit", () => r()));
-    w.on("message", (m: { id: number; value?: unknown; error?: { code: string | null; message: string } }) => {
-      if (m.id === 0) return onReady();
-      const p = this.pending.get(m.id);
-      if (!p) return;
-      this.pending.delete(m.id);
-      if (m.error) p.reject(Object.assign(new Error(m.error.message), { code: m.error.code }));
-      else p.resolve(m.value);
-    });
-    const fail = (e: unknown) => { onFail(e); for (const p of this.pending.values()) p.reject(e); this.pending.clear(); };
-    w.on("error", fail);
-    w.on("exit", () => fail(new Error("agent exited")));
-  }
-
-  async do<T = any>(op: string, args: Record<string, unknown> = {}): Promise<T> {
-    await within(this.ready, 10_000, "the agent attaching");
-    const id = ++this.seq;
-    return within(new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ id, op, ...args });
-    }), 10_000, `agent ${op}`);
-  }
-
-  adopt(peer: Peer, as: string): Promise<void> {
-    return this.do("adopt", { ref: peer.ref, as });
-  }
-
-  recv(peer: string, wait = 5_000): Promise<Got> {
-    return this.do("recv", { peer, wait });
-  }
-}
-
-async function newBus(options?: Parameters<typeof Bus.create>[0]): Promise<Bus> {
-  const bus = await Bus.create(options);
-  buses.push(bus);
-  return bus;
-}
 
 /** A bus; `a` sends from the main thread; `b`, received in a worker, owns node 4 (a holds hb). */
 async function setup() {
