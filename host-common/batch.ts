@@ -33,7 +33,8 @@
  *                                  type: index in MESSAGE_TYPES; o: index in extras of
  *                                  [objects, errors], or -1
  *     ENDED   e                    extras[e], extras[e + 1]: code, message
- *     PING
+ *     PING                         read, for a serving side that batches its pings (serve.ts
+ *                                  posts its own alone, as { t: "ping" }, so none waits for a turn)
  *
  * Data is transferred, never cloned: each payload is copied once, into the
  * batch's buffer, and that buffer changes threads as it is.
@@ -111,11 +112,6 @@ export class ServerWriter extends Writer {
     this.items++;
     this.words.push(ENDED, this.extra(code));
     this.extras.push(message);
-  }
-
-  ping(): void {
-    this.items++;
-    this.words.push(PING);
   }
 
   push(type: MessageType, destination: number, cont: boolean, at: number, size: number, handles: ArrayLike<number>,

@@ -64,7 +64,7 @@ import type { Limits, PeerStats, SendResult } from "./types.js";
 import type { MessageType } from "./message.js";
 import type { MessageLike, RemotePeerApi } from "./api.js";
 import {
-  CALL_BOUNDS, MAX_BATCH, MAX_PENDING_CALLS, OFFSET_ALIAS_BASE, WIRE_VERSION, isTransferable, readServerMessage,
+  CALL_BOUNDS, MAX_BATCH, MAX_PENDING_CALLS, eventData, isPortLike, OFFSET_ALIAS_BASE, WIRE_VERSION, isTransferable, readServerMessage,
   type CallOp, type PortLike, type ServerMessage, type Window,
 } from "./wire.js";
 import { ClientWriter, isBatch, readServerBatch } from "./batch.js";
@@ -107,15 +107,6 @@ const MAKE = Symbol("RemotePeer");
 
 /** A call's result as the serving side sent it. */
 const identity = (_p: unknown, v: unknown): unknown => v;
-
-/** A port event's data, read without letting a getter throw. */
-function readEventData(e: { data: unknown }): unknown {
-  try {
-    return e && typeof e === "object" && "data" in e ? e.data : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 function isCode(v: string): v is ErrorCode {
   return Object.prototype.hasOwnProperty.call(ERRNO, v);
@@ -162,7 +153,7 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
   #heard = true;
   #missed = 0;
   #timer: ReturnType<typeof setInterval> | null = null;
-  readonly #onMessage = (e: { data: unknown }) => this.#receivePost(readEventData(e));
+  readonly #onMessage = (e: { data: unknown }) => this.#receivePost(eventData(e));
   readonly #onClose = () => this.#lost("the port closed");
 
   /** @internal RemotePeers are made by RemotePeer.connect. */
@@ -174,10 +165,7 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
   /** Connects to a serving at the other end of `port`; rejects with a Bus1Error (EINVAL: another protocol version). */
   static async connect(port: PortLike): Promise<RemotePeer> {
     const op = "connect";
-    if (typeof port !== "object" || port === null || typeof port.postMessage !== "function" ||
-        typeof port.addEventListener !== "function" || typeof port.close !== "function") {
-      throw fail("EINVAL", op, `port must be a MessagePort, got ${describe(port)}`);
-    }
+    if (!isPortLike(port)) throw fail("EINVAL", op, `port must be a MessagePort, got ${describe(port)}`);
     const peer = new RemotePeer(MAKE, port);
     return peer.#connect();
   }

@@ -92,7 +92,7 @@ import { fail, readBoolean, readInteger, readOptions, describe } from "./check.j
 import { Peer, TAKE_OVER } from "./peer.js";
 import { MAY_MOVE, type Message, type MessageType } from "./message.js";
 import {
-  readClientMessage, WIRE_VERSION, MAX_BATCH, MAX_TEXT, MAX_PENDING_CALLS, OFFSET_ALIAS_BASE, isTransferable,
+  eventData, isPortLike, readClientMessage, WIRE_VERSION, MAX_BATCH, MAX_TEXT, MAX_PENDING_CALLS, OFFSET_ALIAS_BASE, isTransferable,
   type ClientMessage, type PortLike, type Read, type Window,
 } from "./wire.js";
 import { isBatch, readClientBatch, ServerWriter } from "./batch.js";
@@ -140,10 +140,7 @@ export function serve(peer: Peer, port: PortLike, options?: ServeOptions): Servi
   const maxObjectBytes = cap("maxObjectBytes", DEFAULT_MAX_OBJECT_BYTES);
   if (!(peer instanceof Peer)) throw fail("EINVAL", op, `peer must be a Peer, got ${describe(peer)}`);
   if (peer.closed) throw Bus1Error.of("EBADF", op, "that peer reference is closed");
-  if (typeof port !== "object" || port === null || typeof port.postMessage !== "function" ||
-      typeof port.addEventListener !== "function" || typeof port.close !== "function") {
-    throw fail("EINVAL", op, `port must be a MessagePort, got ${describe(port)}`);
-  }
+  if (!isPortLike(port)) throw fail("EINVAL", op, `port must be a MessagePort, got ${describe(port)}`);
   // the serving owns the reference from here: closing it (bus.close(), say) ends the serving
   let server: Server | null = null;
   if (!peer[TAKE_OVER](() => server?.close("the served peer reference was closed"))) {
@@ -187,7 +184,7 @@ class Server {
   #lastTick = 0;
   /** Liveness periods in a row in which the plugin said nothing. */
   #silent = 0;
-  readonly #onMessage = (e: { data: unknown }) => this.#guard(() => this.#receivePost(readData(e)));
+  readonly #onMessage = (e: { data: unknown }) => this.#guard(() => this.#receivePost(eventData(e)));
   readonly #onClose = () => this.close("the port closed");
   readonly #onMessageError = () => this.close("protocol error: a port message could not be deserialized");
 
@@ -239,10 +236,14 @@ class Server {
     this.#out.push(item);
     // a post holds at most MAX_BATCH items: a long turn posts as it goes
     if (this.#out.length >= MAX_BATCH) this.#flush(null);
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true;
-      nextTask(this.#flushLater);
-    }
+    this.#endTurnLater();
+  }
+
+  /** The turn ends (its bounds start again, what is queued is posted) in a task of its own, once. */
+  #endTurnLater(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    nextTask(this.#flushLater);
   }
 
   /**
@@ -328,10 +329,7 @@ class Server {
     // every item counts in the turn's bound, whatever it is and whether or not it is any good; the turn
     // ends with the deferred post (scheduled here if nothing else has)
     if (++this.#items > 4 * TURN_ITEMS) return this.#cutOff();
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true;
-      nextTask(this.#flushLater);
-    }
+    this.#endTurnLater();
     if (!r.ok) {
       if (r.id !== null && this.#welcomed) this.#reply(r.id, Bus1Error.of("EINVAL", "serve", r.reason));
       else this.close(`protocol error: ${r.reason}`);
@@ -654,15 +652,6 @@ class Server {
     try { port.close(); } catch { /* gone */ }
     try { this.peer.close(); } catch { /* a broken bus: the reference is dropped all the same */ }
     this.#resolveClosed(String(reason));
-  }
-}
-
-/** A port event's data, read without letting a getter throw. */
-function readData(e: { data: unknown }): unknown {
-  try {
-    return e && typeof e === "object" && "data" in e ? e.data : undefined;
-  } catch {
-    return undefined;
   }
 }
 

@@ -318,6 +318,22 @@ export function isTransferable(v: unknown): v is Transferable {
   return false;
 }
 
+/** Whether `v` offers what the protocol uses of a MessagePort (PortLike). */
+export function isPortLike(v: unknown): v is PortLike {
+  if (typeof v !== "object" || v === null) return false;
+  const p = v as Partial<PortLike>;
+  return typeof p.postMessage === "function" && typeof p.addEventListener === "function" && typeof p.close === "function";
+}
+
+/** A port event's data, read without letting a getter throw (the event may come from a port-like object). */
+export function eventData(e: { data: unknown }): unknown {
+  try {
+    return e && typeof e === "object" && "data" in e ? e.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** What a MessagePort of any platform offers that the protocol uses. */
 export interface PortLike {
   postMessage(message: unknown, transfer?: Transferable[]): void;
