@@ -11,7 +11,7 @@ import {
   HANDLE_FLAG_REMOTE,
   HANDLE_INVALID,
 } from "bus1-wasm";
-import type { ErrorCode, Limits, Message, Peer } from "bus1-wasm";
+import type { ErrorCode, Limits, Message, MessageLike, Peer } from "bus1-wasm";
 
 export type { ErrorCode, Limits, Message, Peer };
 
@@ -140,9 +140,9 @@ export function pad8(n: number): number {
 // ---------------------------------------------------------------------------
 // messages
 
-/** A received message, copied out of its slice. */
+/** A received message (of a local or a served peer), copied out of its slice. */
 export interface Received {
-  type: Message["type"];
+  type: MessageLike["type"];
   destination: number;
   continue: boolean;
   offset: number;
@@ -152,7 +152,7 @@ export interface Received {
   objects: unknown[];
 }
 
-export function copyMessage(msg: Message): Received {
+export function copyMessage(msg: MessageLike): Received {
   return {
     type: msg.type,
     destination: msg.destination,

@@ -23,6 +23,7 @@ import { afterEach, expect, vi } from "vitest";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
 import { Bus, Bus1Error, RemotePeer } from "bus1-wasm";
 import type { ErrorCode, MessageLike, Peer, RemotePeerApi, Serving } from "bus1-wasm";
+import { copyMessage, type Received } from "./helpers.js";
 
 /** The operations of every kind of peer (api.ts PEER_METHODS). */
 export const PEER_METHODS = [
@@ -216,31 +217,9 @@ export async function outcome(call: () => Promise<unknown>): Promise<{ ok: unkno
 
 // ---- messages ----------------------------------------------------------------------
 
-/** A received message, copied: it outlives its slice. */
-export interface Got {
-  type: MessageLike["type"];
-  destination: number;
-  continue: boolean;
-  offset: number;
-  text: string;
-  bytes: Uint8Array;
-  handles: number[];
-  objects: unknown[];
-}
-
-export function copy(msg: MessageLike): Got {
-  const bytes = msg.payload.slice();
-  return {
-    type: msg.type,
-    destination: msg.destination,
-    continue: msg.continue,
-    offset: msg.offset,
-    text: new TextDecoder().decode(bytes),
-    bytes,
-    handles: Array.from(msg.handles),
-    objects: Array.from(msg.objects),
-  };
-}
+/** A received message, copied: it outlives its slice (helpers.ts). */
+export type Got = Received;
+export const copy = copyMessage;
 
 /** Receives one message from the peer under test, copies it and (unless keep) releases it. */
 export async function take(p: TestPeer, options: { keep?: boolean } = {}): Promise<Got | null> {
