@@ -267,7 +267,8 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
 
   /** A pushed (or seed) message as the plugin sees it. */
   #message(m: Extract<ServerMessage, { t: "push" }>, offset: number): RemoteMessage {
-    const objects = m.objects.slice();
+    // the lists were made for this message (a batch's reader, or a structured clone): the plugin's own
+    const objects = m.objects;
     for (const e of m.errors) {
       if (Array.isArray(e) && typeof e[0] === "number" && e[0] >= 0 && e[0] < objects.length) {
         objects[e[0]] = new Bus1Error(isCode(String(e[1])) ? e[1] as ErrorCode : "EOPNOTSUPP", String(e[2]));
@@ -277,7 +278,7 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
     const payload = m.payload ?? new Uint8Array(0);
     if (data && offset < 0) offset = ALIAS_BASE + 8 * ++this.#seq;
     return new RemoteMessage({ type: m.type as MessageType, destination: m.destination, continue: m.continue,
-      offset: data ? offset : -1, payload, handles: m.handles.slice() as number[], objects });
+      offset: data ? offset : -1, payload, handles: m.handles, objects });
   }
 
   /** The items just written go out at the end of this microtask checkpoint, with what else is queued. */

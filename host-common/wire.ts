@@ -273,12 +273,10 @@ export function readServerMessage(v: unknown): Read<ServerMessage> {
   }
 }
 
-const NO_LIST: readonly unknown[] = Object.freeze([]);
-
 /** A list of a push: absent is empty. */
 function list(v: object, key: string): unknown[] | null {
   const l = field(v, key);
-  return l === undefined ? NO_LIST as unknown[] : isArray(l) ? l : null;
+  return l === undefined ? [] : isArray(l) ? l : null;
 }
 
 /** A push posted alone, or a seed: the payload is an ArrayBuffer of its own, or null. */
