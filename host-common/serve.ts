@@ -95,7 +95,7 @@ import {
   eventData, isPortLike, readClientMessage, WIRE_VERSION, MAX_BATCH, MAX_TEXT, MAX_PENDING_CALLS, OFFSET_ALIAS_BASE, isTransferable,
   type ClientMessage, type PortLike, type Read, type Window,
 } from "./wire.js";
-import { isBatch, readClientBatch, ServerWriter } from "./batch.js";
+import { INLINE_BYTES, inlineData, isBatch, readClientBatch, ServerWriter } from "./batch.js";
 
 export interface ServeOptions {
   /** Most messages pushed and not yet credited back (default 256). */
@@ -258,17 +258,19 @@ class Server {
     if (items.length === 0 && pushes === null) return;
     this.#out = [];
     this.#outTransfer = [];
-    let data: ArrayBuffer | null = null;
+    let data: ArrayBuffer | null = null, wire: ArrayBuffer | string | null = null;
     if (pushes) {
       for (const p of pushes.items) items.push(p);
       for (const t of pushes.transfer) transfer.push(t);
-      data = pushes.data;
-      if (data) transfer.push(data); // one copy out of the pool, transferred: never cloned a second time
+      data = wire = pushes.data;
+      // one copy out of the pool, transferred: never cloned a second time (a few bytes go inline: batch.ts)
+      if (data && data.byteLength <= INLINE_BYTES) wire = inlineData(new Uint8Array(data), data.byteLength);
+      else if (data) transfer.push(data);
     }
     const w = this.#writer;
     for (const item of items) write(w, item);
     try {
-      this.#post(w.take(data), transfer);
+      this.#post(w.take(wire), transfer);
     } catch {
       for (const item of items) this.#postAlone(item, data);
     }
@@ -531,8 +533,10 @@ class Server {
    * slice released at once), and posted with what else is queued.
    */
   #pushAll(taken: Message[], bytes: number): void {
-    const data = bytes > 0 ? new ArrayBuffer(bytes) : null;
-    const all = data ? new Uint8Array(data) : null;
+    // one message: its bytes copied as they are (a new ArrayBuffer would first be zeroed, at a cost that shows at 64 KiB)
+    const one = taken.length === 1 && bytes > 0 ? new Uint8Array(taken[0].payload) : null;
+    const data = one ? one.buffer as ArrayBuffer : bytes > 0 ? new ArrayBuffer(bytes) : null;
+    const all = data && !one ? new Uint8Array(data) : null;
     const items: PushItem[] = new Array(taken.length);
     const transfer: Transferable[] = [];
     let at = 0;
@@ -540,7 +544,7 @@ class Server {
       const msg = taken[i];
       const size = msg.payload.byteLength;
       const { item, transfer: t } = this.#encode(msg, msg.type === "data" ? at : -1, false);
-      if (size) all!.set(msg.payload, at);
+      if (size && all) all.set(msg.payload, at);
       at += size;
       try {
         msg.release();

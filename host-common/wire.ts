@@ -55,7 +55,7 @@
 import { PEER_METHODS, type PeerMethod } from "./api.js";
 
 /** Version of this protocol; bumped by any change a peer of the other version would misread. */
-export const WIRE_VERSION = 2;
+export const WIRE_VERSION = 3;
 
 /** Most items in one batch (a longer one breaks the protocol). */
 export const MAX_BATCH = 4096;

@@ -101,6 +101,29 @@ describe.each(KINDS)("a %s peer", (kind) => {
     expect(await p.recv()).toBeNull();
   });
 
+  it("carries every byte value both ways, at and around the size where a batch's bytes stop going inline", async () => {
+    const { app, p, hS, hApp } = await world(kind);
+    const bytes = (n: number, seed: number) => Uint8Array.from({ length: n }, (_v, i) => (i * 97 + seed) & 0xff);
+    for (const n of [0, 1, 63, 64, 65, 256]) {
+      app.send(hS, bytes(n, n));
+      const m = await recvOne(p);
+      expect([...m.payload]).toEqual([...bytes(n, n)]);
+      m.release();
+      expect(await p.send(hApp, bytes(n, n + 1))).toEqual({ errors: [null] });
+      const back = app.recv()!;
+      expect([...back.payload]).toEqual([...bytes(n, n + 1)]);
+      back.release();
+    }
+    // several small ones in one turn share one batch (32 + 32 bytes inline, then one that tips it over)
+    const sends = [p.send(hApp, bytes(32, 1)), p.send(hApp, bytes(32, 2)), p.send(hApp, bytes(1, 3))];
+    await Promise.all(sends);
+    for (const [n, seed] of [[32, 1], [32, 2], [1, 3]]) {
+      const m = app.recv()!;
+      expect([...m.payload]).toEqual([...bytes(n, seed)]);
+      m.release();
+    }
+  });
+
   it("receives handles it can send to, and notifications", async () => {
     const { app, p, hS, hApp } = await world(kind);
     app.send(hS, enc("h"), { handles: [0x300] });
@@ -516,6 +539,8 @@ describe("batches and bounds of the serving side", () => {
       [[Object.assign([], { length: 3 }), null, null], "batch: "],
       [["no", null, null], "words must be"],
       [[[], 5, null], "data must be"],
+      [[[], "x".repeat(65), null], "data must be"], // inline bytes: at most 64
+      [[[], "\u0100", null], "data must be"], // inline bytes: one byte per character
       [[[], null, {}], "extras must be"],
       [[[3], null], "must be [words, data, extras]"],
       [[[99], null, null], "unknown item kind 99"],
