@@ -90,10 +90,10 @@ export class Bus {
       : readInteger(op, "maxMemoryBytes", o.maxMemoryBytes, MIN_MEMORY_BYTES, MAX_MEMORY_BYTES);
     const pages = Math.floor(maxBytes / 65536);
     const module = await p.module(shared);
-    // Private memory is made at its full size: growing it would detach every
-    // payload view handed out so far (shared memory grows without detaching).
-    // The pages are only reserved; the OS backs them when they are touched.
-    const memory = new WebAssembly.Memory({ initial: shared ? 2 : pages, maximum: pages, shared });
+    // Both kinds start small and grow as the bus needs (a page can make dozens
+    // of private buses); growing private memory detaches the views of its old
+    // buffer, which the host re-makes (Core.views) and Message.payload survives.
+    const memory = new WebAssembly.Memory({ initial: 2, maximum: pages, shared });
     const state = new BusState(module, memory, (Math.random() * 0x7fffffff) ^ ++busIds, shared);
     const rc = state.core.ex.bus_init(pages, limits.maxSlices, limits.maxHandles, limits.maxInflightBytes,
       limits.maxInflightObjects);

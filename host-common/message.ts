@@ -1,8 +1,17 @@
 /**
  * Message: what `recv` returns. The payload is a view into the receiver's
  * pool (no copy); it stays valid until the slice is released.
+ *
+ * A bus on private memory grows its memory as it needs it, and growing a
+ * private (non-shared) WebAssembly.Memory detaches every view of the old
+ * buffer. So `payload` is read through a getter: a view found detached while
+ * the slice is still held is made again on the memory as it is now (same
+ * offset, same bytes). A view taken out of the message earlier (`const p =
+ * m.payload`) is the engine's own object and detaches with the buffer: read
+ * `m.payload` again after calls that may grow the memory (sends, connects,
+ * transfers). Shared memory grows without detaching.
  */
-import { RELEASED_AGAIN, type Peer } from "./peer.js";
+import { PAYLOAD_VIEW, RELEASED_AGAIN, type Peer } from "./peer.js";
 import type { MessageLike } from "./api.js";
 
 export type MessageType = "data" | "node-destroy" | "node-release";
@@ -21,7 +30,8 @@ export class Message implements MessageLike {
   readonly destination: number;
   readonly continue: boolean;
   readonly offset: number;
-  readonly payload: Uint8Array;
+  #payload: Uint8Array;
+  readonly #size: number;
   readonly handles: number[];
   readonly objects: unknown[];
   readonly #peer: Peer;
@@ -35,12 +45,20 @@ export class Message implements MessageLike {
     this.destination = destination;
     this.continue = cont;
     this.offset = offset;
-    this.payload = payload;
+    this.#payload = payload;
+    this.#size = payload.byteLength;
     this.handles = handles;
     this.objects = objects;
   }
 
   #released = false;
+
+  /** The payload's bytes: a view of the slice, made again if the memory grew under it (see above). */
+  get payload(): Uint8Array {
+    const p = this.#payload;
+    if (p.byteLength !== 0 || this.#size === 0 || this.#released) return p;
+    return (this.#payload = this.#peer[PAYLOAD_VIEW](this.offset, this.#size));
+  }
 
   /** @internal See MAY_MOVE. */
   [MAY_MOVE](i: number): boolean {

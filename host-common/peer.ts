@@ -128,6 +128,8 @@ interface SendArgs {
   handles: IdList;
   objects: PreparedObjects;
 }
+/** Internal (message.ts): `peer[PAYLOAD_VIEW](offset, size)`, a view of a slice on the memory as it is now. */
+export const PAYLOAD_VIEW = Symbol("payload view");
 
 /** The bus state a Peer belongs to, or null for anything that is not a Peer (bus.ts: serve). */
 export let stateOf: (v: unknown) => BusState | null;
@@ -190,6 +192,11 @@ export class Peer {
       const rc = s.call(op, () => core.ex.query(core.ctx, this.#slot, this.#gen));
       if (rc < 0) return s.error(op, rc);
     } catch (e) {
+  /** @internal A view of a held slice on the memory as it is now (Message.payload, after private memory grew). */
+  [PAYLOAD_VIEW](offset: number, size: number): Uint8Array {
+    return new Uint8Array(this.#s.core.views().buffer, offset, size);
+  }
+
       return e as Bus1Error;
     }
     return Bus1Error.of("ENXIO", op, `the slice at offset ${offset} is already released`);

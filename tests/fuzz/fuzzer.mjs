@@ -1125,7 +1125,8 @@ export class Fuzzer {
       const live = ms.data && !ms.selfReleased && ms.st.slices.get(ms.offset) === ms;
       const tag = `${ms.name}.payload(${live ? "live" : "stale"})`;
       const y = r.int(4);
-      if (y === 0) return { v: p, d: tag };
+      // a released message's view on private memory detaches when the memory grows: it is passed as it is
+      if (y === 0 || p.buffer.byteLength === 0) return { v: p, d: p.buffer.byteLength === 0 ? `${tag}(detached)` : tag };
       if (y === 1) return { v: p.subarray(r.int(p.length + 1)), d: `${tag}.subarray` };
       if (y === 2) return { v: [p, bytes(8, 1), p], d: `vecs[${tag},u8[8],${tag}]` };
       // a view of the bus memory around the slice (or anywhere in the first pages)
