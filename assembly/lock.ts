@@ -37,6 +37,50 @@ import { root, Root } from "./bus";
 @external("env", "now")
 declare function host_now(): f64;
 
+// The WASI build (asconfig.wasi.json: the wasi-shim defines ASC_WASI) reads
+// WASI's monotonic clock instead of importing env.now; isDefined() is decided
+// at compile time, so the other builds compile exactly the env.now call.
+// @ts-ignore: decorator
+@external("wasi_snapshot_preview1", "clock_time_get")
+declare function wasi_clock_time_get(id: u32, precision: u64, time: usize): u16;
+
+// @ts-ignore: decorator
+@inline const WASI_CLOCK_MONOTONIC: u32 = 1;
+// @ts-ignore: decorator
+@inline const WASI_CLOCK_SLOTS: u32 = 64;
+// @ts-ignore: decorator
+@inline const WASI_CLOCK_AGREE_NS: u64 = 1_000_000;
+
+/**
+ * The WASI build's clock, in ms. clock_time_get writes its result to linear
+ * memory, which all threads share and which has no per-thread stack here: each
+ * thread reads through a static slot of its own tid (tid & 63). A slot can
+ * still be written by another instance at the same moment (a thread that is
+ * not attached yet runs with the tid it had before, or 0; a worker attaching
+ * rewrites the data segments), so a reading counts only when two consecutive
+ * ones agree within 1 ms: any mix-up makes them disagree, and then it reads
+ * again. NaN when the host's clock fails or the readings never agree: the
+ * stale-lock check then never fires for this holder (lock_take_slow compares
+ * with `>`), rather than breaking a bus on a bad reading.
+ */
+function wasi_now(tid: u32): f64 {
+  let at = changetype<usize>(memory.data(WASI_CLOCK_SLOTS << 3, 8)) + (<usize>(tid & (WASI_CLOCK_SLOTS - 1)) << 3);
+  for (let i = 0; i < 64; i++) {
+    if (wasi_clock_time_get(WASI_CLOCK_MONOTONIC, 1000, at) != 0) return NaN;
+    let a = atomic.load<u64>(at);
+    if (wasi_clock_time_get(WASI_CLOCK_MONOTONIC, 1000, at) != 0) return NaN;
+    let b = atomic.load<u64>(at);
+    if (a != 0 && b >= a && b - a < WASI_CLOCK_AGREE_NS) return <f64>b / 1e6;
+  }
+  return NaN;
+}
+
+/** Milliseconds on the host's monotonic clock (chosen at compile time: env.now, or WASI's). */
+// @ts-ignore: decorator
+@inline function lock_clock(tid: u32): f64 {
+  return isDefined(ASC_WASI) ? wasi_now(tid) : host_now();
+}
+
 // @ts-ignore: decorator
 @inline const SPINS: u32 = 4000;
 // @ts-ignore: decorator
@@ -100,8 +144,8 @@ function lock_take_slow(l: usize, tid: u32): bool {
     // a holder that keeps the lock this long is gone
     if (h != last) {
       last = h;
-      start = host_now();
-    } else if (host_now() - start > LOCK_STALE_MS) {
+      start = lock_clock(tid);
+    } else if (lock_clock(tid) - start > LOCK_STALE_MS) {
       bus_break(BROKEN_STALE_LOCK);
       return false;
     }

@@ -480,7 +480,7 @@ function message_drop(c: Ctx, actor: Peer, q: Peer, m: Message): void {
     node_ref(c, actor, node_of(h), -1);
     handle_maybe_free(h);
   }
-  if (m.nObjects) host_objects_drop(message_objects(m), m.nObjects);
+  if (m.nObjects) objects_drop(message_objects(m), m.nObjects);
   let d = changetype<Handle>(m.dest);
   d.msgs--;
   handle_maybe_free(d);
@@ -907,7 +907,7 @@ function seed_drop(c: Ctx, p: Peer, uncharge: bool = true): void {
     node_ref(c, p, node_of(h), -1);
     if (!handle_live(h)) handle_die(h);
   }
-  if (s.nObjects) host_objects_drop(message_objects(s), s.nObjects);
+  if (s.nObjects) objects_drop(message_objects(s), s.nObjects);
   if (uncharge) quota_uncharge(peer_usage(p), peer_user(p), message_cost(s));
   pool_free(p, s);
 }
@@ -1263,4 +1263,19 @@ export function peer_stats(c: Ctx, p: Peer): void {
 export function peer_ready(c: Ctx, p: Peer): i32 {
   let f = queue_settle(c, p);
   return f < 0 ? f : f ? 1 : 0;
+}
+
+// The WASI build (asconfig.wasi.json: the wasi-shim defines ASC_WASI) imports
+// the host's drop of object records as bus1.objects_drop, its one import that
+// is neither the memory nor WASI (docs/ABI.md, "Hosting the core without
+// JavaScript"); the JS builds import it as env.objects_drop.
+// @ts-ignore: decorator
+@external("bus1", "objects_drop")
+declare function bus1_objects_drop(slots: usize, count: u32): void;
+
+/** Tells the host that `count` object records at `slots` are dropped (chosen at compile time). */
+// @ts-ignore: decorator
+@inline function objects_drop(slots: usize, count: u32): void {
+  if (isDefined(ASC_WASI)) bus1_objects_drop(slots, count);
+  else host_objects_drop(slots, count);
 }
