@@ -78,6 +78,7 @@ const SCRATCH_KEEP = 65536;
 const U8 = Uint8Array, U32 = Uint32Array, I32 = Int32Array, F64 = Float64Array;
 const memoryBuffer = Function.prototype.call.bind(
   Object.getOwnPropertyDescriptor(WebAssembly.Memory.prototype, "buffer")!.get!) as (m: WebAssembly.Memory) => ArrayBufferLike;
+const memoryGrow = Function.prototype.call.bind(WebAssembly.Memory.prototype.grow) as (m: WebAssembly.Memory, pages: number) => number;
 const clock = performance.now.bind(performance);
 const viewBytes = Function.prototype.call.bind(
   Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), "byteLength")!.get!) as (v: Uint8Array) => number;
@@ -150,14 +151,22 @@ export class Core {
    */
   views(): this {
     if (this.heapEnd !== 0 && this.u32[this.heapEnd] <= this.bytes) return this;
-    const buffer = memoryBuffer(this.memory);
+    let buffer = memoryBuffer(this.memory);
+    // Deno 2.9 can hand a thread a stale, shorter buffer of a shared memory that another
+    // thread grew (seen: a memory posted to a worker while it grew); growing by 0 pages
+    // makes it read the length again (TOOLCHAIN.md)
+    const end = (this.root + 16) >>> 2;
+    if (viewBytes(new U8(buffer)) < new U32(buffer)[end]) {
+      memoryGrow(this.memory, 0);
+      buffer = memoryBuffer(this.memory);
+    }
     this.buffer = buffer;
     this.u8 = new U8(buffer);
     this.u32 = new U32(buffer);
     this.i32 = new I32(buffer);
     this.f64 = new F64(buffer);
     this.bytes = viewBytes(this.u8);
-    this.heapEnd = (this.root + 16) >>> 2;
+    this.heapEnd = end;
     return this;
   }
 

@@ -7,6 +7,7 @@ import { Worker } from "node:worker_threads";
 import { Bus, type Peer } from "bus1-wasm";
 // internals, for the dump of a hung bus: not part of the API
 import { coreOf } from "../dist/host-common/bus.js";
+import { checkOrdering, plan, type Entry } from "./ordering.js";
 
 const workers: Worker[] = [];
 const buses: Bus[] = [];
@@ -54,17 +55,6 @@ function result<T>(w: Worker, ms = 80_000): Promise<T> {
   });
 }
 
-/** xorshift32, for plans the checker can reproduce. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
-    return s / 4294967296;
-  };
-}
-
-type Entry = [kind: number, sender: number, seq: number, stamp: number, rs: number, rq: number, cont: number, ok: number];
-
 describe("many workers on one shared bus", () => {
   it("delivers every multicast exactly once, in one order all receivers agree on, respecting causality", async () => {
     const nSenders = 3, nReceivers = 4, perSender = 250;
@@ -80,14 +70,7 @@ describe("many workers on one shared bus", () => {
     const rTargets = R.map((ri) => R.map((rj) => rj.transfer(4, ri)));
     const baseline = R.map((r) => r.stats());
     const ctl = new SharedArrayBuffer(4 * 32);
-    const rand = prng(7);
-    const plans = S.map(() => Array.from({ length: perSender }, () => {
-      const dsts = [0, 1, 2, 3].filter(() => rand() < 0.6);
-      if (dsts.length === 0) dsts.push(Math.floor(rand() * nReceivers));
-      const x = rand();
-      const size = x < 0.7 ? Math.floor(rand() * 256) : x < 0.95 ? Math.floor(rand() * 4096) : 65536;
-      return { dsts, size };
-    }));
+    const plans = plan(nSenders, nReceivers, perSender, 7);
     const rw = R.map((r, i) => start("stress.mjs", {
       handle: bus.handle, role: "receiver", index: i, ref: r.ref, targets: rTargets[i], ctl,
       replyRate: 0.2, seed: 100 + i, nSenders, nReceivers,
@@ -104,55 +87,7 @@ describe("many workers on one shared bus", () => {
     const completed: number[][] = [];
     for (const s of senders) completed[s.index] = s.completed;
 
-    const key = (e: Entry) => `${e[0]}:${e[1]}:${e[2]}`;
-    for (let r = 0; r < nReceivers; r++) {
-      const log = logs[r];
-      // payloads intact
-      expect(log.every((e) => e[7] === 1)).toBe(true);
-      // exactly once: the kind-0 messages are those planned for r
-      const got = log.filter((e) => e[0] === 0).map(key).sort();
-      const want: string[] = [];
-      plans.forEach((plan, s) => plan.forEach((m, seq) => { if (m.dsts.includes(r)) want.push(`0:${s}:${seq}`); }));
-      expect(got).toEqual(want.sort());
-      expect(new Set(log.map(key)).size).toBe(log.length);
-      // per-sender FIFO
-      const last = new Map<number, number>();
-      for (const e of log) {
-        expect(e[2]).toBeGreaterThan(last.get(e[1]) ?? -1);
-        last.set(e[1], e[2]);
-      }
-      // one node per receiver: no multicast puts two messages in one queue
-      expect(log.every((e) => e[6] === 0)).toBe(true);
-    }
-    // any two receivers agree on the order of the messages they share
-    const pos = logs.map((log) => new Map(log.map((e, i) => [key(e), i])));
-    for (let a = 0; a < nReceivers; a++) {
-      for (let b = a + 1; b < nReceivers; b++) {
-        const shared = logs[b].filter((e) => pos[a].has(key(e))).map((e) => pos[a].get(key(e))!);
-        for (let i = 1; i < shared.length; i++) expect(shared[i]).toBeGreaterThan(shared[i - 1]);
-      }
-    }
-    // causality through a side channel: a send that completed before another
-    // started (its completion index is below the other's stamp) comes first
-    for (let r = 0; r < nReceivers; r++) {
-      const log = logs[r];
-      for (let j = 0; j < log.length; j++) {
-        if (log[j][0] !== 0) continue;
-        const stamp = log[j][3];
-        for (let i = j + 1; i < log.length; i++) {
-          if (log[i][0] !== 0) continue;
-          expect(completed[log[i][1]][log[i][2]] < stamp, `r${r}: ${key(log[i])} completed before ${key(log[j])} started`).toBe(false);
-        }
-      }
-    }
-    // causality through the bus: a reply comes after the message it answers
-    for (let r = 0; r < nReceivers; r++) {
-      for (const e of logs[r]) {
-        if (e[0] !== 1) continue;
-        const answered = pos[r].get(`0:${e[4]}:${e[5]}`);
-        if (answered !== undefined) expect(answered).toBeLessThan(pos[r].get(key(e))!);
-      }
-    }
+    checkOrdering(logs, completed, plans);
     // nothing leaked: every slice released, handles back to where they were
     R.forEach((r, i) => {
       const st = r.stats();

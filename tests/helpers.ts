@@ -12,6 +12,8 @@ import {
   HANDLE_INVALID,
 } from "bus1-wasm";
 import type { ErrorCode, Limits, Message, MessageLike, Peer } from "bus1-wasm";
+// internals: whether the installed host has a Courier (not part of the API)
+import { requirePlatform } from "../dist/host-common/platform.js";
 
 export type { ErrorCode, Limits, Message, Peer };
 
@@ -26,6 +28,26 @@ export const DEFAULT_LIMITS = {
 export const UNKNOWN_MANAGED = 2 ** 40 + HANDLE_FLAG_MANAGED;
 /** The same, with the REMOTE bit set too. */
 export const UNKNOWN_REMOTE = 2 ** 40 + HANDLE_FLAG_MANAGED + HANDLE_FLAG_REMOTE;
+
+/**
+ * Whether this host moves ports, streams and listed ArrayBuffers out of the
+ * sending thread: to another thread, or to a served peer's plugin (a
+ * Courier: Node). Without one (Deno, browsers) they reach receivers in the
+ * sending thread only and are EOPNOTSUPP elsewhere (SPEC §9): tests of
+ * moving values check that instead.
+ */
+export const HOST_MOVES_OBJECTS = requirePlatform().courier !== undefined;
+
+/** The installed host ("node", "deno", "browser"), for the few checks that differ by design. */
+export const HOST_NAME = requirePlatform().name;
+
+/** The next message on `port`, by the web-standard API (Node, Deno and browsers alike). */
+export function nextMessage(port: MessagePort): Promise<unknown> {
+  return new Promise((resolve) => {
+    port.addEventListener("message", (e) => resolve((e as MessageEvent).data), { once: true });
+    port.start();
+  });
+}
 
 // ---------------------------------------------------------------------------
 // buses

@@ -6,7 +6,7 @@
 //           method that returned a promise instead would be a bug of Peer
 //           (its methods are synchronous) and rejects with a plain Error.
 // - served: the same Peer served with bus.serve(peer, port) over a
-//           MessageChannel of node:worker_threads, in this thread, driven
+//           MessageChannel (the global one), in this thread, driven
 //           through `await RemotePeer.connect(otherPort)`. A RemotePeer
 //           method that throws synchronously is a bug (API.md: "never a
 //           synchronous throw") and rejects with a plain Error.
@@ -20,7 +20,6 @@
 // closed by helpers.ts.
 
 import { afterEach, expect, vi } from "vitest";
-import { MessageChannel, type MessagePort } from "node:worker_threads";
 import { Bus, Bus1Error, RemotePeer } from "bus1-wasm";
 import type { ErrorCode, MessageLike, Peer, RemotePeerApi, Serving } from "bus1-wasm";
 import { copyMessage, type Received } from "./helpers.js";

@@ -3,7 +3,6 @@
 // test, polling, and the serving side's port messages read item by item.
 
 import { afterEach } from "vitest";
-import { MessageChannel, type MessagePort } from "node:worker_threads";
 import type { Peer, Serving } from "bus1-wasm";
 // the serving function itself (bus.serve without the bus), for tests that make many servings
 import { serve } from "../dist/host-common/serve.js";
@@ -48,10 +47,12 @@ export async function until(cond: () => boolean, ms = 2000, what = "condition") 
  * "Batches"), a push's payload resolved to a view of its batch's data.
  */
 export function onItems(port: MessagePort, f: (item: any) => void) {
-  port.on("message", (m: any) => {
+  port.addEventListener("message", (e) => {
+    const m = (e as MessageEvent).data;
     if (!Array.isArray(m)) return f(m);
     const b = readServerBatch(m);
     if (!b.ok) throw new Error(`a malformed batch from the serving side: ${b.reason}`);
     for (const item of b.messages) f(item);
   });
+  port.start();
 }

@@ -1,0 +1,122 @@
+// Deno's Web Workers on one shared bus (run by vitest.deno.config.ts): the
+// global order of SPEC §5 with the checks of tests/concurrency.test.ts
+// (tests/ordering.ts), and a terminated worker whose thread the bus reclaims
+// (bus.watch; host-deno's DOC block "Exits"). Sized for two cores; every
+// test is bounded in time and terminates its workers and closes its buses.
+import { afterEach, describe, expect, it } from "vitest";
+import { Bus } from "bus1-wasm";
+import { checkOrdering, plan, type Entry } from "../ordering.js";
+
+const workers: Worker[] = [];
+const buses: Bus[] = [];
+
+afterEach(() => {
+  for (const w of workers.splice(0)) w.terminate();
+  for (const b of buses.splice(0)) b.close();
+});
+
+async function sharedBus(options?: Parameters<typeof Bus.create>[0]): Promise<Bus> {
+  const bus = await Bus.create(options);
+  buses.push(bus);
+  return bus;
+}
+
+/** A Deno Web Worker running tests/deno/workers/`file`, watched by `bus`. */
+function start(file: string, bus: Bus): Worker {
+  const w = new Worker(new URL(`./workers/${file}`, import.meta.url), { type: "module" });
+  workers.push(w);
+  bus.watch(w);
+  return w;
+}
+
+/** The next message of `w`, or a failure after `ms` (a worker's error fails it at once). */
+function next<T>(w: Worker, what: string, ms = 20_000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms);
+    w.onmessage = (e) => { clearTimeout(timer); resolve(e.data as T); };
+    w.onerror = (e) => { clearTimeout(timer); e.preventDefault(); reject(new Error(`${what}: ${e.message}`)); };
+  });
+}
+
+/** A stress worker's result: what it logged, or its error. */
+async function stressResult<T>(w: Worker, what: string): Promise<T> {
+  const r = await next<{ ok?: T; error?: string }>(w, what, 60_000);
+  if (r.error !== undefined) throw new Error(`${what}: ${r.error}`);
+  return r.ok!;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("Deno Web Workers on one shared bus", () => {
+  it("deliver every multicast exactly once, in one order all receivers agree on, respecting causality", async () => {
+    const nSenders = 2, nReceivers = 3, perSender = 150;
+    const bus = await sharedBus({ limits: { maxSlices: 1 << 20, maxInflightBytes: 1 << 30 }, maxMemoryBytes: 256 << 20 });
+    expect(bus.shared).toBe(true);
+    const R = Array.from({ length: nReceivers }, () => bus.connect({ user: 1 }));
+    const S = Array.from({ length: nSenders }, (_, i) => bus.connect({ user: 2 + i }));
+    const sTargets = S.map((s) => R.map((r) => r.transfer(4, s)));
+    const rTargets = R.map((ri) => R.map((rj) => rj.transfer(4, ri)));
+    const baseline = R.map((r) => r.stats());
+    const ctl = new SharedArrayBuffer(4 * 32);
+    const plans = plan(nSenders, nReceivers, perSender, 11);
+    const rw = R.map((r, i) => {
+      const w = start("stress.mjs", bus);
+      w.postMessage({ handle: bus.handle, role: "receiver", index: i, ref: r.ref, targets: rTargets[i], ctl,
+        replyRate: 0.2, seed: 100 + i, nSenders, nReceivers });
+      return w;
+    });
+    const sw = S.map((s, i) => {
+      const w = start("stress.mjs", bus);
+      w.postMessage({ handle: bus.handle, role: "sender", index: i, ref: s.ref, targets: sTargets[i], ctl, plan: plans[i], seed: i + 1 });
+      return w;
+    });
+    // listen for every result now: a receiver may finish before the senders report
+    const sentBy = Promise.all(sw.map((w, i) => stressResult<{ index: number; completed: number[] }>(w, `sender ${i}`)));
+    const gotBy = Promise.all(rw.map((w, i) => stressResult<{ index: number; log: Entry[] }>(w, `receiver ${i}`)));
+    const [senders, receivers] = await Promise.all([sentBy, gotBy]);
+    const logs: Entry[][] = [];
+    for (const r of receivers) logs[r.index] = r.log;
+    const completed: number[][] = [];
+    for (const s of senders) completed[s.index] = s.completed;
+    checkOrdering(logs, completed, plans);
+    // nothing leaked: every slice released, handles back to where they were
+    R.forEach((r, i) => {
+      expect(r.stats()).toMatchObject({ slices: 0, bytes: 0, objects: 0, liveSlices: 0, handles: baseline[i].handles });
+    });
+  }, 90_000);
+
+  it("reclaim a terminated worker's thread: the peer only it held is disconnected, the other worker goes on", async () => {
+    const bus = await sharedBus();
+    const watcher = bus.connect();
+    const [victim, survivor] = [bus.connect(), bus.connect()];
+    // each worker's peer holds the only handle to a node of the watcher's (4, 8): its release is the news that the peer is gone
+    const toWatcher = [watcher.transfer(4, victim), watcher.transfer(8, survivor)];
+    const ws = [start("holder.mjs", bus), start("holder.mjs", bus)];
+    await Promise.all(ws.map((w, i) => {
+      const held = next<string>(w, `worker ${i} attach`);
+      w.postMessage({ attach: { handle: bus.handle, ref: [victim, survivor][i].ref } });
+      return held;
+    }));
+    // the workers now hold the only references to their peers
+    victim.close();
+    survivor.close();
+    expect(bus.stats().threads).toBe(3);
+    expect(watcher.recv()).toBeNull();
+
+    ws[0].terminate();
+    let note = null;
+    for (let i = 0; i < 500 && (note = watcher.recv()) === null; i++) await sleep(10);
+    expect(note?.type, "the victim's peer was not disconnected within 5 s").toBe("node-release");
+    expect(note!.destination).toBe(4);
+    expect(bus.stats().threads).toBe(2);
+
+    // the other worker's thread and peer are untouched
+    const sent = next<string>(ws[1], "survivor send");
+    ws[1].postMessage({ send: toWatcher[1] });
+    expect(await sent).toBe("sent");
+    const m = watcher.recv();
+    expect(m?.type).toBe("data");
+    expect(new TextDecoder().decode(m!.payload.slice())).toBe("alive");
+    m!.release();
+  }, 30_000);
+});
