@@ -478,7 +478,11 @@ export class ObjectTable {
     if (this.isTicket(core.u32, at)) return this.ticketValue(at, taking);
     if (atomicLoad(core.u32, at) === core.serial) return this.values[core.u32[at + 1]];
     const length = core.u32[at + 3];
-    if (length === NOT_CLONEABLE || !this.cloner) {
+    if (!this.cloner) {
+      // a browser: no synchronous structured serialization, so objects stay in the sending thread
+      return Bus1Error.of("EOPNOTSUPP", "recv", `an object sent by another thread (the ${requirePlatform().name} host copies no objects between threads)`);
+    }
+    if (length === NOT_CLONEABLE) {
       return Bus1Error.of("EOPNOTSUPP", "recv", "an object sent by another thread that cannot be cloned");
     }
     try {

@@ -16,7 +16,7 @@ import {
   describe, fail, reading, readOptions, readBoolean, readLimits, readTimeout, readSignal, readIds,
   readSend, uint8Length, typedArraySet, viewOf, LIMIT_KEYS, NO_ID_LIST, type IdList, type Payload,
 } from "./check.js";
-import { platformCpus } from "./platform.js";
+import { platformCpus, requirePlatform } from "./platform.js";
 import { BusState, MAKE, isEndpoint, markEndpoint, reentered } from "./state.js";
 import {
   HANDLE_INVALID, type Limits, type PeerRef, type PeerStats, type ResetOptions, type SendOptions, type SendResult,
@@ -45,6 +45,15 @@ const FOREVER_MS = 0x7fffffff;
  * eight workers waiting on two cores one spins and seven sleep.
  */
 const WAIT_SPIN_MS = 0.05;
+
+/**
+ * A wait that could block, on a thread that may not (a browser's window
+ * thread, where Atomics.wait throws, or a page without shared memory).
+ */
+function cannotBlock(op: string): Bus1Error {
+  return new Bus1Error("EOPNOTSUPP", `${op}: this thread may not block (a browser's main thread, or a page that is ` +
+    "not cross-origin isolated): use await peer.readable(), or wait(0) to look (EOPNOTSUPP)");
+}
 
 /** A pending readable(): settled by poke() or by a wake from another thread. */
 export class Reader {
@@ -119,6 +128,8 @@ const READY = Symbol("ready");
 
 /** What throws for a message released a second time (Message.release). */
 export const RELEASED_AGAIN = Symbol("released again");
+/** Internal (message.ts): `peer[PAYLOAD_VIEW](offset, size)`, a view of a slice on the memory as it is now. */
+export const PAYLOAD_VIEW = Symbol("payload view");
 
 /** The arguments of one send, read once (check.ts), before the core is entered. */
 interface SendArgs {
@@ -128,8 +139,6 @@ interface SendArgs {
   handles: IdList;
   objects: PreparedObjects;
 }
-/** Internal (message.ts): `peer[PAYLOAD_VIEW](offset, size)`, a view of a slice on the memory as it is now. */
-export const PAYLOAD_VIEW = Symbol("payload view");
 
 /** The bus state a Peer belongs to, or null for anything that is not a Peer (bus.ts: serve). */
 export let stateOf: (v: unknown) => BusState | null;
@@ -183,6 +192,11 @@ export class Peer {
     return self as Peer;
   }
 
+  /** @internal A view of a held slice on the memory as it is now (Message.payload, after private memory grew). */
+  [PAYLOAD_VIEW](offset: number, size: number): Uint8Array {
+    return new Uint8Array(this.#s.core.views().buffer, offset, size);
+  }
+
   /** @internal What a second release of one of its messages throws: what any call would, else ENXIO. */
   [RELEASED_AGAIN](offset: number): Bus1Error {
     const op = "release";
@@ -192,11 +206,6 @@ export class Peer {
       const rc = s.call(op, () => core.ex.query(core.ctx, this.#slot, this.#gen));
       if (rc < 0) return s.error(op, rc);
     } catch (e) {
-  /** @internal A view of a held slice on the memory as it is now (Message.payload, after private memory grew). */
-  [PAYLOAD_VIEW](offset: number, size: number): Uint8Array {
-    return new Uint8Array(this.#s.core.views().buffer, offset, size);
-  }
-
       return e as Bus1Error;
     }
     return Bus1Error.of("ENXIO", op, `the slice at offset ${offset} is already released`);
@@ -580,6 +589,8 @@ export class Peer {
     const op = "wait";
     Peer.#checked(this, op);
     const timeout = readTimeout(op, timeoutMs);
+    // a wait of 0 only looks, which every thread may do
+    if (timeout > 0 && !requirePlatform().canBlock()) throw cannotBlock(op);
     const s = this.#s, core = s.core;
     // records this thread sent that every receiver is done with go back before it blocks
     core.objects.sweep();

@@ -59,14 +59,25 @@ export interface Platform {
   module(shared: boolean): Promise<WebAssembly.Module>;
   /** Whether SharedArrayBuffer can be used here. */
   sharedAvailable(): boolean;
-  /** Whether this thread may block (Atomics.wait); a browser's main thread may not. */
+  /**
+   * Whether this thread may block (Atomics.wait): a browser's main thread may
+   * not, nor any thread without shared memory to wait on. Where it may not,
+   * the core's contended locks spin instead of sleeping, and `peer.wait`
+   * with a timeout is EOPNOTSUPP.
+   */
   canBlock(): boolean;
-  /** The host's id for this thread (Node: worker_threads.threadId). */
+  /**
+   * The host's id for this thread, unique among the threads of the process
+   * (Node: worker_threads.threadId; browsers: drawn at random). The core
+   * keys its thread table by it; `watch` reports exits by it.
+   */
   threadId(): number;
   /**
    * Calls `onExit(id)` with the host's id of a worker's thread once that
    * thread has really ended; throws a Bus1Error EINVAL for anything that is
-   * not a worker of this host. Absent where a host cannot tell.
+   * not a worker of this host. Absent where a host cannot tell. A host may
+   * report more threads than `worker`'s (a browser cannot tell which thread
+   * a Worker is): each reported thread must really have ended.
    */
   watch?(worker: unknown, onExit: (thread: number) => void): void;
   /** Copies objects between threads of a shared bus (none: same thread only). */

@@ -1,0 +1,126 @@
+// The browser suite: vitest's browser mode in a real Chromium (scripts/chromium.mjs:
+// @sparticuz/chromium from npm install, or BUS1_CHROMIUM=/path). Two projects,
+// one Chromium each, run one after the other (sized for 2 cores):
+//
+// - "isolated": pages served with COOP/COEP, so cross-origin isolated:
+//   shared buses that Web Workers attach to. The API's behaviour tests of the
+//   Node suite run here too (the portable ones: see PORTABLE), and the
+//   browser-only tests in tests/browser/.
+// - "not-isolated": the same server without those headers: a private bus,
+//   workers reach it through served peers (tests/browser/not-isolated/).
+//
+// "bus1-wasm" resolves to the browser host (dist/host-browser, from npm run build:ts).
+import { readFile } from "node:fs/promises";
+import { extname, join, normalize } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Plugin } from "vite";
+import { defineConfig } from "vitest/config";
+import { playwright } from "@vitest/browser-playwright";
+import { CHROMIUM_ARGS, ISOLATION_HEADERS, chromiumPath } from "./scripts/chromium.mjs";
+
+/** The Node suite's tests of the API itself, written once for every host. */
+const PORTABLE = [
+  "tests/both-*.test.ts",
+  "tests/send.test.ts",
+  "tests/handles.test.ts",
+  "tests/operations.test.ts",
+  "tests/kernel-scenarios.test.ts",
+  "tests/quota.test.ts",
+  "tests/objects.test.ts",
+  "tests/bad-input.test.ts",
+  "tests/determinism.test.ts",
+];
+
+/**
+ * Spec tests that do not run in a browser yet, and why (the Deno suite runs
+ * them): each leaves this list once it is portable (PORTABLE, or the glob).
+ * - tests/both-send.test.ts: `Buffer.compare` (a Node global), line 131
+ * - tests/wait-readable.test.ts: `wait(10)`, `wait()` and `wait(20.5)` on the
+ *   page's main thread (lines 18, 19, 49), which may not block: EOPNOTSUPP
+ * - tests/hardening.test.ts: `import { Worker } from "node:worker_threads"`
+ * - tests/remote-peer.test.ts: `import { MessageChannel, Worker } from "node:worker_threads"`
+ * - tests/reclaim.test.ts: `node:v8` and `node:vm`
+ * - tests/property.test.ts: `process.env.FC_SEED`, line 931
+ */
+const NOT_YET = ["tests/both-send.test.ts"];
+
+const host = fileURLToPath(new URL("./dist/host-browser/index.js", import.meta.url));
+
+const root = fileURLToPath(new URL(".", import.meta.url));
+
+/**
+ * /plain/dist/… and /plain/build/… serve the package's files as they are,
+ * with no bundler's transform, and .wasm as application/octet-stream (as a
+ * plain file server may): tests/browser/plain.test.ts loads the host the way a
+ * page's <script type="module"> does, and its fallback from compileStreaming.
+ */
+function plainFiles(): Plugin {
+  const types: Record<string, string> = { ".js": "text/javascript", ".wasm": "application/octet-stream" };
+  return {
+    name: "bus1-plain-files",
+    configureServer(server) {
+      server.middlewares.use("/plain/", (req, res, next) => {
+        const path = normalize(decodeURIComponent((req.url ?? "").split("?")[0])).replace(/^[/\\]+/, "");
+        const type = types[extname(path)];
+        if (!type || !/^(dist|build)[/\\]/.test(path)) return next();
+        readFile(join(root, path)).then((body) => {
+          res.setHeader("Content-Type", type);
+          res.end(body);
+        }, () => next());
+      });
+    },
+  };
+}
+
+export default defineConfig(async () => {
+  // a missing browser fails here, with how to get one (never a skipped suite)
+  const executablePath = await chromiumPath();
+  // a fresh object per project: vitest writes into it
+  const browser = () => ({
+    enabled: true,
+    headless: true,
+    provider: playwright({ launchOptions: { executablePath, args: [...CHROMIUM_ARGS] } }),
+    instances: [{ browser: "chromium" as const }],
+    // one test file at a time: the stress tests want the cores
+    fileParallelism: false,
+    // no PNGs left in tests/ by a failure
+    screenshotFailures: false,
+  });
+  return {
+    plugins: [plainFiles()],
+    resolve: {
+      alias: [
+        { find: /^bus1-wasm$/, replacement: host },
+        { find: /^bus1-wasm\/browser$/, replacement: host },
+      ],
+    },
+    test: {
+      testTimeout: 30_000,
+      hookTimeout: 30_000,
+      fileParallelism: false,
+      projects: [
+        {
+          extends: true,
+          server: { headers: { ...ISOLATION_HEADERS } },
+          test: {
+            name: "isolated",
+            sequence: { groupOrder: 0 },
+            include: [...PORTABLE, "tests/browser/*.test.ts"],
+            exclude: NOT_YET,
+            browser: browser(),
+          },
+        },
+        {
+          extends: true,
+          test: {
+            name: "not-isolated",
+            // after "isolated", not beside it: one Chromium at a time
+            sequence: { groupOrder: 1 },
+            include: ["tests/browser/not-isolated/*.test.ts"],
+            browser: browser(),
+          },
+        },
+      ],
+    },
+  };
+});
