@@ -20,7 +20,8 @@ import {
   peer_disconnect, peer_stats, peer_ready, wake_flush, peer_set_receiver, staged_receiver,
   MAX_DESTINATIONS, MAX_HANDLES, MAX_VECS, MAX_OBJECTS, MAX_DESTROY,
 } from "./peer";
-import { EBADF, EINVAL, ENOMEM, ESHUTDOWN } from "./errno";
+import { EBADF, EBUSY, EINVAL, ENOMEM, ESHUTDOWN } from "./errno";
+import { inspect_lock, inspect_write } from "./inspect";
 
 /** Bounds on the counts of one call (exported as immutable globals). */
 export const max_destinations: u32 = MAX_DESTINATIONS;
@@ -273,6 +274,29 @@ export function bus_stats(c: Ctx): i32 {
   store<u32>(o, atomic.load<u32>(changetype<usize>(r) + offsetof<Root>("records")), 20);
   misc_unlock();
   return 0;
+}
+
+/**
+ * A consistent snapshot of the bus (inspect.ts): the record stream goes to
+ * `buf` (room for `cap` bytes, 4-aligned). Returns the stream's length in
+ * bytes; more than `cap` means it did not fit and `buf` holds no stream
+ * (call again with more room). −EBUSY while this thread's send is open,
+ * −ESHUTDOWN (broken), −ENOMEM (lock set).
+ */
+export function bus_inspect(c: Ctx, buf: usize, cap: u32): i32 {
+  c.errArg = 0;
+  if (bus_broken()) return broken(c);
+  // between send_begin and send_commit the lock set is the send's
+  if (atomic.load<u32>(changetype<usize>(c) + offsetof<Ctx>("inCall"))) return -EBUSY;
+  epoch_enter(changetype<usize>(c) + offsetof<Ctx>("inCall"));
+  let rc = inspect_lock(c);
+  if (rc == 0) {
+    rc = <i32>inspect_write(c, buf, cap);
+    misc_unlock();
+  } else {
+    rc = rc == NEED_NOMEM ? -ENOMEM : broken(c);
+  }
+  return end(c, rc);
 }
 
 // ---- calls ---------------------------------------------------------------------------

@@ -48,6 +48,11 @@ function held_find(c: Ctx, p: usize): i32 {
   return -(lo + 1);
 }
 
+/** True if this call holds peer `p`'s lock. */
+export function ls_holds(c: Ctx, p: usize): bool {
+  return held_find(c, p) >= 0;
+}
+
 function held_insert(c: Ctx, at: u32, p: usize): bool {
   if (!array_room(changetype<usize>(c) + offsetof<Ctx>("held"), 4)) return false;
   let base = <usize>c.held + (<usize>at << 2);

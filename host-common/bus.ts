@@ -22,10 +22,11 @@ import { requirePlatform } from "./platform.js";
 import { BusState, MAKE, markEndpoint } from "./state.js";
 import { Peer, stateOf } from "./peer.js";
 import { serve, type ServeOptions, type Serving } from "./serve.js";
+import { inspectBus } from "./inspect.js";
 import type { PortLike } from "./wire.js";
 import {
   DEFAULT_LIMITS, DEFAULT_MAX_MEMORY_BYTES, MAX_MEMORY_BYTES, type BusHandle, type BusOptions, type BusStats,
-  type ConnectOptions, type PeerRef,
+  type ConnectOptions, type PeerRef, type BusSnapshot,
 } from "./types.js";
 
 const U32_MAX = 0xffffffff;
@@ -219,6 +220,18 @@ export class Bus {
     const u32 = core.views().u32, at = core.out >>> 2;
     return { heapBytes: u32[at], usedBytes: u32[at + 1], peers: u32[at + 2], users: u32[at + 3], threads: u32[at + 4],
       records: u32[at + 5] };
+  }
+
+  /**
+   * The whole bus as the core sees it, at one instant (API.md; docs/SPEC.md
+   * "Inspecting the bus"): users, peers with their handles and queues, nodes
+   * and their holders, transactions in flight. Plain data.
+   */
+  inspect(): BusSnapshot {
+    const op = "inspect";
+    const s = Bus.#state(this, op);
+    s.checkOpen(op);
+    return inspectBus(s, op);
   }
 
   /** This thread lets go: closes every peer reference it holds. Works in every state, and never throws. */

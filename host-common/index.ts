@@ -9,7 +9,8 @@ export type { Platform } from "./platform.js";
 export { HANDLE_INVALID, HANDLE_FLAG_MANAGED, HANDLE_FLAG_REMOTE, DEFAULT_LIMITS, DEFAULT_MAX_MEMORY_BYTES,
   MAX_MEMORY_BYTES } from "./types.js";
 export type { Limits, BusOptions, ConnectOptions, SendOptions, SendResult, ResetOptions, PeerStats, BusHandle,
-  PeerRef, BusStats } from "./types.js";
+  PeerRef, BusStats, BusSnapshot, PeerSnapshot, PeerState, HandleSnapshot, NodeSnapshot, QueuedSnapshot, SeedSnapshot,
+  UserSnapshot, TransactionSnapshot, Usage } from "./types.js";
 export { Message } from "./message.js";
 export type { MessageType } from "./message.js";
 export { Bus1Error } from "./errors.js";

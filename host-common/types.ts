@@ -4,6 +4,7 @@
  */
 import { MAX_PAGES } from "./core.js";
 import type { ErrorCode } from "./errors.js";
+import type { MessageType } from "./message.js";
 
 export interface Limits {
   maxSlices: number;
@@ -108,4 +109,149 @@ export interface BusStats {
   threads: number;
   /** Host object records in flight. */
   records: number;
+}
+
+// ---- bus.inspect() (API.md; docs/SPEC.md "Inspecting the bus") ----
+
+/** Four counters in the order of the quotas (SPEC §6): what is charged, or a share of it. */
+export interface Usage {
+  slices: number;
+  handles: number;
+  bytes: number;
+  objects: number;
+}
+
+/**
+ * A peer's state in a snapshot: "connected"; "disconnected" while some
+ * reference to it is still open; "closed" once every reference is closed,
+ * shown only while nodes it owned still exist (holders have not released
+ * their handles to them yet).
+ */
+export type PeerState = "connected" | "disconnected" | "closed";
+
+/** The seed a peer holds (SPEC §5.6). */
+export interface SeedSnapshot {
+  /** Payload bytes. */
+  size: number;
+  handles: number;
+  objects: number;
+}
+
+/** One peer's handle record: which node it names, under which ID, and what keeps it. */
+export interface HandleSnapshot {
+  /** The holder's ID for it; HANDLE_INVALID while it has none (only in flight to it, or its node-destroy is queued). */
+  id: number;
+  /** The node (NodeSnapshot.id). */
+  node: number;
+  /** True for the owner's own handle of the node. */
+  owner: boolean;
+  /** User references: what the holder can release. */
+  references: number;
+  /** References held by the holder's seed. */
+  seedReferences: number;
+  /** Queued messages to the holder that carry this handle. */
+  inflight: number;
+  /** Queued messages whose destination is this (owner) handle. */
+  queued: number;
+}
+
+/** One entry of a peer's queue: a message or a notification not yet received. */
+export interface QueuedSnapshot {
+  type: MessageType;
+  /** The transaction: the acting peer's id, its transaction number, the commit timestamp (SPEC §7). */
+  sender: number;
+  seq: number;
+  ts: number;
+  /** The node it is about: a message's destination, the destroyed or released node. */
+  node: number;
+  /** The receiver's ID of that node, or HANDLE_INVALID if it has none. */
+  destination: number;
+  /** Payload bytes (0 for notifications). */
+  size: number;
+  /** Bytes charged to the receiver (the slice and its object records). */
+  bytes: number;
+  /** The nodes of the handles it carries (NodeSnapshot.id). */
+  handles: number[];
+  /** Host objects it carries. */
+  objects: number;
+}
+
+/** A peer as the core sees it. */
+export interface PeerSnapshot {
+  /** Unique for the bus's life (the peer's serial, which also breaks ties of the global order). */
+  id: number;
+  /** `peer.ref.slot` of its references; null once closed (a later peer may take the slot). */
+  slot: number | null;
+  state: PeerState;
+  /** Open references (connect, adopt) in all threads. */
+  references: number;
+  /** Its accounting principal; null once closed. */
+  user: number | null;
+  /** Its Lamport clock (SPEC §7). */
+  clock: number;
+  limits: Limits;
+  /** What is charged to it now. */
+  usage: Usage;
+  /** Bytes of memory its pool holds. */
+  poolBytes: number;
+  /** Received slices not yet released. */
+  slices: number;
+  seed: SeedSnapshot | null;
+  /** Its handle records, by ID (handles without an ID last). */
+  handles: HandleSnapshot[];
+  /** Its queue, in the order it will be received. */
+  queue: QueuedSnapshot[];
+}
+
+/** A node and who holds it. */
+export interface NodeSnapshot {
+  /** Unique among the nodes of one snapshot and the same for the node's whole life; a later node may reuse it. */
+  id: number;
+  /** The owning peer (PeerSnapshot.id). */
+  owner: number;
+  destroyed: boolean;
+  /** Sum over its handles of references, seed references and messages in flight. */
+  references: number;
+  /** Peers with a handle record for it (owner included while it has one), by id. */
+  holders: number[];
+}
+
+/** A user (accounting principal) and what it is charged. */
+export interface UserSnapshot {
+  id: number;
+  /** Peers of this user (not yet closed). */
+  peers: number;
+  limits: Limits;
+  /** Charged to its peers, in all. */
+  usage: Usage;
+  /** What messages of other users in flight to it are charged (the fair-share rule, SPEC §8), by sender user. */
+  shares: ({ user: number } & Usage)[];
+}
+
+/** Entries queued by one transaction (a multicast, a destroy), with the peers they are queued on. */
+export interface TransactionSnapshot {
+  sender: number;
+  seq: number;
+  ts: number;
+  receivers: number[];
+}
+
+/**
+ * What `bus.inspect()` returns: the whole bus at one instant, read under the
+ * core's locks (no operation is half-visible). Plain data: JSON-serialisable.
+ */
+export interface BusSnapshot {
+  /** Threads attached to the bus. */
+  threads: number;
+  /** Bytes the bus heap spans, and bytes of it in use. */
+  heapBytes: number;
+  usedBytes: number;
+  /** By id. */
+  users: UserSnapshot[];
+  /** By id. */
+  peers: PeerSnapshot[];
+  /** By id. */
+  nodes: NodeSnapshot[];
+  /** Queued entries grouped by transaction, in the global order (ts, sender, seq). */
+  transactions: TransactionSnapshot[];
 }
