@@ -17,8 +17,7 @@ if (typeof (globalThis as { Deno?: unknown }).Deno === "undefined") {
  *   of concurrency.test.ts with Deno's Web Workers instead);
  * - served-hostile, bench, fuzz: child processes of `node` (served-hostile,
  *   fuzz's isolation) or the Node benchmark runner;
- * - memory-growth: Node's process memory counters;
- * - inspect*: owned by the inspector's own config.
+ * - inspect-threads: node:worker_threads workers (inspect.test.ts runs here).
  */
 const SPEC_TESTS = [
   "tests/both-*.test.ts",
@@ -35,6 +34,8 @@ const SPEC_TESTS = [
   "tests/reclaim.test.ts",
   "tests/determinism.test.ts",
   "tests/property.test.ts",
+  "tests/inspect.test.ts",
+  "tests/memory-growth.test.ts",
 ];
 
 export default defineConfig({

@@ -41,6 +41,16 @@ export const HOST_MOVES_OBJECTS = requirePlatform().courier !== undefined;
 /** The installed host ("node", "deno", "browser"), for the few checks that differ by design. */
 export const HOST_NAME = requirePlatform().name;
 
+/** Whether this thread may block in wait() (not a browser's main thread: there a wait that could block is EOPNOTSUPP). */
+export const CAN_BLOCK = requirePlatform().canBlock();
+
+/** Where `a` and `b` first differ (-1: equal); a deep equal of megabytes is too slow to report. */
+export function firstDifference(a: Uint8Array, b: Uint8Array): number {
+  if (a.length !== b.length) return Math.min(a.length, b.length);
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
+  return -1;
+}
+
 /** The next message on `port`, by the web-standard API (Node, Deno and browsers alike). */
 export function nextMessage(port: MessagePort): Promise<unknown> {
   return new Promise((resolve) => {

@@ -4,6 +4,7 @@
 // (host-common/message.ts). Portable: runs in Node, Deno and Chromium.
 import { afterEach, describe, expect, it } from "vitest";
 import { Bus, type Message } from "bus1-wasm";
+import { firstDifference } from "./helpers.js";
 
 const buses: Bus[] = [];
 afterEach(() => {
@@ -22,12 +23,6 @@ function bytes(n: number, seed: number): Uint8Array {
   return out;
 }
 const memoryBytes = (bus: Bus) => bus.handle.memory.buffer.byteLength;
-/** Where `a` and `b` first differ (-1: equal); a deep equal of megabytes is too slow to report. */
-function firstDifference(a: Uint8Array, b: Uint8Array): number {
-  if (a.length !== b.length) return Math.min(a.length, b.length);
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
-  return -1;
-}
 
 describe("private memory", () => {
   it("starts at a small fraction of maxMemoryBytes and grows as messages need it", async () => {

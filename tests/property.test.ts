@@ -928,7 +928,8 @@ async function runSequence(ops: Op[]): Promise<void> {
 
 describe("random operation sequences", () => {
   it("keep slices, handle IDs, quotas and order consistent with the model", async () => {
-    const seed = process.env.FC_SEED ? Number(process.env.FC_SEED) : undefined;
+    const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env;
+    const seed = env?.FC_SEED ? Number(env.FC_SEED) : undefined;
     await fc.assert(fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 200, size: "max" }), runSequence), {
       numRuns: 60,
       seed,
