@@ -4,7 +4,7 @@
 //
 // - "isolated": pages served with COOP/COEP, so cross-origin isolated:
 //   shared buses that Web Workers attach to. The API's behaviour tests of the
-//   Node suite run here too (the portable ones: see PORTABLE), and the
+//   Node suite run here too (tests/spec-tests.ts), and the
 //   browser-only tests in tests/browser/.
 // - "not-isolated": the same server without those headers: a private bus,
 //   workers reach it through served peers (tests/browser/not-isolated/).
@@ -17,23 +17,7 @@ import type { Plugin } from "vite";
 import { defineConfig } from "vitest/config";
 import { playwright } from "@vitest/browser-playwright";
 import { CHROMIUM_ARGS, ISOLATION_HEADERS, chromiumPath } from "./scripts/chromium.mjs";
-
-/** The Node suite's tests of the API itself, written once for every host. */
-const PORTABLE = [
-  "tests/both-*.test.ts",
-  "tests/send.test.ts",
-  "tests/handles.test.ts",
-  "tests/operations.test.ts",
-  "tests/kernel-scenarios.test.ts",
-  "tests/quota.test.ts",
-  "tests/objects.test.ts",
-  "tests/bad-input.test.ts",
-  "tests/determinism.test.ts",
-  "tests/wait-readable.test.ts",
-  "tests/property.test.ts",
-  "tests/inspect.test.ts",
-  "tests/memory-growth.test.ts",
-];
+import { SPEC_TESTS } from "./tests/spec-tests.js";
 
 /**
  * Spec tests that stay out of the browser, and why (the Deno suite runs
@@ -108,7 +92,7 @@ export default defineConfig(async () => {
           test: {
             name: "isolated",
             sequence: { groupOrder: 0 },
-            include: [...PORTABLE, "tests/browser/*.test.ts"],
+            include: [...SPEC_TESTS, "tests/browser/*.test.ts"],
             browser: browser(),
           },
         },
