@@ -42,6 +42,13 @@ const typedArrayLength = getter(TypedArrayPrototype, "byteLength") as (v: unknow
 /** %TypedArray%.prototype.set, as `set(target, source, offset)`. */
 export const typedArraySet = uncurry((TypedArrayPrototype as Uint8Array).set) as
   (target: Uint8Array, source: Uint8Array, offset?: number) => void;
+/** The buffer and offset of a typed array, by the intrinsic getters. */
+export const bufferOf = typedArrayBuffer, offsetOf = typedArrayOffset;
+const dataViewBuffer = getter(DataView.prototype, "buffer") as (v: unknown) => ArrayBufferLike;
+/** The buffer under any ArrayBuffer view (a typed array or a DataView), by the intrinsic getters. */
+export function viewBuffer(v: ArrayBufferView): ArrayBufferLike {
+  return typedArrayTag(v) !== undefined ? typedArrayBuffer(v) : dataViewBuffer(v);
+}
 /** A fixed-length view on `buffer` (the intrinsic constructor: no user code). */
 export function viewOf(buffer: ArrayBufferLike, offset: number, length: number): Uint8Array {
   return new U8(buffer, offset, length);

@@ -175,7 +175,7 @@ export class Core {
 
   /** True while a call of this thread into the core is open (Ctx.inCall). */
   inCall(): boolean {
-    return this.ctx !== 0 && this.u32[(this.ctx + CTX_IN_CALL) >>> 2] !== 0;
+    return this.ctx !== 0 && this.views().u32[(this.ctx + CTX_IN_CALL) >>> 2] !== 0;
   }
 
   /** Makes this thread's context block. */
@@ -231,10 +231,10 @@ export class Core {
   }
 
   errArg(): number {
-    return this.u32[(this.ctx + CTX_ERR_ARG) >>> 2];
+    return this.views().u32[(this.ctx + CTX_ERR_ARG) >>> 2];
   }
 
   errIndex(): number {
-    return this.u32[(this.ctx + CTX_ERR_INDEX) >>> 2];
+    return this.views().u32[(this.ctx + CTX_ERR_INDEX) >>> 2];
   }
 }

@@ -14,7 +14,7 @@ import { Message, type MessageType } from "./message.js";
 import type { MovePlan, PreparedObjects } from "./objects.js";
 import {
   describe, fail, reading, readOptions, readBoolean, readLimits, readTimeout, readSignal, readIds,
-  readSend, uint8Length, typedArraySet, viewOf, LIMIT_KEYS, NO_ID_LIST, type IdList, type Payload,
+  readSend, uint8Length, typedArraySet, viewOf, bufferOf, offsetOf, LIMIT_KEYS, NO_ID_LIST, type IdList, type Payload,
 } from "./check.js";
 import { platformCpus, requirePlatform } from "./platform.js";
 import { BusState, MAKE, isEndpoint, markEndpoint, reentered } from "./state.js";
@@ -138,6 +138,8 @@ interface SendArgs {
   payload: Payload;
   handles: IdList;
   objects: PreparedObjects;
+  /** Offsets of the vecs that are views of the bus's own memory (-1: not), set before send_begin. */
+  own?: number[] | null;
 }
 
 /** The bus state a Peer belongs to, or null for anything that is not a Peer (bus.ts: serve). */
@@ -248,6 +250,8 @@ export class Peer {
     const op = "send";
     const s = this.#s, core = s.core;
     const base = core.scratchFor(16);
+    // a payload on this bus's own memory (a received m.payload) detaches if send_begin grows it
+    const own = size > 0 && bufferOf(payload) === core.views().buffer ? offsetOf(payload) : -1;
     let rc: number;
     try {
       core.f64[base >>> 3] = destination;
@@ -255,7 +259,8 @@ export class Peer {
       if (rc > 0 && size > 0) {
         core.views();
         // a view of exactly `size` bytes: the copy can never run past the slice
-        typedArraySet(viewOf(core.buffer, core.u32[(base + 12) >>> 2], size), payload!);
+        const src = own >= 0 ? viewOf(core.buffer, own, size) : payload!;
+        typedArraySet(viewOf(core.buffer, core.u32[(base + 12) >>> 2], size), src);
       }
     } catch (e) {
       throw this.#cancel(op, e);
@@ -299,6 +304,11 @@ export class Peer {
       slots = table.put(objects);
       const plan = table.plan(objects, slots);
       core.views();
+      let own: number[] | null = null;
+      for (let v = 0; v < payload.vecs.length; v++) {
+        if (bufferOf(payload.vecs[v]) === core.buffer) (own ??= new Array(payload.vecs.length).fill(-1))[v] = offsetOf(payload.vecs[v]);
+      }
+      a.own = own;
       core.f64.set(destinations.ids, (base + dstOff) >>> 3);
       core.f64.set(handles.ids, (base + hOff) >>> 3);
       for (let i = 0, at = (base + oOff) >>> 2; i < slots.length; i++) core.u32[at + i] = slots[i];
@@ -333,7 +343,8 @@ export class Peer {
           const slice = viewOf(buffer, addr, payload.size);
           const vecs = payload.vecs;
           for (let v = 0, at = 0; v < vecs.length; v++) {
-            typedArraySet(slice, vecs[v], at);
+            const own = a.own?.[v] ?? -1;
+            typedArraySet(slice, own >= 0 ? viewOf(buffer, own, payload.lengths[v]) : vecs[v], at);
             at += payload.lengths[v];
           }
         }
@@ -401,7 +412,6 @@ export class Peer {
         const lo = u32[at], hi = u32[at + 1];
         handles[i] = lo === U32_MAX && hi === U32_MAX ? HANDLE_INVALID : hi * 0x100000000 + lo;
       }
-      s.poke();
     }
     let exclusive: boolean[] | null = null;
     if (no) {
@@ -413,6 +423,8 @@ export class Peer {
         objects[i] = seed ? table.peek(rec) : table.take(rec);
       }
     }
+    // after every read of the result: poke() calls into the core (ready), which may grow the memory
+    if (nh) s.poke();
     return new Message(this, "data", seed ? HANDLE_INVALID : destination, cont, offset, payload, handles, objects,
       exclusive);
   }
@@ -433,8 +445,9 @@ export class Peer {
     const s = this.#s, core = s.core;
     const rc = s.call(op, () => core.ex.transfer(core.ctx, this.#slot, this.#gen, toId(handle), slot, gen));
     if (rc < 0) throw s.error(op, rc, { handle });
+    const id = core.views().f64[core.out >>> 3];
     s.poke();
-    return core.views().f64[core.out >>> 3];
+    return id;
   }
 
   /** Drops one reference of `handle`. */

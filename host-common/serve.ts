@@ -88,8 +88,8 @@
  * the plugin's calls get ESHUTDOWN, as a local reference's would.
  */
 import { Bus1Error, type ErrorCode } from "./errors.js";
-import { fail, readBoolean, readInteger, readOptions, describe } from "./check.js";
-import { Peer, TAKE_OVER } from "./peer.js";
+import { fail, readBoolean, readInteger, readOptions, describe, viewBuffer } from "./check.js";
+import { Peer, TAKE_OVER, stateOf } from "./peer.js";
 import { MAY_MOVE, type Message, type MessageType } from "./message.js";
 import {
   eventData, isPortLike, readClientMessage, WIRE_VERSION, MAX_BATCH, MAX_TEXT, MAX_PENDING_CALLS, OFFSET_ALIAS_BASE, isTransferable,
@@ -619,6 +619,12 @@ class Server {
       }
       // anything else is cloned here once, and the clone (plain data: no getter runs again) is
       // searched for what must stay, at any depth; the clone is what is posted
+      // a view of a private bus's memory would clone with the whole memory: it stays
+      const held = holdsMemory(v, stateOf(this.peer)!.core.views().buffer);
+      if (held) {
+        errors.push([i, "EOPNOTSUPP", `recv: objects[${i}] (${describe(v)}): ${held} (EOPNOTSUPP)`]);
+        continue;
+      }
       let copy: unknown;
       try {
         copy = structuredClone(v);
@@ -791,13 +797,20 @@ function cloneBytes(root: unknown, limit: number): number {
   return bytes;
 }
 
+const isView = ArrayBuffer.isView, objectKeys = Object.keys;
+const mapForEach = Function.prototype.call.bind(Map.prototype.forEach) as
+  (m: Map<unknown, unknown>, f: (v: unknown, k: unknown) => void) => void;
+const setForEach = Function.prototype.call.bind(Set.prototype.forEach) as (s: Set<unknown>, f: (v: unknown) => void) => void;
+/** What `search`'s check returns for a value whose insides need no look. */
+const LEAF = "\0leaf";
+
 /**
- * Why a structured clone must not reach a plugin, or "" when it may: shared
- * memory (a SharedArrayBuffer, a view on one, a WebAssembly.Memory) or the
- * engine's code objects (a module, an instance), at any depth. The clone is
- * plain data, so walking it runs no code of anyone's.
+ * Walks `root` and what it holds at any depth (own enumerable properties,
+ * Map and Set entries, by the intrinsic methods), each object once: the
+ * first reason `check` gives, or "". `check` returns a reason, "" to look
+ * inside, or LEAF to go no deeper. More than SEARCH_LIMIT objects is a reason.
  */
-function mustStay(root: unknown): string {
+function search(root: unknown, check: (v: object) => string): string {
   const stack: unknown[] = [root];
   const seen = new Set<object>();
   while (stack.length) {
@@ -805,19 +818,38 @@ function mustStay(root: unknown): string {
     if (typeof v !== "object" || v === null || seen.has(v)) continue;
     seen.add(v);
     if (seen.size > SEARCH_LIMIT) return `it holds more than ${SEARCH_LIMIT} values to check`;
-    if ((SAB && v instanceof SAB) || v instanceof WebAssembly.Memory) return "the bus's memory, or any shared memory, never reaches a served peer";
-    if (v instanceof WebAssembly.Module || v instanceof WebAssembly.Instance) return "the bus's code never reaches a served peer";
-    if (v instanceof TypedArray || v instanceof DataView) {
-      if (SAB && (v as ArrayBufferView).buffer instanceof SAB) return "a view of shared memory never reaches a served peer";
-      continue;
-    }
-    if (v instanceof Map) {
-      for (const [k, x] of v) stack.push(k, x);
-    } else if (v instanceof Set) {
-      for (const x of v) stack.push(x);
-    } else {
-      for (const k of Object.keys(v)) stack.push((v as Record<string, unknown>)[k]);
-    }
+    const why = check(v);
+    if (why === LEAF) continue;
+    if (why) return why;
+    if (v instanceof Map) mapForEach(v, (x, k) => stack.push(k, x));
+    else if (v instanceof Set) setForEach(v, (x) => stack.push(x));
+    else for (const k of objectKeys(v)) stack.push((v as Record<string, unknown>)[k]);
   }
   return "";
+}
+
+/**
+ * Why a structured clone must not reach a plugin, or "" when it may: shared
+ * memory (a SharedArrayBuffer, a view on one, a WebAssembly.Memory) or the
+ * engine's code objects (a module, an instance), at any depth. The clone is
+ * plain data, so walking it runs no code of anyone's.
+ */
+function mustStay(root: unknown): string {
+  return search(root, (v) => {
+    if ((SAB && v instanceof SAB) || v instanceof WebAssembly.Memory) return "the bus's memory, or any shared memory, never reaches a served peer";
+    if (v instanceof WebAssembly.Module || v instanceof WebAssembly.Instance) return "the bus's code never reaches a served peer";
+    if (isView(v)) return SAB && viewBuffer(v) instanceof SAB ? "a view of shared memory never reaches a served peer" : LEAF;
+    return "";
+  });
+}
+
+/**
+ * Why a value the app sent must not even be cloned for a plugin, or "": it
+ * is, or holds, the private memory of the bus or a view on it, which a
+ * structured clone would copy whole (every pool of every peer). Walked on the
+ * app's own value before the clone, reading what the clone would read.
+ */
+function holdsMemory(root: unknown, memory: ArrayBufferLike): string {
+  const why = "the bus's memory never reaches a served peer";
+  return search(root, (v) => v === memory ? why : isView(v) ? (viewBuffer(v) === memory ? why : LEAF) : "");
 }
