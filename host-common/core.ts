@@ -204,6 +204,8 @@ export class Core {
    * one goes back to 64 KiB once a call needs less than a quarter of it.
    */
   scratchFor(bytes: number): number {
+    // callers write their arguments through the views next: they must be current (private memory detaches)
+    this.views();
     const size = this.scratchSize;
     if (bytes > size || (size > SCRATCH_KEEP && bytes <= size >>> 2)) {
       const want = bytes > size ? Math.max(bytes, SCRATCH_MIN, size * 2) : Math.max(bytes, SCRATCH_KEEP);
