@@ -15,7 +15,7 @@
  * operation is over. A Bus or a Peer keeps its state in private fields: the
  * core, the memory and the raw slot are not reachable from them.
  */
-import { Bus1Error } from "./errors.js";
+import { Bus1Error, refused } from "./errors.js";
 import { ABI_VERSION, type Core } from "./core.js";
 import { describe, fail, reading, readOptions, readInteger, readLimits } from "./check.js";
 import { requirePlatform } from "./platform.js";
@@ -175,15 +175,21 @@ export class Bus {
    * references it held are closed (peers only it used are disconnected) and
    * its host objects in flight are handed to their receivers; if it died
    * inside a bus call, the bus is marked broken. Node: a worker_threads.Worker
-   * (anything else is EINVAL; an "exit" emitted by hand is not an exit).
+   * (anything else is EINVAL; an "exit" emitted by hand is not an exit);
+   * browsers and Deno: a Worker (host-common/liveness.ts). The watch lasts
+   * until the bus is closed in this thread, which lets go of all it held.
+   * EOPNOTSUPP where the host cannot tell that a thread has ended.
    */
   watch(worker: object): void {
     const op = "watch";
     const s = Bus.#state(this, op);
     s.checkOpen(op);
     const p = requirePlatform();
-    if (!p.watch) throw fail("EOPNOTSUPP", op, `the ${p.name} host cannot watch workers`);
-    p.watch(worker, (id) => {
+    if (!p.watcher) {
+      throw refused("EOPNOTSUPP", op, `the ${p.name} host cannot watch workers here: it has no way to learn that a thread ended`);
+    }
+    // one watcher per bus, kept only once it watches a worker, closed with the bus
+    const watcher = s.watcher ?? p.watcher((id) => {
       if (s.closed || s.core.broken) return;
       try {
         const rc = s.call(op, () => s.core.ex.thread_exit(s.core.ctx, id >>> 0));
@@ -193,6 +199,8 @@ export class Bus {
         // an exit is news, not a call of anyone's: a broken bus is seen by the next call
       }
     });
+    watcher.add(worker);
+    s.watcher = watcher;
   }
 
   /**

@@ -21,6 +21,12 @@ export function codeOf(errno: number): ErrorCode | undefined {
   return CODES[errno];
 }
 
+/**
+ * What each code means where `Bus1Error.of` names only the argument at fault.
+ * EOPNOTSUPP is there what a send or a receive refuses: a value that cannot
+ * go as an object. An operation that a host or a thread cannot do at all is
+ * refused with its own words (`refused`).
+ */
 const MEANING: Record<ErrorCode, string> = {
   EAGAIN: "nothing to receive",
   EBADF: "the reference is closed",
@@ -53,4 +59,9 @@ export class Bus1Error extends Error {
   static of(code: ErrorCode, op: string, what?: string): Bus1Error {
     return new Bus1Error(code, `${op}: ${what ? `${what}: ` : ""}${MEANING[code]} (${code})`);
   }
+}
+
+/** "op: why (code)": a refusal whose own words say what cannot be done, where the code's meaning would mislead. */
+export function refused(code: ErrorCode, op: string, why: string): Bus1Error {
+  return new Bus1Error(code, `${op}: ${why} (${code})`);
 }

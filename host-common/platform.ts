@@ -53,6 +53,19 @@ export interface Courier {
   discard(v: unknown): void;
 }
 
+/**
+ * One bus's watch of worker exits in this thread: made by its first
+ * bus.watch, closed by its close. It registers nothing until a worker is
+ * added, and once closed holds nothing (no listener, timer or channel keeps
+ * the bus or the process alive).
+ */
+export interface Watcher {
+  /** Watches `worker` too (again: nothing more); throws a Bus1Error EINVAL for anything that is not a worker of this host. */
+  add(worker: unknown): void;
+  /** Stops watching: every listener of this watch goes. */
+  close(): void;
+}
+
 /** How a host loads the core; installed by each host entry point. */
 export interface Platform {
   /** The compiled core for shared or private memory. */
@@ -68,18 +81,19 @@ export interface Platform {
   canBlock(): boolean;
   /**
    * The host's id for this thread, unique among the threads of the process
-   * (Node: worker_threads.threadId; browsers: drawn at random). The core
-   * keys its thread table by it; `watch` reports exits by it.
+   * (Node: worker_threads.threadId; browsers and Deno: drawn at random,
+   * liveness.ts). The core keys its thread table by it; a watcher reports
+   * exits by it.
    */
   threadId(): number;
   /**
-   * Calls `onExit(id)` with the host's id of a worker's thread once that
-   * thread has really ended; throws a Bus1Error EINVAL for anything that is
-   * not a worker of this host. Absent where a host cannot tell. A host may
-   * report more threads than `worker`'s (a browser cannot tell which thread
-   * a Worker is): each reported thread must really have ended.
+   * A bus's watch of its workers (bus.watch): `onExit(id)` with the host's
+   * id of a watched worker's thread once that thread has really ended.
+   * Absent where a host cannot tell. A host may report more threads than the
+   * watched workers' (a browser cannot tell which thread a Worker is): each
+   * reported thread must really have ended.
    */
-  watch?(worker: unknown, onExit: (thread: number) => void): void;
+  watcher?(onExit: (thread: number) => void): Watcher;
   /** Copies objects between threads of a shared bus (none: same thread only). */
   cloner?: Cloner;
   /** Moves ports, streams and listed ArrayBuffers between threads (none: they stay in the sending thread). */

@@ -7,7 +7,7 @@
 import { Bus1Error, codeOf } from "./errors.js";
 import { Core, CoreAssertion } from "./core.js";
 import { describe } from "./check.js";
-import { requirePlatform } from "./platform.js";
+import { requirePlatform, type Watcher } from "./platform.js";
 import type { BusHandle } from "./types.js";
 import type { Peer, Reader } from "./peer.js";
 
@@ -70,6 +70,8 @@ export class BusState {
   readonly readers = new Set<Reader>();
   closed = false;
   handle: BusHandle | null = null;
+  /** This bus's watch of workers (bus.watch), made by the first; closed with the bus, so nothing keeps this state. */
+  watcher: Watcher | null = null;
 
   constructor(module: WebAssembly.Module, memory: WebAssembly.Memory, id: number, shared: boolean) {
     this.core = new Core(module, memory, shared ? requirePlatform().cloner ?? null : null);
@@ -168,6 +170,13 @@ export class BusState {
       }
     }
     this.closed = true;
+    const watcher = this.watcher;
+    this.watcher = null;
+    try {
+      watcher?.close();
+    } catch {
+      // a host's failure to let go: the bus is closed all the same
+    }
     for (const r of [...this.readers]) r.fail(Bus1Error.of("EBADF", "readable", "the bus was closed"));
     if (this.core.broken) return; // a core that trapped is not entered again
     try {

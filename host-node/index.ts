@@ -13,7 +13,7 @@ import { threadId, Worker, MessageChannel, MessagePort, receiveMessageOnPort } f
 import { types } from "node:util";
 import { EventEmitter } from "node:events";
 import { availableParallelism } from "node:os";
-import { installPlatform, type Courier } from "../host-common/platform.js";
+import { installPlatform, type Courier, type Watcher } from "../host-common/platform.js";
 import { Bus1Error } from "../host-common/errors.js";
 
 const v8Major = Number(process.versions.v8.split(".")[0]);
@@ -52,24 +52,40 @@ const off = Function.prototype.call.bind(EventEmitter.prototype.removeListener) 
   (target: unknown, event: string, listener: () => void) => void;
 
 /**
- * Calls `onExit(threadId)` once the worker's thread is really gone: an "exit"
- * that someone emits by hand while the thread runs is ignored (Node sets the
- * worker's threadId to −1 when the thread has ended).
+ * A bus's watcher: `onExit(threadId)` once a watched worker's thread is
+ * really gone: an "exit" that someone emits by hand while the thread runs is
+ * ignored (Node sets the worker's threadId to −1 when the thread has ended).
+ * One "exit" listener per worker, removed at the exit or when the bus closes:
+ * none keeps the bus (the listener holds it) for the life of a Worker object.
+ * Listeners keep no process alive.
  */
-function watchWorker(worker: unknown, onExit: (thread: number) => void): void {
-  let id: number;
-  try {
-    id = workerThreadId(worker);
-  } catch {
-    throw Bus1Error.of("EINVAL", "watch", "worker must be a worker_threads.Worker");
-  }
-  if (id < 0) return; // already gone: it left before it could attach anything
-  const listener = () => {
-    if (workerThreadId(worker) !== -1) return;
-    off(worker, "exit", listener);
-    onExit(id);
+function watcher(onExit: (thread: number) => void): Watcher {
+  const listeners = new Map<unknown, () => void>();
+  return {
+    add(worker: unknown): void {
+      let id: number;
+      try {
+        id = workerThreadId(worker);
+      } catch {
+        throw Bus1Error.of("EINVAL", "watch", "worker must be a worker_threads.Worker");
+      }
+      // already gone (it left before it could attach anything), or watched already
+      if (id < 0 || listeners.has(worker)) return;
+      const listener = () => {
+        if (workerThreadId(worker) !== -1) return;
+        listeners.delete(worker);
+        off(worker, "exit", listener);
+        onExit(id);
+      };
+      listeners.set(worker, listener);
+      on(worker, "exit", listener);
+    },
+    close(): void {
+      const all = [...listeners];
+      listeners.clear();
+      for (const [worker, listener] of all) off(worker, "exit", listener);
+    },
   };
-  on(worker, "exit", listener);
 }
 
 // The courier (platform.ts): ports and streams move between threads over
@@ -320,7 +336,7 @@ installPlatform({
   sharedAvailable: () => typeof SharedArrayBuffer === "function",
   canBlock: () => true,
   threadId: () => threadId,
-  watch: watchWorker,
+  watcher,
   cpus: availableParallelism(),
   cloner: {
     serialize(value: unknown): Uint8Array | null {

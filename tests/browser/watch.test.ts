@@ -1,10 +1,13 @@
-// A terminated Web Worker (API.md bus.watch; host-browser/index.ts "Exits"):
+// A terminated Web Worker (API.md bus.watch; host-browser/index.ts "Exits",
+// host-common/liveness.ts):
 // browsers give a Worker no exit event, so the host learns of a thread's end
 // from the Web Lock the thread held while it lived. Once it is gone, the
 // references it held are closed: a peer only it held is disconnected.
 import { describe, expect, it } from "vitest";
 import { Bus, Bus1Error } from "bus1-wasm";
 import { run, until } from "./threads.js";
+// internals: what the watching of this thread holds (not part of the API)
+import { watchingNow } from "../../dist/host-common/liveness.js";
 
 const peerWorker = () => new Worker(new URL("./workers/peer.ts", import.meta.url), { type: "module" });
 
@@ -80,5 +83,48 @@ describe("bus.watch(worker) in a browser", () => {
     } finally {
       bus.close();
     }
+  });
+
+  it("keeps one watcher per bus however often it watches, and nothing once every watching bus is closed", async () => {
+    expect(watchingNow().buses).toBe(0);
+    const a = await Bus.create(), b = await Bus.create();
+    const main = a.connect();
+    const worker = peerWorker();
+    a.watch(worker);
+    a.watch(worker);
+    b.watch(worker);
+    expect(watchingNow()).toMatchObject({ buses: 2, listening: true });
+    const t = run(worker, { handle: a.handle, ref: main.ref });
+    await t.next();
+    await until(() => watchingNow().following > 0, 10_000, "the worker's lock to be followed");
+    a.close();
+    expect(watchingNow()).toMatchObject({ buses: 1, listening: true });
+    b.close();
+    // the last watching bus let go: lock requests withdrawn, no timer, the channel closed one task later
+    expect(watchingNow()).toMatchObject({ buses: 0, listening: false, following: 0 });
+    await new Promise((r) => setTimeout(r, 0));
+    expect(watchingNow()).toEqual({ buses: 0, listening: false, following: 0, timers: 0 });
+  });
+
+  it("still reclaims a terminated worker through one bus after another bus that watched it was closed", async () => {
+    const bus = await Bus.create(), other = await Bus.create();
+    try {
+      const main = bus.connect();
+      const worker = peerWorker();
+      bus.watch(worker);
+      other.watch(worker);
+      const t = run(worker, { handle: bus.handle, ref: main.ref });
+      const { id } = await t.next();
+      other.close();
+      expect(watchingNow().buses).toBe(1);
+      worker.terminate();
+      await main.readable();
+      const m = main.recv()!;
+      expect([m.type, m.destination]).toEqual(["node-destroy", id]);
+      await until(() => bus.stats().threads === 1, 10_000, "the worker's thread to be reclaimed");
+    } finally {
+      bus.close();
+    }
+    expect(watchingNow().buses).toBe(0);
   });
 });

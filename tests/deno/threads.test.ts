@@ -6,6 +6,8 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { Bus } from "bus1-wasm";
 import { checkOrdering, plan, type Entry } from "../ordering.js";
+// internals: what the watching of this thread holds (not part of the API)
+import { watchingNow } from "../../dist/host-common/liveness.js";
 
 const workers: Worker[] = [];
 const buses: Bus[] = [];
@@ -118,5 +120,29 @@ describe("Deno Web Workers on one shared bus", () => {
     expect(m?.type).toBe("data");
     expect(new TextDecoder().decode(m!.payload.slice())).toBe("alive");
     m!.release();
+  }, 30_000);
+
+  it("reclaim a terminated worker through one bus after another bus that watched it was closed; the last close leaves no watcher", async () => {
+    const bus = await sharedBus(), other = await sharedBus();
+    const watcher = bus.connect(), victim = bus.connect();
+    watcher.transfer(4, victim);
+    const w = start("holder.mjs", bus);
+    other.watch(w);
+    expect(watchingNow().buses).toBe(2);
+    const held = next<string>(w, "worker attach");
+    w.postMessage({ attach: { handle: bus.handle, ref: victim.ref } });
+    expect(await held).toBe("held");
+    victim.close();
+    other.close();
+    expect(watchingNow().buses).toBe(1);
+
+    w.terminate();
+    let note = null;
+    for (let i = 0; i < 500 && (note = watcher.recv()) === null; i++) await sleep(10);
+    expect(note?.type, "the victim's peer was not disconnected within 5 s").toBe("node-release");
+    expect(bus.stats().threads).toBe(1);
+    bus.close();
+    await sleep(1); // the channel is closed one task later
+    expect(watchingNow()).toEqual({ buses: 0, listening: false, following: 0, timers: 0 });
   }, 30_000);
 });
