@@ -5,8 +5,8 @@ import { SPEC_TESTS } from "./tests/spec-tests.js";
 // suite against host-deno, plus tests/deno/**. The package resolves by its
 // own name through the "deno" condition of its exports, as for a Deno user.
 if (typeof (globalThis as { Deno?: unknown }).Deno === "undefined") {
-  throw new Error("vitest.deno.config.ts runs in Deno: use `npm run test:deno` (the deno binary comes with `npm install`, "
-    + "as node_modules/.bin/deno; without it the script fails with `deno: not found`)");
+  throw new Error("vitest.deno.config.ts runs in Deno: use `npm run test:deno` (scripts/deno.mjs runs the Deno that "
+    + "`npm install` brings, and says so when it is missing)");
 }
 
 /**
