@@ -38,7 +38,7 @@
  *   of shared memory: nothing in the package uses them on bus memory; copy a
  *   payload (`msg.payload.slice()`) before decoding it.
  */
-import { installPlatform, type Platform } from "../host-common/platform.js";
+import { compileOnce, installPlatform, type Platform } from "../host-common/platform.js";
 import { Bus1Error } from "../host-common/errors.js";
 import { threadLiveness, type ChannelLike } from "../host-common/liveness.js";
 
@@ -48,7 +48,6 @@ function coreUrl(shared: boolean): URL {
     : new URL("../../build/bus1.private.wasm", import.meta.url);
 }
 
-const modules = new Map<boolean, Promise<WebAssembly.Module>>();
 
 /**
  * Compiles while the bytes arrive when the server sends application/wasm;
@@ -72,16 +71,7 @@ async function compile(url: URL): Promise<WebAssembly.Module> {
   return WebAssembly.compile(await response.arrayBuffer());
 }
 
-function loadModule(shared: boolean): Promise<WebAssembly.Module> {
-  let m = modules.get(shared);
-  if (!m) {
-    m = compile(coreUrl(shared));
-    // a failed load is not kept: the next Bus.create tries again
-    m.catch(() => modules.delete(shared));
-    modules.set(shared, m);
-  }
-  return m;
-}
+const loadModule = compileOnce((shared) => compile(coreUrl(shared)));
 
 /** Shared memory is usable only where the page (and so its workers) is cross-origin isolated. */
 const sharedAvailable = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true

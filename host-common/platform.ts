@@ -103,6 +103,42 @@ export interface Platform {
   name: string;
 }
 
+/**
+ * A host's `module`: compiles each build (shared or private) once, on first
+ * use; a load that fails is not kept, so the next Bus.create tries again.
+ */
+export function compileOnce(load: (shared: boolean) => Promise<WebAssembly.Module>): (shared: boolean) => Promise<WebAssembly.Module> {
+  const modules = new Map<boolean, Promise<WebAssembly.Module>>();
+  return (shared) => {
+    let m = modules.get(shared);
+    if (!m) {
+      m = load(shared);
+      m.catch(() => modules.delete(shared));
+      modules.set(shared, m);
+    }
+    return m;
+  };
+}
+
+/**
+ * A cloner from a structured serializer (node:v8's serialize and
+ * deserialize, which Node and Deno both have). A value it cannot serialize
+ * reaches only receivers in the sending thread.
+ */
+export function serializerCloner(serialize: (v: unknown) => Uint8Array, deserialize: (b: Uint8Array) => unknown): Cloner {
+  return {
+    serialize(value: unknown): Uint8Array | null {
+      try {
+        const b = serialize(value);
+        return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+      } catch {
+        return null;
+      }
+    },
+    deserialize: (bytes: Uint8Array) => deserialize(bytes),
+  };
+}
+
 let platform: Platform | null = null;
 
 export function installPlatform(p: Platform): void {

@@ -39,7 +39,7 @@
 import { serialize, deserialize } from "node:v8";
 import { types } from "node:util";
 import { Worker as NodeWorker, BroadcastChannel as NodeChannel, isMainThread } from "node:worker_threads";
-import { installPlatform, type Platform } from "../host-common/platform.js";
+import { compileOnce, installPlatform, serializerCloner, type Platform } from "../host-common/platform.js";
 import { Bus1Error } from "../host-common/errors.js";
 import { threadLiveness, type ChannelLike } from "../host-common/liveness.js";
 
@@ -89,18 +89,8 @@ async function compile(url: URL): Promise<WebAssembly.Module> {
   return WebAssembly.compile(bytes);
 }
 
-const modules = new Map<boolean, Promise<WebAssembly.Module>>();
 
-function loadModule(shared: boolean): Promise<WebAssembly.Module> {
-  let m = modules.get(shared);
-  if (!m) {
-    m = compile(coreUrl(shared));
-    // a failed load is not kept: the next Bus.create tries again
-    m.catch(() => modules.delete(shared));
-    modules.set(shared, m);
-  }
-  return m;
-}
+const loadModule = compileOnce((shared) => compile(coreUrl(shared)));
 
 // ---- threads: ids and exits -------------------------------------------------------------
 
@@ -137,17 +127,7 @@ const thread = inWorker ? await liveness.claim() : 0;
 
 // ---- objects -------------------------------------------------------------------------
 
-const cloner = {
-  serialize(value: unknown): Uint8Array | null {
-    try {
-      const b = serialize(value);
-      return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-    } catch {
-      return null; // not cloneable: only the sending thread can receive it
-    }
-  },
-  deserialize: (bytes: Uint8Array) => deserialize(bytes),
-};
+const cloner = serializerCloner(serialize, deserialize);
 
 const platform: Platform = {
   name: "deno",

@@ -13,7 +13,7 @@ import { threadId, Worker, MessageChannel, MessagePort, receiveMessageOnPort } f
 import { types } from "node:util";
 import { EventEmitter } from "node:events";
 import { availableParallelism } from "node:os";
-import { installPlatform, type Courier, type Watcher } from "../host-common/platform.js";
+import { compileOnce, installPlatform, serializerCloner, type Courier, type Watcher } from "../host-common/platform.js";
 import { Bus1Error } from "../host-common/errors.js";
 
 const v8Major = Number(process.versions.v8.split(".")[0]);
@@ -25,21 +25,14 @@ function prepareEngine(): void {
   if (v8Major < 12) setFlagsFromString("--no-liftoff");
 }
 
-const modules = new Map<boolean, Promise<WebAssembly.Module>>();
-
-function loadModule(shared: boolean): Promise<WebAssembly.Module> {
-  let m = modules.get(shared);
-  if (!m) {
-    prepareEngine();
-    // BUS1_WASM_DEBUG=1 loads the builds with the core's assertions on (npm run test:debug)
-    const debug = process.env.BUS1_WASM_DEBUG === "1";
-    const build = debug ? (shared ? "debug" : "debug-private") : (shared ? "threads" : "private");
-    const file = new URL(`../../build/bus1.${build}.wasm`, import.meta.url);
-    m = readFile(file).then((bytes) => WebAssembly.compile(new Uint8Array(bytes)));
-    modules.set(shared, m);
-  }
-  return m;
-}
+const loadModule = compileOnce((shared) => {
+  prepareEngine();
+  // BUS1_WASM_DEBUG=1 loads the builds with the core's assertions on (npm run test:debug)
+  const debug = process.env.BUS1_WASM_DEBUG === "1";
+  const build = debug ? (shared ? "debug" : "debug-private") : (shared ? "threads" : "private");
+  const file = new URL(`../../build/bus1.${build}.wasm`, import.meta.url);
+  return readFile(file).then((bytes) => WebAssembly.compile(new Uint8Array(bytes)));
+});
 
 // A Worker is recognised, and its thread read, through the getter of its class
 // (it reads a handle only Node can make: a look-alike object throws), and its
@@ -338,17 +331,7 @@ installPlatform({
   threadId: () => threadId,
   watcher,
   cpus: availableParallelism(),
-  cloner: {
-    serialize(value: unknown): Uint8Array | null {
-      try {
-        const b = serialize(value);
-        return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-      } catch {
-        return null; // not cloneable: only the sending thread can receive it
-      }
-    },
-    deserialize: (bytes: Uint8Array) => deserialize(bytes),
-  },
+  cloner: serializerCloner(serialize, deserialize),
   courier,
 });
 
