@@ -7,7 +7,7 @@ import { Worker } from "node:worker_threads";
 import { Bus, type Peer } from "bus1-wasm";
 // internals, for the dump of a hung bus: not part of the API
 import { coreOf } from "../dist/host-common/bus.js";
-import { checkOrdering, plan, type Entry } from "./ordering.js";
+import { checkStressEnd, stressWorld, type ReceiverResult, type SenderResult } from "./ordering.js";
 
 const workers: Worker[] = [];
 const buses: Bus[] = [];
@@ -57,44 +57,19 @@ function result<T>(w: Worker, ms = 80_000): Promise<T> {
 
 describe("many workers on one shared bus", () => {
   it("delivers every multicast exactly once, in one order all receivers agree on, respecting causality", async () => {
-    const nSenders = 3, nReceivers = 4, perSender = 250;
     const bus = await Bus.create({
       limits: { maxSlices: 1 << 20, maxInflightBytes: 1 << 30 },
       maxMemoryBytes: 512 << 20,
     });
     buses.push(bus);
-    const startBytes = bus.handle.memory.buffer.byteLength;
-    const R = Array.from({ length: nReceivers }, () => bus.connect({ user: 1 }));
-    const S = Array.from({ length: nSenders }, (_, i) => bus.connect({ user: 2 + i }));
-    const sTargets = S.map((s) => R.map((r) => r.transfer(4, s)));
-    const rTargets = R.map((ri) => R.map((rj) => rj.transfer(4, ri)));
-    const baseline = R.map((r) => r.stats());
-    const ctl = new SharedArrayBuffer(4 * 32);
-    const plans = plan(nSenders, nReceivers, perSender, 7);
-    const rw = R.map((r, i) => start("stress.mjs", {
-      handle: bus.handle, role: "receiver", index: i, ref: r.ref, targets: rTargets[i], ctl,
-      replyRate: 0.2, seed: 100 + i, nSenders, nReceivers,
-    }, bus));
-    const sw = S.map((s, i) => start("stress.mjs", {
-      handle: bus.handle, role: "sender", index: i, ref: s.ref, targets: sTargets[i], ctl, plan: plans[i], seed: i + 1,
-    }, bus));
+    const world = stressWorld(bus, 3, 4, 250, 7);
+    const rw = world.receiverTasks.map((task) => start("stress.mjs", task, bus));
+    const sw = world.senderTasks.map((task) => start("stress.mjs", task, bus));
     // listen for every result now: a receiver may finish before the senders report
-    const sentBy = Promise.all(sw.map((w) => result<{ index: number; completed: number[] }>(w)));
-    const gotBy = Promise.all(rw.map((w) => result<{ index: number; log: Entry[] }>(w)));
+    const sentBy = Promise.all(sw.map((w) => result<SenderResult>(w)));
+    const gotBy = Promise.all(rw.map((w) => result<ReceiverResult>(w)));
     const [senders, receivers] = await Promise.all([sentBy, gotBy]);
-    const logs: Entry[][] = [];
-    for (const r of receivers) logs[r.index] = r.log;
-    const completed: number[][] = [];
-    for (const s of senders) completed[s.index] = s.completed;
-
-    checkOrdering(logs, completed, plans);
-    // nothing leaked: every slice released, handles back to where they were
-    R.forEach((r, i) => {
-      const st = r.stats();
-      expect(st).toMatchObject({ slices: 0, bytes: 0, objects: 0, liveSlices: 0, handles: baseline[i].handles });
-    });
-    // the 64 KiB payloads made the shared memory grow while workers used it
-    expect(bus.handle.memory.buffer.byteLength).toBeGreaterThan(startBytes);
+    checkStressEnd(world, senders, receivers);
   }, 90_000);
 
   it("orders a node-destroy against every message to or carrying that node, on every thread", async () => {

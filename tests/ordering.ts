@@ -1,9 +1,13 @@
-// The ordering checks of SPEC §5 on logs of many threads (tests/concurrency.test.ts
-// with node:worker_threads, tests/deno/threads.test.ts with Deno's Web Workers;
-// the workers' side is tests/workers/stress-agent.mjs): senders multicast
-// planned messages, receivers log what they get and answer some of them.
+// The ordering stress test of SPEC §5 on logs of many threads (tests/concurrency.test.ts
+// with node:worker_threads, tests/deno/threads.test.ts with Deno's Web Workers,
+// tests/browser/shared-bus.test.ts with a page's Web Workers; the workers' side
+// is tests/workers/stress-agent.mjs): senders multicast planned messages,
+// receivers log what they get and answer some of them. The world of peers and
+// tasks (stressWorld), the checks at the end (checkStressEnd, checkOrdering).
 
 import { expect } from "vitest";
+import type { Bus, Peer } from "bus1-wasm";
+import { xorshift32 } from "./workers/xorshift.mjs";
 
 /** What a receiver logs per message: kind (0 planned, 1 reply), sender, seq, stamp, replied-to sender and seq, continue, intact. */
 export type Entry = [kind: number, sender: number, seq: number, stamp: number, rs: number, rq: number, cont: number, ok: number];
@@ -14,14 +18,8 @@ export interface Planned {
   size: number;
 }
 
-/** xorshift32, for plans the checker can reproduce. */
-export function prng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
-    return s / 4294967296;
-  };
-}
+/** xorshift32 (tests/workers/xorshift.mjs), for plans the checker can reproduce. */
+export const prng: (seed: number) => () => number = xorshift32;
 
 /** Each sender's plan: `perSender` multicasts to random receivers, mostly small, some 4 KiB, a few of 64 KiB. */
 export function plan(nSenders: number, nReceivers: number, perSender: number, seed: number): Planned[][] {
@@ -94,4 +92,66 @@ export function checkOrdering(logs: Entry[][], completed: number[][], plans: Pla
       if (answered !== undefined) expect(answered).toBeLessThan(pos[r].get(key(e))!);
     }
   }
+}
+
+/** What a sender worker returns: its completion indexes. */
+export interface SenderResult { index: number; completed: number[] }
+/** What a receiver worker returns: its log. */
+export interface ReceiverResult { index: number; log: Entry[] }
+
+/** The peers, plans and workers' tasks of one stress run on a shared bus (stressWorld). */
+export interface StressWorld {
+  bus: Bus;
+  /** The receivers' and senders' peers, handed to the workers by ref. */
+  R: Peer[];
+  S: Peer[];
+  plans: Planned[][];
+  /** The task of each receiver worker and of each sender worker (tests/workers/stress-agent.mjs's runStress). */
+  receiverTasks: Record<string, unknown>[];
+  senderTasks: Record<string, unknown>[];
+  /** The receivers' stats once the targets were made, and the memory's size before any peer. */
+  baseline: ReturnType<Peer["stats"]>[];
+  startBytes: number;
+}
+
+/**
+ * The stress test's world on `bus`: `nReceivers` receivers (user 1), each with
+ * a handle to every receiver's node 4 for replies, and `nSenders` senders
+ * (users 2...) with a handle to every receiver's node 4; each sender's plan of
+ * `perSender` multicasts (plan(), from `seed`); one control block shared by all.
+ */
+export function stressWorld(bus: Bus, nSenders: number, nReceivers: number, perSender: number, seed: number): StressWorld {
+  const startBytes = bus.handle.memory.buffer.byteLength;
+  const R = Array.from({ length: nReceivers }, () => bus.connect({ user: 1 }));
+  const S = Array.from({ length: nSenders }, (_, i) => bus.connect({ user: 2 + i }));
+  const sTargets = S.map((s) => R.map((r) => r.transfer(4, s)));
+  const rTargets = R.map((ri) => R.map((rj) => rj.transfer(4, ri)));
+  const baseline = R.map((r) => r.stats());
+  const ctl = new SharedArrayBuffer(4 * 32);
+  const plans = plan(nSenders, nReceivers, perSender, seed);
+  const receiverTasks = R.map((r, i) => ({
+    handle: bus.handle, role: "receiver", index: i, ref: r.ref, targets: rTargets[i], ctl,
+    replyRate: 0.2, seed: 100 + i, nSenders, nReceivers,
+  }));
+  const senderTasks = S.map((s, i) => ({
+    handle: bus.handle, role: "sender", index: i, ref: s.ref, targets: sTargets[i], ctl, plan: plans[i], seed: i + 1,
+  }));
+  return { bus, R, S, plans, receiverTasks, senderTasks, baseline, startBytes };
+}
+
+/**
+ * The checks once every worker of `world` reported: the ordering of SPEC §5
+ * (checkOrdering); nothing leaked (every slice released, the receivers'
+ * handles back to the baseline); the 64 KiB payloads made the shared memory
+ * grow while the workers used it.
+ */
+export function checkStressEnd(world: StressWorld, sent: SenderResult[], got: ReceiverResult[]): void {
+  const logs: Entry[][] = [], completed: number[][] = [];
+  for (const r of got) logs[r.index] = r.log;
+  for (const s of sent) completed[s.index] = s.completed;
+  checkOrdering(logs, completed, world.plans);
+  world.R.forEach((r, i) => {
+    expect(r.stats()).toMatchObject({ slices: 0, bytes: 0, objects: 0, liveSlices: 0, handles: world.baseline[i].handles });
+  });
+  expect(world.bus.handle.memory.buffer.byteLength).toBeGreaterThan(world.startBytes);
 }

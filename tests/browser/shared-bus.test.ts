@@ -3,7 +3,7 @@
 // tests/ordering.ts that the Node and Deno suites use). Sized for two cores.
 import { describe, expect, it } from "vitest";
 import { Bus, Bus1Error } from "bus1-wasm";
-import { checkOrdering, plan, type Entry } from "../ordering.js";
+import { checkStressEnd, stressWorld, type ReceiverResult, type SenderResult } from "../ordering.js";
 import { run } from "./threads.js";
 
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -42,39 +42,17 @@ describe("a shared bus and Web Workers", () => {
   });
 
   it("delivers every multicast of 2 sender workers to 3 receiver workers exactly once, per sender in order, in one order all receivers agree on, respecting causality", async () => {
-    const nSenders = 2, nReceivers = 3, perSender = 300;
     const bus = await Bus.create({ limits: { maxSlices: 1 << 20, maxInflightBytes: 1 << 30 }, maxMemoryBytes: 256 << 20 });
     try {
-      const startBytes = bus.handle.memory.buffer.byteLength;
-      const R = Array.from({ length: nReceivers }, () => bus.connect({ user: 1 }));
-      const S = Array.from({ length: nSenders }, (_, i) => bus.connect({ user: 2 + i }));
-      const sTargets = S.map((s) => R.map((r) => r.transfer(4, s)));
-      const rTargets = R.map((ri) => R.map((rj) => rj.transfer(4, ri)));
-      const baseline = R.map((r) => r.stats());
-      const ctl = new SharedArrayBuffer(4 * 32);
-      const plans = plan(nSenders, nReceivers, perSender, 7);
-      const stress = () => new Worker(new URL("./workers/stress.ts", import.meta.url), { type: "module" });
-      const receivers = R.map((r, i) => run(stress(), {
-        handle: bus.handle, role: "receiver", index: i, ref: r.ref, targets: rTargets[i], ctl, replyRate: 0.2,
-        seed: 100 + i, nSenders, nReceivers,
-      }));
-      const senders = S.map((s, i) => run(stress(), {
-        handle: bus.handle, role: "sender", index: i, ref: s.ref, targets: sTargets[i], ctl, plan: plans[i], seed: i + 1,
-      }));
+      const world = stressWorld(bus, 2, 3, 300, 7);
+      const stress = (task: unknown) => run(new Worker(new URL("./workers/stress.ts", import.meta.url), { type: "module" }), task);
+      const receivers = world.receiverTasks.map(stress);
+      const senders = world.senderTasks.map(stress);
       const [sent, got] = await Promise.all([
-        Promise.all(senders.map((t) => t.next<{ index: number; completed: number[] }>(60_000))),
-        Promise.all(receivers.map((t) => t.next<{ index: number; log: Entry[] }>(60_000))),
+        Promise.all(senders.map((t) => t.next<SenderResult>(60_000))),
+        Promise.all(receivers.map((t) => t.next<ReceiverResult>(60_000))),
       ]);
-      const logs: Entry[][] = [], completed: number[][] = [];
-      for (const r of got) logs[r.index] = r.log;
-      for (const s of sent) completed[s.index] = s.completed;
-      checkOrdering(logs, completed, plans);
-      // nothing leaked: every slice released, handles back to where they were
-      R.forEach((r, i) => {
-        expect(r.stats()).toMatchObject({ slices: 0, bytes: 0, objects: 0, liveSlices: 0, handles: baseline[i].handles });
-      });
-      // the 64 KiB payloads made the shared memory grow while the workers used it
-      expect(bus.handle.memory.buffer.byteLength).toBeGreaterThan(startBytes);
+      checkStressEnd(world, sent, got);
     } finally {
       bus.close();
     }

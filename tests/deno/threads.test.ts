@@ -5,7 +5,7 @@
 // test is bounded in time and terminates its workers and closes its buses.
 import { afterEach, describe, expect, it } from "vitest";
 import { Bus } from "bus1-wasm";
-import { checkOrdering, plan, type Entry } from "../ordering.js";
+import { checkStressEnd, stressWorld, type ReceiverResult, type SenderResult } from "../ordering.js";
 // internals: what the watching of this thread holds (not part of the API)
 import { watchingNow } from "../../dist/host-common/liveness.js";
 
@@ -51,40 +51,21 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("Deno Web Workers on one shared bus", () => {
   it("deliver every multicast exactly once, in one order all receivers agree on, respecting causality", async () => {
-    const nSenders = 2, nReceivers = 3, perSender = 150;
     const bus = await sharedBus({ limits: { maxSlices: 1 << 20, maxInflightBytes: 1 << 30 }, maxMemoryBytes: 256 << 20 });
     expect(bus.shared).toBe(true);
-    const R = Array.from({ length: nReceivers }, () => bus.connect({ user: 1 }));
-    const S = Array.from({ length: nSenders }, (_, i) => bus.connect({ user: 2 + i }));
-    const sTargets = S.map((s) => R.map((r) => r.transfer(4, s)));
-    const rTargets = R.map((ri) => R.map((rj) => rj.transfer(4, ri)));
-    const baseline = R.map((r) => r.stats());
-    const ctl = new SharedArrayBuffer(4 * 32);
-    const plans = plan(nSenders, nReceivers, perSender, 11);
-    const rw = R.map((r, i) => {
+    const world = stressWorld(bus, 2, 3, 150, 11);
+    const stress = (task: unknown) => {
       const w = start("stress.mjs", bus);
-      w.postMessage({ handle: bus.handle, role: "receiver", index: i, ref: r.ref, targets: rTargets[i], ctl,
-        replyRate: 0.2, seed: 100 + i, nSenders, nReceivers });
+      w.postMessage(task);
       return w;
-    });
-    const sw = S.map((s, i) => {
-      const w = start("stress.mjs", bus);
-      w.postMessage({ handle: bus.handle, role: "sender", index: i, ref: s.ref, targets: sTargets[i], ctl, plan: plans[i], seed: i + 1 });
-      return w;
-    });
+    };
+    const rw = world.receiverTasks.map(stress);
+    const sw = world.senderTasks.map(stress);
     // listen for every result now: a receiver may finish before the senders report
-    const sentBy = Promise.all(sw.map((w, i) => stressResult<{ index: number; completed: number[] }>(w, `sender ${i}`)));
-    const gotBy = Promise.all(rw.map((w, i) => stressResult<{ index: number; log: Entry[] }>(w, `receiver ${i}`)));
+    const sentBy = Promise.all(sw.map((w, i) => stressResult<SenderResult>(w, `sender ${i}`)));
+    const gotBy = Promise.all(rw.map((w, i) => stressResult<ReceiverResult>(w, `receiver ${i}`)));
     const [senders, receivers] = await Promise.all([sentBy, gotBy]);
-    const logs: Entry[][] = [];
-    for (const r of receivers) logs[r.index] = r.log;
-    const completed: number[][] = [];
-    for (const s of senders) completed[s.index] = s.completed;
-    checkOrdering(logs, completed, plans);
-    // nothing leaked: every slice released, handles back to where they were
-    R.forEach((r, i) => {
-      expect(r.stats()).toMatchObject({ slices: 0, bytes: 0, objects: 0, liveSlices: 0, handles: baseline[i].handles });
-    });
+    checkStressEnd(world, senders, receivers);
   }, 90_000);
 
   it("reclaim a terminated worker's thread: the peer only it held is disconnected, the other worker goes on", async () => {

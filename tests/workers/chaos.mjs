@@ -2,12 +2,12 @@
 // its own peer until it is terminated, at any moment, maybe inside a call.
 import { workerData, parentPort } from "node:worker_threads";
 import { Bus } from "bus1-wasm";
+import { xorshift32 } from "./xorshift.mjs";
 
 const { handle, ref, targets, seed } = workerData;
 const bus = await Bus.attach(handle);
 const peer = bus.adopt(ref);
-let s = seed >>> 0 || 1;
-const rand = () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s / 4294967296; };
+const rand = xorshift32(seed);
 let node = 4;
 const payload = new Uint8Array(2048);
 parentPort.postMessage("running");

@@ -13,6 +13,7 @@
 // and posts its counts when done.
 import { workerData, parentPort } from "node:worker_threads";
 import { Bus, Bus1Error, HANDLE_INVALID } from "bus1-wasm";
+import { xorshift32 } from "./xorshift.mjs";
 
 const { handle, refs, me, targets, durationMs, seed, churn } = workerData;
 const bus = await Bus.attach(handle);
@@ -20,14 +21,7 @@ const peers = refs.map((r) => bus.adopt(r));
 const peer = peers[me];
 const others = peers.filter((_, i) => i !== me);
 
-let state = seed >>> 0 || 1;
-/** xorshift32: in [0, 1) */
-function rnd() {
-  state ^= state << 13; state >>>= 0;
-  state ^= state >>> 17;
-  state ^= state << 5; state >>>= 0;
-  return state / 0x1_0000_0000;
-}
+const rnd = xorshift32(seed);
 const pick = (list) => list[Math.floor(rnd() * list.length)];
 
 const payload = new Uint8Array(24).fill(me);

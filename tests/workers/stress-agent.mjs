@@ -1,8 +1,10 @@
 // The ordering stress test's worker side, for any host (tests/workers/stress.mjs
-// under node:worker_threads, tests/deno/workers/stress.mjs in a Deno Web Worker;
+// under node:worker_threads, tests/deno/workers/stress.mjs in a Deno Web Worker,
+// tests/browser/workers/stress.ts in a page's Web Worker;
 // the checks are tests/ordering.ts). Senders multicast numbered messages;
 // receivers log what they get, in order, and answer some messages with
 // replies to the other receivers.
+import { xorshift32 } from "./xorshift.mjs";
 
 /**
  * Runs one role on the bus `handle` (attached with `Bus`, closed at the end)
@@ -25,13 +27,7 @@ function run(peer, { role, index, targets, ctl, plan, replyRate, seed, nSenders,
   // control words
   const G = 0, SENDERS_DONE = 1, KIND0_DONE = 2, EXPECT0 = 8, EXPECTR = 16;
 
-  let rng = seed >>> 0 || 1;
-  function rand() {
-    rng ^= rng << 13; rng >>>= 0;
-    rng ^= rng >>> 17;
-    rng ^= rng << 5; rng >>>= 0;
-    return rng / 4294967296;
-  }
+  const rand = xorshift32(seed);
 
   /** Header: kind, sender, seq, stamp, replyToSender, replyToSeq, size; then a pattern. */
   function makePayload(kind, sender, seq, stamp, rs, rq, size) {
