@@ -17,9 +17,16 @@
 //   A record never wraps: when one does not fit before the end, the producer
 //   writes WRAP in the length and starts again at 0.
 //
-// Waiting is Atomics.wait with no spinning first, and a side notifies only
-// when the other has raised its sleep flag: the same protocol as a bus1
-// peer's wake word (a sequence word and a count of sleepers).
+// A side notifies only when the other has raised its sleep flag: the same
+// protocol as a bus1 peer's wake word (a sequence word and a count of
+// sleepers). Waiting comes in two kinds:
+//   - sleeping at once (Atomics.wait), the plain ring;
+//   - spinning first, as peer.wait() does (host-common/peer.ts): up to
+//     `spinMs` watching the word, then Atomics.wait. Unlike peer.wait(),
+//     every waiting side spins, however many processors there are: a pair
+//     of threads handing messages back and forth is the case this ring is
+//     written for, and a skilled user would let both spin. This is the fair
+//     baseline: it waits the way bus1-wasm waits, at its best.
 
 const HEAD = 0, CONSUMER_SLEEPS = 1, TAIL = 16, PRODUCER_SLEEPS = 17;
 const HEADER = 128;
@@ -28,13 +35,15 @@ const TIMEOUT_MS = 30_000;
 
 export class Ring {
   /** A new ring of `capacity` bytes (a power of two); post `ring.buffer` to the other side. */
-  static create(capacity = 1 << 20) {
+  static create(capacity = 1 << 20, spinMs = 0) {
     if (capacity & (capacity - 1)) throw new RangeError("ring capacity must be a power of two");
-    return new Ring(new SharedArrayBuffer(HEADER + capacity));
+    return new Ring(new SharedArrayBuffer(HEADER + capacity), spinMs);
   }
 
-  constructor(buffer) {
+  /** `spinMs`: how long a wait watches the word before it sleeps (0: it sleeps at once). */
+  constructor(buffer, spinMs = 0) {
     this.buffer = buffer;
+    this.spinMs = spinMs;
     this.words = new Int32Array(buffer, 0, HEADER / 4);
     this.capacity = buffer.byteLength - HEADER;
     this.mask = this.capacity - 1;
@@ -108,9 +117,19 @@ export class Ring {
    * between is never missed. False on timeout.
    */
   #sleep(at, flag, seen, timeoutMs) {
+    if (this.spinMs > 0 && this.#spin(at, seen)) return true;
     Atomics.store(this.words, flag, 1);
     const woke = Atomics.wait(this.words, at, seen, timeoutMs);
     Atomics.store(this.words, flag, 0);
     return woke !== "timed-out";
+  }
+
+  /** Watches word `at` for up to spinMs while it holds `seen`: true if it moved. */
+  #spin(at, seen) {
+    const until = performance.now() + this.spinMs;
+    for (let n = 1; ; n++) {
+      if (Atomics.load(this.words, at) !== seen) return true;
+      if ((n & 63) === 0 && performance.now() >= until) return false;
+    }
   }
 }
