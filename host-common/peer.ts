@@ -45,6 +45,8 @@ const FOREVER_MS = 0x7fffffff;
  * eight workers waiting on two cores one spins and seven sleep.
  */
 const WAIT_SPIN_MS = 0.05;
+/** How long a waiter that finds every spinner's place taken watches for one to come free (see #spin). */
+const SPIN_HANDOFF_MS = 0.005;
 
 /**
  * A wait that could block, on a thread that may not (a browser's window
@@ -638,32 +640,48 @@ export class Peer {
   /**
    * Watches the wake word until `until` (a performance.now() time) without
    * registering as a sleeper (senders bump it on every send and notify only
-   * registered sleepers): true if a message became ready meanwhile. Does
-   * nothing when as many threads spin as there are processors but one (the
-   * count never goes above that).
+   * registered sleepers): true if a message became ready meanwhile. At
+   * most as many threads spin as there are processors but one; a waiter that
+   * finds them all spinning watches SPIN_HANDOFF_MS for a place to come
+   * free, then sleeps. On one processor nobody spins.
    */
   #spin(word: number, until: number): boolean {
     const core = this.#s.core;
     const i32 = core.views().i32;
     const spinners = (core.root + ROOT_SPINNERS) >>> 2;
     const limit = platformCpus() - 1;
-    for (;;) {
+    if (limit <= 0) return false;
+    const seq = Atomics.load(i32, word);
+    // every place taken: watch a moment longer for one to come free. In a ping-pong the other
+    // side spins until this side's send reaches it, and lets go of its place at once: without
+    // this hand-off, this side would find it still taken and sleep, and pay a wake-up per trip
+    const handoff = Math.min(until, performance.now() + SPIN_HANDOFF_MS);
+    for (let k = 1; ; k++) {
       const n = Atomics.load(i32, spinners);
-      if (n >= limit) return false;
-      if (Atomics.compareExchange(i32, spinners, n, n + 1) === n) break;
+      if (n < limit) {
+        if (Atomics.compareExchange(i32, spinners, n, n + 1) === n) break;
+        continue;
+      }
+      if (Atomics.load(i32, word) !== seq) return this[READY]("wait");
+      if ((k & 15) === 0 && performance.now() >= handoff) return false;
     }
     // if this thread dies spinning, thread_exit takes its count back
     const flag = (core.ctx + CTX_SPINNING) >>> 2;
     Atomics.store(i32, flag, 1);
+    let moved = false;
     try {
-      const seq = Atomics.load(i32, word);
       for (let n = 1; ; n++) {
-        if (Atomics.load(i32, word) !== seq) return this[READY]("wait");
-        if ((n & 63) === 0 && performance.now() >= until) return false;
+        if (Atomics.load(i32, word) !== seq) {
+          moved = true;
+          break;
+        }
+        if ((n & 63) === 0 && performance.now() >= until) break;
       }
     } finally {
+      // the place goes back before the message is looked at: another waiter may take it now
       if (Atomics.exchange(i32, flag, 0)) Atomics.sub(i32, spinners, 1);
     }
+    return moved && this[READY]("wait");
   }
 
   /** Resolves when recv() would return a message. */
