@@ -9,7 +9,7 @@
  */
 
 import { bus_setup, root, root_addr, Root, slot_lookup, slot_wake, heap_alloc, heap_calloc, heap_free, heap_bytes, misc_lock, misc_unlock, thread_set, array_room, array_shrink, epoch_enter, epoch_leave, limbo_drain, BUS1_MAGIC, ABI_VERSION, MAX_THREADS } from "./bus";
-import { record_new, record_free, records_orphan } from "./record";
+import { record_new, record_free, record_release, records_orphan, records_taken } from "./record";
 import { user_count } from "./user";
 import { Ctx, CTX_SIZE, ctx_out } from "./tx";
 import { ls_need, ls_retry, ls_release, ls_free, ERETRY, NEED_NOMEM } from "./lockset";
@@ -104,6 +104,9 @@ function ctx_unlist(c: Ctx): void {
 
 /** Frees a context that is off the table: its records become orphans. */
 function ctx_release(c: Ctx): void {
+  // what it received and did not take yet is done with, before its own records become orphans
+  records_taken(c);
+  if (c.taking) heap_free(c.taking);
   records_orphan(c);
   ls_free(c);
   if (c.refs) heap_free(c.refs);
@@ -248,9 +251,39 @@ export function thread_list(c: Ctx, out: usize, max: u32): i32 {
   return <i32>n;
 }
 
-/** Frees a record whose freeing the caller claimed (record.ts). */
+/** Frees a record whose freeing the caller claimed (record.ts); only inside a call (objects_drop). */
 export function object_record_free(c: Ctx, rec: usize): void {
   record_free(c, rec);
+}
+
+/**
+ * Frees a record of this thread that no message carries any more (claims it,
+ * pending 0 → −1, and frees it in one call: record.ts); 1 if it did, else 0.
+ */
+export function object_record_release(c: Ctx, rec: usize): i32 {
+  let inCall = changetype<usize>(c) + offsetof<Ctx>("inCall");
+  // also called from objects_drop, inside a call
+  let outer = atomic.load<u32>(inCall) != 0;
+  if (!outer) epoch_enter(inCall);
+  let rc = record_release(c, rec);
+  if (!outer) epoch_leave(inCall);
+  return rc;
+}
+
+/**
+ * The host has read the records of the message it received last (recv): each
+ * is counted off its `pending` (record.ts records_taken). 0, or −ESHUTDOWN
+ * (broken: they stay noted, for ctx_release).
+ */
+export function recv_taken(c: Ctx): i32 {
+  c.errArg = 0;
+  if (bus_broken()) return broken(c);
+  let inCall = changetype<usize>(c) + offsetof<Ctx>("inCall");
+  if (atomic.load<u32>(inCall)) return -EBUSY;
+  epoch_enter(inCall);
+  records_taken(c);
+  epoch_leave(inCall);
+  return 0;
 }
 
 /**
@@ -415,6 +448,8 @@ export function send_cancel(c: Ctx): void {
 export function recv(c: Ctx, slot: u32, gen: u32, flags: u32): i32 {
   let p = begin(c, slot, gen);
   if (p < 0) return p;
+  // the records of the message before, should its host not have said it took them
+  if (c.nTaking) records_taken(c);
   peer_set_receiver(c, changetype<Peer>(p));
   let rc: i32;
   while ((rc = peer_recv(c, changetype<Peer>(p), flags)) == -ERETRY) {

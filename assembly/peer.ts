@@ -34,7 +34,7 @@ import { Entry, entry, queue_unlink, queue_front, clock_sync, entry_queued, entr
 import { Node, Handle, NODE_ALLOC, HANDLE_ALLOC, NODE_DESTROYED, HANDLE_MARK, HANDLE_CREATED, node_of, node_live, handle_live, handle_is_owner, node_link_handle, node_unlink_handle, node_release_entry, node_of_release_entry, handle_destroy_entry, handle_of_destroy_entry } from "./handle";
 import { Message, MESSAGE_SIZE, message_payload, message_of_payload, message_cost, message_handles, message_objects, slice_bytes, SLICE_MAX, pool_alloc, pool_free, pool_destroy } from "./pool";
 import { User, user_get, user_put, quota_try_charge, quota_charge_send, quota_replace, quota_restore, quota_uncharge, quota_adjust, quota_unshare, RES_HANDLES } from "./user";
-import { record_bytes } from "./record";
+import { record_bytes, records_taking_room, MAX_TAKING } from "./record";
 import { Ctx, CTX_WAKES, ctx_out, ctx_cost, tx_begin, tx_stage, tx_unstage, tx_commit, tx_queue } from "./tx";
 import { EPERM, EBADF, ENXIO, EAGAIN, ENOMEM, EBUSY, EINVAL, ERANGE, EREMOTE, ENOTUNIQ, EMSGSIZE, ESHUTDOWN, EHOSTUNREACH, ESTALE, EDQUOT } from "./errno";
 
@@ -949,9 +949,16 @@ export function peer_recv(c: Ctx, p: Peer, flags: u32): i32 {
   if (e.kind == KIND_DATA) {
     let m = changetype<Message>(e);
     if (p.nextId + <u64>m.nHandles >= ID_SEQ_MAX) return -ERANGE;
+    // its records are counted off when the host has read them (record.ts records_taken)
+    if (m.nObjects && !records_taking_room(c)) return -ENOMEM;
     queue_unlink(p, e);
     message_deliver(c, p, m);
     recv_record(c, MSG_DATA, 0, <f64>changetype<Handle>(m.dest).id, <u32>message_payload(m), m.size, m.nHandles, m.nObjects);
+    if (m.nObjects) {
+      assert(c.nTaking == 0 && m.nObjects <= MAX_TAKING, "records of an earlier message not taken");
+      memory.copy(<usize>c.taking, message_objects(m), <usize>m.nObjects << 2);
+      c.nTaking = m.nObjects;
+    }
     let d = changetype<Handle>(m.dest);
     d.msgs--;
   } else if (e.kind == KIND_DESTROY) {

@@ -27,7 +27,14 @@
  *
  * Freeing is claimed by moving `pending` from 0 to −1, so it happens once:
  * by the owner (its host sees `pending` reach 0), or, for an orphan, by
- * whoever takes the last message. When a thread detaches (ctx_free) or is
+ * whoever takes the last message. Claiming and freeing, and counting a
+ * received message off `pending`, happen inside core calls: a thread may be
+ * terminated at any point of its host code, and one terminated inside a
+ * call breaks the bus, while one stopped between a claim (or a receive) and
+ * the free (or the count) in host code would leave the record for ever.
+ * So a receive notes the message's records in the receiver's context
+ * (Ctx.taking) and its host, once it has read them, counts them off in a
+ * call (records_taken); a thread that is gone has it done by ctx_release. When a thread detaches (ctx_free) or is
  * found dead (thread_exit), its list is walked once: each record becomes an
  * orphan, and one that no message carries any more is freed at once.
  *
@@ -44,6 +51,8 @@ export const RECORD_ORPHAN: u32 = 0xFFFFFFFF;
 export const RECORD_NOT_CLONEABLE: u32 = 0xFFFFFFFF;
 /** Largest serialized form a record may hold. */
 export const RECORD_MAX: u32 = 0x3FFFFFFF;
+/** Records one message carries at most (peer.ts MAX_OBJECTS). */
+export const MAX_TAKING: u32 = 256;
 
 // @ts-ignore: decorator
 @inline function records_counter(): usize {
@@ -78,6 +87,35 @@ export function record_free(c: Ctx, rec: usize): void {
   }
   heap_free(rec);
   atomic.sub<u32>(records_counter(), 1);
+}
+
+/** One message carrying `rec` is gone; an orphan nobody carries any more is freed (its owner's host frees the others). */
+export function record_drop(c: Ctx, rec: usize): void {
+  if (atomic.sub<i32>(rec + 8, 1) != 1) return;
+  if (atomic.load<u32>(rec) == RECORD_ORPHAN && atomic.cmpxchg<i32>(rec + 8, 0, -1) == 0) record_free(c, rec);
+}
+
+/** Frees `rec` if no message carries it (claims it: `pending` 0 → −1); 1 if freed. `c` is its owner. */
+export function record_release(c: Ctx, rec: usize): i32 {
+  if (atomic.cmpxchg<i32>(rec + 8, 0, -1) != 0) return 0;
+  record_free(c, rec);
+  return 1;
+}
+
+/** Room in `c` for the records of a received message (Ctx.taking, MAX_OBJECTS of them); false when out of memory. */
+export function records_taking_room(c: Ctx): bool {
+  if (c.taking) return true;
+  let p = heap_alloc(MAX_TAKING << 2);
+  if (!p) return false;
+  c.taking = <u32>p;
+  return true;
+}
+
+/** The host of `c` has taken the records of the message it received last (or is gone): they are counted off. */
+export function records_taken(c: Ctx): void {
+  let n = c.nTaking;
+  c.nTaking = 0;
+  for (let i: u32 = 0; i < n; i++) record_drop(c, <usize>load<u32>(<usize>c.taking + (<usize>i << 2)));
 }
 
 /** The thread of `c` is gone: its records become orphans; those nobody carries are freed. */

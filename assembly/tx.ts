@@ -42,6 +42,10 @@
  *        object records, record.ts)
  *   +180 records: the host object records this thread owns (record.ts)
  *   +184 scratch: the thread's scratch for call arguments (ctx_scratch)
+ *   +188 taking, +192 nTaking: the host object records of the message this
+ *        thread received last that its host has not taken yet (record.ts
+ *        records_taken): a message's `pending` is counted down in a call,
+ *        never in host code a terminated thread may stop in
  */
 
 import { Entry, entry, queue_link, queue_unlink, clock_sync, KIND_DESTROY } from "./queue";
@@ -79,6 +83,8 @@ import { handle_of_destroy_entry, Node } from "./handle";
   serial: u32;
   records: u32;
   scratch: u32;
+  taking: u32;
+  nTaking: u32;
 }
 
 // @ts-ignore: decorator
@@ -87,7 +93,7 @@ import { handle_of_destroy_entry, Node } from "./handle";
 // @ts-ignore: decorator
 @inline export const CTX_OUT: u32 = 64;
 // @ts-ignore: decorator
-@inline export const CTX_SIZE: u32 = 192;
+@inline export const CTX_SIZE: u32 = 200;
 
 /** The quota cost scratch of a context. */
 // @ts-ignore: decorator

@@ -21,6 +21,8 @@ export interface CoreExports {
   ctx_scratch(ctx: number, size: number): number;
   object_record(ctx: number, slot: number, length: number): number;
   object_record_free(ctx: number, rec: number): void;
+  object_record_release(ctx: number, rec: number): number;
+  recv_taken(ctx: number): number;
   bus_stats(ctx: number): number;
   peer_connect(ctx: number, user: number): number;
   peer_ref(ctx: number, slot: number, gen: number): number;
@@ -64,7 +66,7 @@ export const CTX_TID = 96;
 export const CTX_SERIAL = 176;
 export const CTX_IN_CALL = 100;
 /** The ABI version this host speaks (bus_version(), docs/ABI.md). */
-export const ABI_VERSION = 4;
+export const ABI_VERSION = 5;
 /** Offset in the context block of the flag that this thread spins in a wait. */
 export const CTX_SPINNING = 172;
 /** Offset in the root of the count of threads spinning in wait (docs/ABI.md). */

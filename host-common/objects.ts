@@ -79,7 +79,11 @@
  * attachment, never by a reused index. Every message that is received or
  * dropped takes one from the record's `pending`; at zero the owner frees
  * it (at once when it is the one that saw zero, otherwise on its next
- * sweep). When the owner lets go of the bus, or dies and is found by
+ * sweep). Both happen inside core calls, never in host code that a
+ * terminated thread may stop in: a received message is counted off once
+ * its records are read (taken(): recv_taken), or by the core for a thread
+ * that is gone; a record is claimed and freed in one call
+ * (object_record_release). When the owner lets go of the bus, or dies and is found by
  * `bus.watch`, the core turns its records into orphans, and whoever takes
  * the last message frees them.
  *
@@ -449,11 +453,26 @@ export class ObjectTable {
     return this.value(rec, false);
   }
 
-  /** The value of a record for one message that was received. */
+  /** The value of a record for one message that was received; taken() counts the message off once every record is read. */
   take(rec: number): unknown {
-    const value = this.value(rec, true);
-    this.drop(rec);
-    return value;
+    return this.value(rec, true);
+  }
+
+  /**
+   * The records of the message just received are read: the core counts the
+   * message off each (in a call: a thread terminated in host code after recv
+   * leaves them to the core, record.ts), and this thread's own that no
+   * message carries any more are freed.
+   */
+  taken(records: readonly number[]): void {
+    const core = this.core.views();
+    // this thread's own, read before: another thread's may be freed by the call
+    let mine: number[] | null = null;
+    for (let i = 0; i < records.length; i++) {
+      if (atomicLoad(core.u32, records[i] >>> 2) === core.serial) (mine ??= []).push(records[i]);
+    }
+    core.ex.recv_taken(core.ctx);
+    if (mine) for (let i = 0; i < mine.length; i++) this.release(mine[i]);
   }
 
   /**
@@ -517,7 +536,7 @@ export class ObjectTable {
     return p.value;
   }
 
-  /** One message carrying the record is gone (received or dropped). Runs inside core calls. */
+  /** One message carrying the record is dropped. Runs inside core calls (objects_drop). */
   drop(rec: number): void {
     const core = this.core.views();
     const at = rec >>> 2;
@@ -579,8 +598,10 @@ export class ObjectTable {
 
   private release(rec: number): void {
     const core = this.core.views();
-    if (atomicCas(core.i32, (rec >>> 2) + 2, 0, -1) !== 0) return;
+    if (atomicLoad(core.i32, (rec >>> 2) + 2) !== 0) return;
     const slot = core.u32[(rec >>> 2) + 1];
+    // claimed and freed in one core call: a thread terminated between a claim and the free would leave it for ever
+    if (!core.ex.object_record_release(core.ctx, rec)) return;
     // a movable value no receiver took is let go of, once this call is over
     if (this.held[slot] !== undefined) {
       if (this.held[slot] === 0) this.discard(this.values[slot]);
@@ -592,7 +613,6 @@ export class ObjectTable {
       delete this.outstanding[rec];
       this.nOutstanding--;
     }
-    core.ex.object_record_free(core.ctx, rec);
   }
 
   /** Lets go of `v` after the current call (a stream's own cancel code may run): never inside a core call. */

@@ -419,11 +419,15 @@ export class Peer {
     if (no) {
       objects = new Array(no);
       const table = core.objects;
+      const recs: number[] = new Array(no);
+      for (let i = 0; i < no; i++) recs[i] = u32[at + i];
       for (let i = 0; i < no; i++) {
-        const rec = u32[at + i];
+        const rec = recs[i];
         if (!seed && table.exclusive(rec)) (exclusive ??= new Array(no).fill(false))[i] = true;
         objects[i] = seed ? table.peek(rec) : table.take(rec);
       }
+      // every record is read: the message is counted off them (in a core call)
+      if (!seed) table.taken(recs);
     }
     // after every read of the result: poke() calls into the core (ready), which may grow the memory
     if (nh) s.poke();
