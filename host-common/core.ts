@@ -153,27 +153,30 @@ export class Core {
    */
   views(): this {
     if (this.heapEnd !== 0 && this.u32[this.heapEnd] <= this.bytes) return this;
-    let buffer = memoryBuffer(this.memory);
-    // Deno 2.9 can hand a thread a stale, shorter buffer of a shared memory that another
-    // thread grew (seen: a memory posted to a worker while it grew); growing by 0 pages
-    // makes it read the length again (TOOLCHAIN.md)
     const end = (this.root + 16) >>> 2;
-    if (viewBytes(new U8(buffer)) < new U32(buffer)[end]) {
+    this.#make(memoryBuffer(this.memory));
+    // Deno 2.9 can hand a thread a stale, shorter buffer of a shared memory that another
+    // thread grew (seen with 2.9.6: a memory posted to a worker while it grew); growing by
+    // 0 pages makes it read the length again
+    if (this.bytes < this.u32[end]) {
       memoryGrow(this.memory, 0);
-      buffer = memoryBuffer(this.memory);
+      this.#make(memoryBuffer(this.memory));
     }
-    this.buffer = buffer;
-    this.u8 = new U8(buffer);
-    this.u32 = new U32(buffer);
-    this.i32 = new I32(buffer);
-    this.f64 = new F64(buffer);
-    this.bytes = viewBytes(this.u8);
     this.heapEnd = end;
     return this;
   }
 
   /** Bytes the views cover. */
   private bytes = 0;
+
+  #make(buffer: ArrayBufferLike): void {
+    this.buffer = buffer;
+    this.u8 = new U8(buffer);
+    this.u32 = new U32(buffer);
+    this.i32 = new I32(buffer);
+    this.f64 = new F64(buffer);
+    this.bytes = viewBytes(this.u8);
+  }
 
   /** True while a call of this thread into the core is open (Ctx.inCall). */
   inCall(): boolean {
