@@ -94,3 +94,22 @@ export async function newBus(options?: Parameters<typeof Bus.create>[0]): Promis
   buses.push(bus);
   return bus;
 }
+
+/** A bus; `a` sends from the main thread; `b`, received in a worker, owns node 4 (a holds hb). */
+export async function setup() {
+  const bus = await newBus();
+  const a = bus.connect(), b = bus.connect();
+  const hb = b.transfer(4, a);
+  const agent = new Agent(bus);
+  await agent.adopt(b, "b");
+  return { bus, a, b, hb, agent };
+}
+
+/** As setup(), with a second receiver `c` (node 4, a holds hc) in the same worker. */
+export async function setupTwo() {
+  const { bus, a, b, hb, agent } = await setup();
+  const c = bus.connect();
+  const hc = c.transfer(4, a);
+  await agent.adopt(c, "c");
+  return { bus, a, b, c, hb, hc, agent };
+}

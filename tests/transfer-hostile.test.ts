@@ -7,7 +7,7 @@
 import { describe, expect, it } from "vitest";
 import { Worker } from "node:worker_threads";
 import { Bus1Error } from "bus1-wasm";
-import { Agent, channel, closed, enc, newBus, text, within, workers, type Got } from "./transfer-agent.js";
+import { Agent, channel, closed, enc, newBus, text, within, workers, type Got, setup, setupTwo } from "./transfer-agent.js";
 // internals, for the tests of leaks: not part of the API
 import { coreOf } from "../dist/host-common/bus.js";
 
@@ -145,11 +145,7 @@ describe("hostile: channels made at attach", () => {
 
 describe("hostile: user code inside a core call", () => {
   it("a stream with its own transfer step runs no user code while the send holds the receivers' locks", async () => {
-    const bus = await newBus();
-    const a = bus.connect(), b = bus.connect();
-    const hb = b.transfer(4, a);
-    const agent = new Agent(bus);
-    await agent.adopt(b, "b");
+    const { bus, a, b, hb, agent } = await setup();
     const core = coreOf(bus);
     const memoryBuffer = Object.getOwnPropertyDescriptor(WebAssembly.Memory.prototype, "buffer")!.get!;
     const inCall = () => new Uint32Array(Reflect.apply(memoryBuffer, core.memory, []))[(core.ctx + 100) >>> 2] !== 0;
@@ -168,11 +164,7 @@ describe("hostile: user code inside a core call", () => {
   });
 
   it("a bus call made from a stream's transfer step does not wedge the receiver's queue", async () => {
-    const bus = await newBus();
-    const a = bus.connect(), b = bus.connect();
-    const hb = b.transfer(4, a);
-    const agent = new Agent(bus);
-    await agent.adopt(b, "b");
+    const { bus, a, b, hb, agent } = await setup();
     const stream = new ReadableStream();
     let inner: unknown = "did not run";
     Object.defineProperty(stream, kTransfer, {
@@ -209,11 +201,7 @@ describe("hostile: user code inside a core call", () => {
   });
 
   it("a replaced Array.isArray in the receiving thread does not lose the port a message carries", async () => {
-    const bus = await newBus();
-    const a = bus.connect(), b = bus.connect();
-    const hb = b.transfer(4, a);
-    const agent = new Agent(bus);
-    await agent.adopt(b, "b");
+    const { bus, a, b, hb, agent } = await setup();
     const got = agent.do<Got>("recvPatched", { peer: "b", wait: 5_000 });
     await sleep(200);
     const { port1, port2 } = channel();
@@ -232,11 +220,7 @@ describe("hostile: user code inside a core call", () => {
 
 describe("hostile: user code inside a core call (more)", () => {
   it("a stream whose intrinsic prototype's transfer step was replaced does not move, and the replacement never runs inside a core call", async () => {
-    const bus = await newBus();
-    const a = bus.connect(), b = bus.connect();
-    const hb = b.transfer(4, a);
-    const agent = new Agent(bus);
-    await agent.adopt(b, "b");
+    const { bus, a, b, hb, agent } = await setup();
     const core = coreOf(bus);
     const proto = ReadableStream.prototype as any;
     const original = Object.getOwnPropertyDescriptor(proto, kTransfer)!;
@@ -290,11 +274,7 @@ describe("hostile: user code inside a core call (more)", () => {
 
 describe("hostile: a move that fails for one value", () => {
   it("a value whose post fails (a closed port) stays, saying why; the others of the message move", async () => {
-    const bus = await newBus();
-    const a = bus.connect(), b = bus.connect();
-    const hb = b.transfer(4, a);
-    const agent = new Agent(bus);
-    await agent.adopt(b, "b");
+    const { bus, a, b, hb, agent } = await setup();
     const dead = channel().port1;
     dead.close();
     const { port1, port2 } = channel();
@@ -339,11 +319,7 @@ describe("hostile: a hostile thread on the bus", () => {
 
 describe("hostile: a receiving thread that is gone", () => {
   it("a port sent right after the peer's receiving worker was terminated reaches the thread that receives now", async () => {
-    const bus = await newBus();
-    const a = bus.connect(), b = bus.connect();
-    const hb = b.transfer(4, a);
-    const agent = new Agent(bus);
-    await agent.adopt(b, "b");
+    const { bus, a, b, hb, agent } = await setup();
     expect(await agent.do("ready", { peer: "b" })).toBe(false); // the worker receives for b
     await agent.worker.terminate();
     await agent.exited;
@@ -358,11 +334,7 @@ describe("hostile: a receiving thread that is gone", () => {
   });
 
   it("a port sent right after the peer's receiving worker closed its bus reaches the thread that receives now", async () => {
-    const bus = await newBus();
-    const a = bus.connect(), b = bus.connect();
-    const hb = b.transfer(4, a);
-    const agent = new Agent(bus);
-    await agent.adopt(b, "b");
+    const { bus, a, b, hb, agent } = await setup();
     expect(await agent.do("ready", { peer: "b" })).toBe(false);
     await agent.do("close");
     const { port1 } = channel();
@@ -375,12 +347,7 @@ describe("hostile: a receiving thread that is gone", () => {
 
 describe("hostile: quotas", () => {
   it("a multicast refused for every destination moves nothing: the port works and the listed buffer is not detached", async () => {
-    const bus = await newBus();
-    const a = bus.connect(), b = bus.connect(), c = bus.connect();
-    const hb = b.transfer(4, a), hc = c.transfer(4, a);
-    const agent = new Agent(bus);
-    await agent.adopt(b, "b");
-    await agent.adopt(c, "c");
+    const { bus, a, b, c, hb, hc, agent } = await setupTwo();
     b.reset({ limits: { maxInflightObjects: 0 } });
     c.reset({ limits: { maxInflightObjects: 0 } });
     const { port1, port2 } = channel();
@@ -403,12 +370,7 @@ describe("hostile: quotas", () => {
   });
 
   it("a multicast with continue, refused for the first destination, moves the port to the receiver that accepted", async () => {
-    const bus = await newBus();
-    const a = bus.connect(), b = bus.connect(), c = bus.connect();
-    const hb = b.transfer(4, a), hc = c.transfer(4, a);
-    const agent = new Agent(bus);
-    await agent.adopt(b, "b");
-    await agent.adopt(c, "c");
+    const { bus, a, b, c, hb, hc, agent } = await setupTwo();
     b.reset({ limits: { maxInflightObjects: 0 } });
     const { port1, port2 } = channel();
     const r = a.send([hb, hc], enc("half"), { objects: [port1], continue: true });
@@ -423,11 +385,7 @@ describe("hostile: quotas", () => {
 
 describe("hostile: a move that fails", () => {
   it("a send whose values cannot all move (one stream is locked) leaves the others as they were: buffer not detached, port alive, stream cancellable", async () => {
-    const bus = await newBus();
-    const a = bus.connect(), b = bus.connect();
-    const hb = b.transfer(4, a);
-    const agent = new Agent(bus);
-    await agent.adopt(b, "b");
+    const { bus, a, b, hb, agent } = await setup();
     const { port1, port2 } = channel();
     const buffer = new Uint8Array([1, 2, 3, 4]).buffer;
     let cancelled = false;

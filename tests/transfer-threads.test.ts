@@ -10,21 +10,10 @@
 import { describe, expect, it } from "vitest";
 import { type MessagePort } from "node:worker_threads";
 import { Bus1Error } from "bus1-wasm";
-import { Agent, channel, closed, enc, newBus, ports, text, within, type Got, type Obj } from "./transfer-agent.js";
+import { Agent, channel, closed, enc, newBus, ports, text, within, type Got, type Obj, setup, setupTwo } from "./transfer-agent.js";
 // internals, for the tests of leaks and of the serving hook: not part of the API
 import { coreOf } from "../dist/host-common/bus.js";
 import { MAY_MOVE } from "../dist/host-common/message.js";
-
-/** A bus; `a` sends from the main thread; `b`, received in a worker, owns node 4 (a holds hb). */
-async function setup() {
-  const bus = await newBus();
-  const a = bus.connect();
-  const b = bus.connect();
-  const hb = b.transfer(4, a);
-  const agent = new Agent(bus);
-  await agent.adopt(b, "b");
-  return { bus, a, b, hb, agent };
-}
 
 function expectMoved(o: Obj, code = "EOPNOTSUPP") {
   expect(o.kind, JSON.stringify(o)).toBe("error");
@@ -190,12 +179,7 @@ describe("multicast", () => {
   });
 
   it("receivers in the one thread it moved to share it; the serving hook says only a sole receiver may move it on", async () => {
-    const bus = await newBus();
-    const a = bus.connect(), b = bus.connect(), c = bus.connect();
-    const hb = b.transfer(4, a), hc = c.transfer(4, a);
-    const agent = new Agent(bus);
-    await agent.adopt(b, "b");
-    await agent.adopt(c, "c");
+    const { bus, a, b, c, hb, hc, agent } = await setupTwo();
     const { port1 } = channel();
     a.send([hb, hc], enc("shared"), { objects: [port1] });
     const onB = await agent.recv("b"), onC = await agent.recv("c");
