@@ -18,13 +18,23 @@
 //                            a cache line between the cores, one way
 //   hand-off by futex        the same with Atomics.wait / Atomics.notify:
 //                            the kernel's wake-up, one way
+//   CPU while idle           a worker blocked in peer.wait() with nothing to
+//                            receive (workers/idle-waiter.js): once its spin
+//                            window is long over, the main thread reads the
+//                            worker thread's CPU time (Linux: its
+//                            /proc/self/task/<tid>/schedstat, exact for a
+//                            thread that sleeps), sleeps 1 s and reads it
+//                            again (target: none measurable, ≤ 100 µs per
+//                            second)
 
+import { readFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { Bus } from "bus1-wasm";
 // internals: the core's exports, called directly to measure the core alone
 import { coreOf } from "../dist/host-common/bus.js";
-import { summarize, timeLoop } from "./harness.js";
+import { now, summarize, timeLoop } from "./harness.js";
 import { coreRoundTrip } from "./same-thread.js";
+import { QUIT, message, recvBlocking, startWorker, exited } from "./protocol.js";
 
 /** ns per operation of `run(n)`, as the median over `rounds` windows. */
 function measure(run, rounds, windowMs) {
@@ -53,6 +63,41 @@ for (;;) {
   if (futex) Atomics.notify(w, 0);
 }
 `;
+
+/**
+ * CPU time (ns) per second of a worker blocked in wait(), after its spin
+ * window: the most of `tries` seconds, each begun 50 ms after the worker
+ * was woken and answered (its spin window is 50 µs). A sleeping thread's
+ * schedstat is exact (it is brought up to date when the thread is switched
+ * out), so the reads need no correction.
+ */
+async function idleCpu(tries) {
+  const bus = await Bus.create();
+  const main = bus.connect(), waiter = bus.connect();
+  const to = waiter.transfer(4, main), back = main.transfer(4, waiter);
+  const worker = await startWorker("idle-waiter.js", { handle: bus.handle, ref: waiter.ref, back }, { bus });
+  waiter.close();
+  const task = await new Promise((resolve) => worker.once("message", resolve));
+  const cpuNs = () => Number(readFileSync(`/proc/${task}/schedstat`, "utf8").split(" ")[0]);
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  const wake = new Uint8Array(8);
+  try {
+    let most = 0;
+    for (let r = 0; r < tries; r++) {
+      main.send(to, wake);
+      recvBlocking(main).release();
+      await sleep(50);
+      const before = cpuNs(), t = now();
+      await sleep(1000);
+      most = Math.max(most, (cpuNs() - before) / ((now() - t) / 1000));
+    }
+    return most;
+  } finally {
+    main.send(to, message(QUIT));
+    await exited(worker);
+    bus.close();
+  }
+}
 
 /** One-way hand-off time between two threads, in ns (median over rounds). */
 async function handOff(futex, rounds, windowMs) {
@@ -107,6 +152,11 @@ export async function run({ rounds, windowMs, log }) {
   log("  hand-offs between two threads");
   add("hand-off between threads by spinning (one way)", await handOff(false, rounds, windowMs));
   add("hand-off between threads by futex wait/notify (one way)", await handOff(true, rounds, windowMs));
+  log("  CPU of a worker blocked in wait()");
+  figures.push({
+    group: "floor", name: "CPU per second of a worker blocked in wait(), after its spin window", short: "CPU per second blocked in wait()",
+    value: await idleCpu(rounds >= 5 ? 3 : 2), unit: "ns", target: ["<=", 100_000],
+  });
   if (sink === 0.5) log("");
   return { figures };
 }
