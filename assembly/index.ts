@@ -15,11 +15,13 @@ import { Ctx, CTX_SIZE, ctx_out } from "./tx";
 import { ls_need, ls_retry, ls_release, ls_free, ERETRY, NEED_NOMEM } from "./lockset";
 import { bus_broken, bus_break, lock_set_can_block, BROKEN_THREAD_DIED, BROKEN_TRAP } from "./lock";
 import {
-  Peer, peer_new, peer_put, peer_check, flush_need, ARG_BROKEN, ARG_PEER, peer_send_begin, peer_send_commit, peer_send_cancel,
-  peer_recv, peer_slice_release, peer_transfer, peer_release, peer_destroy, peer_reset, peer_query,
-  peer_disconnect, peer_stats, peer_ready, wake_flush, peer_set_receiver, staged_receiver,
+  Peer, peer_new, peer_put, peer_check, flush_need, ARG_BROKEN, ARG_PEER, peer_reset, peer_query,
+  peer_disconnect, peer_stats, peer_ready, wake_flush, peer_set_receiver,
   MAX_DESTINATIONS, MAX_HANDLES, MAX_VECS, MAX_OBJECTS, MAX_DESTROY,
 } from "./peer";
+import { peer_transfer, peer_release, peer_destroy } from "./node";
+import { peer_send_begin, peer_send_commit, peer_send_cancel, staged_receiver } from "./send";
+import { peer_recv, peer_slice_release } from "./recv";
 import { EBADF, EBUSY, EINVAL, ENOMEM, ESHUTDOWN } from "./errno";
 import { inspect_lock, inspect_write } from "./inspect";
 
