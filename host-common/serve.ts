@@ -252,44 +252,45 @@ class Server {
    * it cannot take) is posted again item by item, each object it refuses
    * arriving as EOPNOTSUPP in its place: nothing is lost and the order holds.
    */
-  #flush(pushes: { items: PushItem[]; data: ArrayBuffer | null; transfer: Transferable[] } | null): void {
+  #flush(pushes: { items: PushItem[]; data: ArrayBuffer | string | null; transfer: Transferable[] } | null): void {
     if (this.#done) return;
     const items = this.#out, transfer = this.#outTransfer;
     if (items.length === 0 && pushes === null) return;
     this.#out = [];
     this.#outTransfer = [];
-    let data: ArrayBuffer | null = null, wire: ArrayBuffer | string | null = null;
+    let data: ArrayBuffer | string | null = null;
     if (pushes) {
       for (const p of pushes.items) items.push(p);
       for (const t of pushes.transfer) transfer.push(t);
-      data = wire = pushes.data;
+      data = pushes.data;
       // one copy out of the pool, transferred: never cloned a second time (a few bytes go inline: batch.ts)
-      if (data && data.byteLength <= INLINE_BYTES) wire = inlineData(new Uint8Array(data), data.byteLength);
-      else if (data) transfer.push(data);
+      if (data instanceof ArrayBuffer) transfer.push(data);
     }
     const w = this.#writer;
     for (const item of items) write(w, item);
     try {
-      this.#post(w.take(wire), transfer);
+      this.#post(w.take(data), transfer);
     } catch {
       for (const item of items) this.#postAlone(item, data);
     }
   }
 
   /** One item in a batch of its own (the way back when a batch was refused). */
-  #postAlone(item: Item, data: ArrayBuffer | null): void {
+  #postAlone(item: Item, data: ArrayBuffer | string | null): void {
     const w = this.#writer;
     if (item.t !== "push") {
       write(w, item);
       this.#post(w.take(null));
       return;
     }
-    const own = item.at >= 0 && data ? data.slice(item.at, item.at + item.size) : null;
-    const one: PushItem = { ...item, at: own ? 0 : -1 };
+    const own = item.at >= 0 && data !== null ? data.slice(item.at, item.at + item.size) : null;
+    const one: PushItem = { ...item, at: own !== null ? 0 : -1 };
+    // a copy of its own bytes in a buffer goes with it, transferred; inline bytes are a string
+    const moved: Transferable[] = own instanceof ArrayBuffer ? [own] : [];
     const transfer = (item.objects ?? []).filter((v): v is Transferable => v !== null && isTransferable(v));
     try {
       write(w, one);
-      this.#post(w.take(own), own ? [own, ...transfer] : transfer);
+      this.#post(w.take(own), [...moved, ...transfer]);
       return;
     } catch {
       w.take(null);
@@ -304,14 +305,14 @@ class Server {
     }
     try {
       write(w, { ...one, objects, errors });
-      this.#post(w.take(own), own ? [own] : []);
+      this.#post(w.take(own), moved);
     } catch {
       w.take(null);
       const none = objects.map(() => null);
       const all = objects.map((_v, i): [number, string, string] =>
         [i, "EOPNOTSUPP", `recv: objects[${i}]: cannot be posted to a served peer (EOPNOTSUPP)`]);
       write(w, { ...one, objects: none, errors: all });
-      this.#post(w.take(own), own ? [own] : []);
+      this.#post(w.take(own), moved);
     }
   }
 
@@ -533,10 +534,14 @@ class Server {
    * slice released at once), and posted with what else is queued.
    */
   #pushAll(taken: Message[], bytes: number): void {
-    // one message: its bytes copied as they are (a new ArrayBuffer would first be zeroed, at a cost that shows at 64 KiB)
-    const one = taken.length === 1 && bytes > 0 ? new Uint8Array(taken[0].payload) : null;
-    const data = one ? one.buffer as ArrayBuffer : bytes > 0 ? new ArrayBuffer(bytes) : null;
-    const all = data && !one ? new Uint8Array(data) : null;
+    // A few bytes go inline (batch.ts), written straight from the pool. More are copied once into one
+    // ArrayBuffer for the post; one message's bytes are copied as they are (a new ArrayBuffer would
+    // first be zeroed, at a cost that shows at 64 KiB).
+    const inline = bytes > 0 && bytes <= INLINE_BYTES;
+    const one = !inline && taken.length === 1 && bytes > 0 ? new Uint8Array(taken[0].payload) : null;
+    const buffer = one ? one.buffer as ArrayBuffer : !inline && bytes > 0 ? new ArrayBuffer(bytes) : null;
+    const all = buffer && !one ? new Uint8Array(buffer) : null;
+    let text = "";
     const items: PushItem[] = new Array(taken.length);
     const transfer: Transferable[] = [];
     let at = 0;
@@ -545,6 +550,7 @@ class Server {
       const size = msg.payload.byteLength;
       const { item, transfer: t } = this.#encode(msg, msg.type === "data" ? at : -1, false);
       if (size && all) all.set(msg.payload, at);
+      else if (size && inline) text += inlineData(msg.payload, size);
       at += size;
       try {
         msg.release();
@@ -554,7 +560,7 @@ class Server {
       items[i] = item;
       for (const v of t) transfer.push(v);
     }
-    this.#flush({ items, data, transfer });
+    this.#flush({ items, data: inline ? text : buffer, transfer });
   }
 
   /** Waits (once at a time) for the peer to become readable, then pumps. */

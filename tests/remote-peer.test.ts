@@ -743,6 +743,33 @@ describe("objects that move to a served peer", () => {
   });
 });
 
+describe("a batch the port refuses", () => {
+  it("goes again item by item: small payloads inline keep their bytes, the object that cannot move arrives as EOPNOTSUPP", async () => {
+    const { app, p, hS } = await world("remote");
+    const ch = channel();
+    // three messages in one turn share one batch, their 1 + 2 + 3 bytes inline
+    app.send(hS, enc("a"));
+    app.send(hS, enc("bb"), { objects: [ch.port1, { v: 2 }] });
+    app.send(hS, enc("ccc"));
+    // the port leaves this thread before the serving side pushes: the batch's transfer list is refused
+    new MessageChannel().port1.postMessage(null, [ch.port1]);
+    const got: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const m = await recvOne(p);
+      got.push(dec(m.payload));
+      if (i === 1) {
+        expect(m.objects[0]).toBeInstanceOf(Bus1Error);
+        expect(m.objects[0].code).toBe("EOPNOTSUPP");
+        expect(m.objects[1]).toEqual({ v: 2 });
+      }
+      m.release();
+    }
+    expect(got).toEqual(["a", "bb", "ccc"]);
+    expect(await p.recv()).toBeNull();
+    expect(await p.send(hS, enc("still served"))).toEqual({ errors: [null] });
+  });
+});
+
 describe("review: what a hostile plugin or server found", () => {
   it("shared memory and the bus's code never cross, at any depth of an object", async () => {
     const { bus, app, p, hS } = await world("remote", true);
