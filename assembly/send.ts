@@ -212,6 +212,23 @@ function send_unicast(c: Ctx, p: Peer, x: f64, size: u32, bytes: u32, out: usize
   return 1;
 }
 
+/** Zeroes a slice's payload up to its 8-byte padding; returns where its handle slots start (pool.ts). */
+// @ts-ignore: decorator
+@inline function slice_pad(payload: usize, size: u32): usize {
+  let padded = (<usize>size + 7) & ~7;
+  if (padded != <usize>size) memory.fill(payload + size, 0, padded - size);
+  return payload + padded;
+}
+
+/** Writes a slice's object record addresses after its `nHandles` handle slots, and zeroes the pad word. */
+// @ts-ignore: decorator
+@inline function slice_put_objects(slots: usize, nHandles: u32, objs: usize, nObjs: u32): void {
+  if (!nObjs) return;
+  let os = slots + (<usize>nHandles << 3);
+  memory.copy(os, objs, <usize>nObjs << 2);
+  if (nObjs & 1) store<u32>(os + (<usize>nObjs << 2), 0);
+}
+
 /** Stages the message for one destination; 0 or -errno (undone on error). */
 function send_stage(c: Ctx, p: Peer, dh: Handle, size: u32, bytes: u32, charged: u32, hr: usize, nHandles: u32,
                     objs: usize, nObjs: u32, o: usize): i32 {
@@ -243,20 +260,14 @@ function send_stage(c: Ctx, p: Peer, dh: Handle, size: u32, bytes: u32, charged:
   m.share = <u32>share;
   memory.copy(message_cost(m), cost, 16);
   let payload = message_payload(m);
-  let padded = (<usize>size + 7) & ~7;
-  if (padded != <usize>size) memory.fill(payload + size, 0, padded - size);
-  let slots = payload + padded;
+  let slots = slice_pad(payload, size);
   for (let j: u32 = 0; j < nHandles; j++) {
     let h = changetype<Handle>(load<u32>(hr + (<usize>j << 2)));
     let rh = changetype<Handle>(map_get(node_map(q), <u64>h.node));
     rh.inflight++;
     store<u64>(slots + (<usize>j << 3), <u64>ptr(rh));
   }
-  let os = slots + (<usize>nHandles << 3);
-  if (nObjs) {
-    memory.copy(os, objs, <usize>nObjs << 2);
-    if (nObjs & 1) store<u32>(os + (<usize>nObjs << 2), 0);
-  }
+  slice_put_objects(slots, nHandles, objs, nObjs);
   changetype<Handle>(m.dest).msgs++;
   tx_stage(c, q, m);
   store<u32>(o, <u32>payload, 4);
@@ -377,20 +388,14 @@ function seed_set(c: Ctx, p: Peer, size: u32, bytes: u32, charged: u32, hs: usiz
   s.nObjects = nObjs;
   memory.copy(message_cost(s), cost, 16);
   let payload = message_payload(s);
-  let padded = (<usize>size + 7) & ~7;
-  if (padded != <usize>size) memory.fill(payload + size, 0, padded - size);
-  let slots = payload + padded;
+  let slots = slice_pad(payload, size);
   for (let j: u32 = 0; j < nHandles; j++) {
     let h = changetype<Handle>(load<u32>(hr + (<usize>j << 2)));
     h.seedRefs++;
     node_ref(c, p, node_of(h), 1);
     store<u64>(slots + (<usize>j << 3), h.id);
   }
-  let os = slots + (<usize>nHandles << 3);
-  if (nObjs) {
-    memory.copy(os, objs, <usize>nObjs << 2);
-    if (nObjs & 1) store<u32>(os + (<usize>nObjs << 2), 0);
-  }
+  slice_put_objects(slots, nHandles, objs, nObjs);
   created_keep(c);
   seed_drop(c, p, false);
   p.seed = <u32>mp;
