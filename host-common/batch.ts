@@ -49,7 +49,10 @@
  * array of at most 64 bytes made on its own has no ArrayBuffer until its
  * .buffer is read), so inline bytes never pass through one: the serving
  * side writes the string straight from the pool, and a reader gives each
- * inline payload bytes of its own.
+ * inline payload bytes of its own. A plugin's reader gives every payload a
+ * buffer of its own: one that is its batch's whole buffer keeps it, one
+ * that is a part of it is copied out (so transferring one message's
+ * `payload.buffer` away takes no other message's bytes with it).
  *
  * A batch holds at most MAX_BATCH items. The readers check every number
  * and index before use and never throw: a batch that breaks the form is
@@ -433,7 +436,9 @@ export function readServerBatch(v: unknown[]): { ok: true; messages: ServerMessa
           payload = new Uint8Array(0);
         } else if (at >= 0) {
           if (data === null || at + size > dataLength(data)) return broken("a push's payload is not in the batch's data");
-          payload = bytesAt(data, at, size);
+          // a payload that is part of a buffer gets one of its own: the plugin may transfer a payload's buffer
+          payload = typeof data !== "string" && size !== data.byteLength ? new Uint8Array(data, at, size).slice()
+            : bytesAt(data, at, size);
         }
         const handles: number[] = new Array(n);
         for (let k = 0; k < n; k++) {

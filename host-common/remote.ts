@@ -35,8 +35,11 @@
  * only with a whole window owed, so the stream never stalls.
  *
  * A received message is the plugin's own: `payload` is a Uint8Array on an
- * ArrayBuffer that was transferred to this side (never a view of the bus's
- * memory), and its slice was released by the serving side as it was pushed.
+ * ArrayBuffer of its own, never a view of the bus's memory: the buffer the
+ * serving side transferred when the message had it alone, a copy out of it
+ * when the batch carried several payloads, or bytes made from the batch's
+ * inline characters (batch.ts). Its slice was released by the serving side
+ * as it was pushed.
  * So `release()` has nothing to free: it is a no-op, kept so that code
  * written for a local peer runs unchanged (a second call does not throw).
  * `offset` is an alias, never a bus address: 2^32 + 8·n for the n-th data

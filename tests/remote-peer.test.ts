@@ -743,6 +743,31 @@ describe("objects that move to a served peer", () => {
   });
 });
 
+describe("payloads of one batch", () => {
+  it("each have a buffer of their own: transferring one message's payload.buffer away takes no other's bytes", async () => {
+    const { app, p, hS } = await world("remote");
+    const bytes = (n: number, seed: number) => Uint8Array.from({ length: n }, (_v, i) => (i * 31 + seed) & 0xff);
+    // sent in one turn: one batch, 3 × 100 bytes in one transferred buffer
+    for (let i = 0; i < 3; i++) app.send(hS, bytes(100, i));
+    const got = [];
+    for (let i = 0; i < 3; i++) {
+      const m = await recvOne(p);
+      expect([...m.payload]).toEqual([...bytes(100, i)]);
+      expect(m.payload.buffer.byteLength).toBe(100);
+      got.push(m.payload.buffer);
+      // the plugin forwards the bytes to another thread by transfer
+      new MessageChannel().port1.postMessage(m.payload.buffer, [m.payload.buffer]);
+      expect(m.payload.byteLength).toBe(0);
+    }
+    expect(new Set(got).size).toBe(3);
+    // a message alone in its batch keeps the buffer it came in
+    app.send(hS, bytes(1000, 7));
+    const alone = await recvOne(p);
+    expect([...alone.payload]).toEqual([...bytes(1000, 7)]);
+    expect(alone.payload.buffer.byteLength).toBe(1000);
+  });
+});
+
 describe("a batch the port refuses", () => {
   it("goes again item by item: small payloads inline keep their bytes, the object that cannot move arrives as EOPNOTSUPP", async () => {
     const { app, p, hS } = await world("remote");
