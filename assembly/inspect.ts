@@ -84,7 +84,7 @@ import { root, root_addr, Root, slot_addr, misc_lock, misc_unlock, heap_bytes, t
 import { lock_take, lock_drop } from "./lock";
 import { ls_need, ls_retry, ls_holds, ERETRY, NEED_BROKEN } from "./lockset";
 import { Ctx } from "./tx";
-import { Peer, PEER_FREED, peer_limits, peer_usage } from "./peer";
+import { Peer, PEER_FREED, PEER_DISCONNECTED, peer_limits, peer_usage } from "./peer";
 import { Node, Handle, node_of, handle_is_owner, handle_of_destroy_entry, node_of_release_entry, node_live } from "./handle";
 import { entry, entry_staged, KIND_DATA, KIND_DESTROY } from "./queue";
 import { Message, message_handles, message_cost } from "./pool";
@@ -268,7 +268,7 @@ function write_peer(buf: usize, cap: u32, at: u32, p: Peer): u32 {
     put(r, 0, head(REC_PEER, PEER_WORDS));
     put(r, 1, p.serial);
     put(r, 2, freed ? NONE : p.slot);
-    put(r, 3, p.flags);
+    put(r, 3, p.flags & (PEER_DISCONNECTED | PEER_FREED));
     put(r, 4, p.refs);
     // a closed peer gave its User record back: it may be gone
     put(r, 5, freed ? NONE : changetype<User>(p.user).id);

@@ -77,6 +77,8 @@ export const RESET_LIMIT_OBJECTS: u32 = 0x800;
 
 export const PEER_DISCONNECTED: u32 = 1;
 export const PEER_FREED: u32 = 2;
+/** The pool grew past one chunk since it was last empty (pool.ts: its last chunk may then go back too). */
+export const PEER_POOL_GREW: u32 = 4;
 
 export const MAX_VECS: u32 = 1024;
 export const MAX_OBJECTS: u32 = 256;

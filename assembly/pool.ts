@@ -20,17 +20,22 @@
  * A pool's first chunk is CHUNK_FIRST bytes and later ones at least
  * CHUNK_MIN (a peer that only ever sees a few small messages keeps a small
  * pool, and a small bus has room for a few peers); a slice larger than that
- * gets a chunk of its own size. A chunk that becomes entirely free is handed back to the
- * heap, unless it is the pool's last one, so a quiet peer keeps one chunk and
- * a peer that had a burst shrinks back. The control block is made with the
- * first chunk, so an idle peer that never received costs nothing here.
+ * gets a chunk of its own size. A chunk that becomes entirely free is handed
+ * back to the heap, unless it is the pool's last one, so a quiet peer keeps
+ * one chunk. The last one goes back too when it is larger than CHUNK_FIRST
+ * and the pool grew past one chunk since it was last empty (PEER_POOL_GREW):
+ * a peer that had a burst shrinks back to at most a first chunk's size,
+ * while one that receives one large message at a time keeps the chunk that
+ * holds it instead of asking the heap for it again for every message. The
+ * control block is made with the first chunk, so an idle peer that never
+ * received costs nothing here.
  *
  * The steady state of a busy peer is: a slice arrives, is received and
  * released, and the next one of the same size arrives. So a released small
  * slice is kept aside (Peer.poolCache, one block) and handed out again when
  * the next request has exactly its size, which skips both the TLSF free and
- * the TLSF alloc. It is kept only while the pool has one chunk (the chunk
- * that is never handed back anyway), and goes back to the allocator as soon
+ * the TLSF alloc. It is kept only while the pool has one chunk that is
+ * not to be handed back (not after a burst), and goes back to the allocator as soon
  * as a request of another size comes or the pool grows, so it can neither
  * raise the pool's peak nor keep a chunk from being handed back.
  *
@@ -39,7 +44,7 @@
  */
 
 import { Entry } from "./queue";
-import { Peer } from "./peer";
+import { Peer, PEER_POOL_GREW } from "./peer";
 import { heap_alloc, heap_free } from "./bus";
 import { tlsf_init, tlsf_add_region, tlsf_alloc, tlsf_free, tlsf_take, block_spans_region, block_body, block_size, tlsf_body_size, TLSF_SIZE, BLOCK_HEADER, BLOCK_MAX } from "./tlsf";
 
@@ -136,6 +141,7 @@ function pool_grow(p: Peer, body: u32): bool {
   let size = need < <u64>least ? least : <u32>((need + 7) & ~7);
   let c = heap_alloc(size);
   if (!c) return false;
+  if (p.poolChunks) p.flags |= PEER_POOL_GREW;
   store<u32>(c, p.poolChunks);
   store<u32>(c, size, 4);
   p.poolChunks = <u32>c;
@@ -149,14 +155,19 @@ export function pool_free(p: Peer, m: Message): void {
   // a slice kept aside is not free in TLSF's eyes: catch a second free here
   assert(<u32>changetype<usize>(m) != p.poolCache, "slice freed twice");
   let mb = changetype<usize>(m) - BLOCK_HEADER;
-  if (!p.poolCache && block_size(mb) <= CACHE_MAX && !load<u32>(p.poolChunks)) {
+  if (!p.poolCache && block_size(mb) <= CACHE_MAX && !load<u32>(p.poolChunks) && !(p.flags & PEER_POOL_GREW)) {
     p.poolCache = <u32>changetype<usize>(m);
     return;
   }
   let b = tlsf_free(p.poolTlsf, mb);
   if (!block_spans_region(b)) return;
   let chunk = b - CHUNK_HEADER;
-  if (p.poolChunks == <u32>chunk && !load<u32>(chunk)) return; // the last one
+  if (p.poolChunks == <u32>chunk && !load<u32>(chunk)) {
+    // the last one, now empty: kept, unless a burst left it larger than a first chunk
+    let grew = (p.flags & PEER_POOL_GREW) != 0;
+    p.flags &= ~PEER_POOL_GREW;
+    if (!grew || load<u32>(chunk, 4) <= CHUNK_FIRST) return;
+  }
   tlsf_take(p.poolTlsf, b);
   pool_unlink_chunk(p, chunk);
   p.poolBytes -= load<u32>(chunk, 4);
