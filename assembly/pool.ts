@@ -22,13 +22,15 @@
  * pool, and a small bus has room for a few peers); a slice larger than that
  * gets a chunk of its own size. A chunk that becomes entirely free is handed
  * back to the heap, unless it is the pool's last one, so a quiet peer keeps
- * one chunk. The last one goes back too when it is larger than CHUNK_FIRST
- * and the pool grew past one chunk since it was last empty (PEER_POOL_GREW):
- * a peer that had a burst shrinks back to at most a first chunk's size,
- * while one that receives one large message at a time keeps the chunk that
- * holds it instead of asking the heap for it again for every message. The
- * control block is made with the first chunk, so an idle peer that never
- * received costs nothing here.
+ * one chunk. After a burst (the pool grew past one chunk: PEER_POOL_GREW)
+ * the one chunk left goes back too once it is empty, if it is larger than
+ * CHUNK_FIRST (pool_settle): a peer that had a burst shrinks back to at most
+ * a first chunk's size, while one that receives one large message at a time
+ * keeps the chunk that holds it instead of asking the heap for it again for
+ * every message. The price: a peer whose live bytes go past CHUNK_FIRST and
+ * back to nothing again and again asks the heap for its chunks once per
+ * such cycle (docs/PERFORMANCE.md). The control block is made with the
+ * first chunk, so an idle peer that never received costs nothing here.
  *
  * The steady state of a busy peer is: a slice arrives, is received and
  * released, and the next one of the same size arrives. So a released small
@@ -150,7 +152,7 @@ function pool_grow(p: Peer, body: u32): bool {
   return true;
 }
 
-/** Frees a slice; hands its chunk back if that empties it (not the last). */
+/** Frees a slice; hands its chunk back if that empties it (the last one: see pool_settle). */
 export function pool_free(p: Peer, m: Message): void {
   // a slice kept aside is not free in TLSF's eyes: catch a second free here
   assert(<u32>changetype<usize>(m) != p.poolCache, "slice freed twice");
@@ -162,13 +164,30 @@ export function pool_free(p: Peer, m: Message): void {
   let b = tlsf_free(p.poolTlsf, mb);
   if (!block_spans_region(b)) return;
   let chunk = b - CHUNK_HEADER;
-  if (p.poolChunks == <u32>chunk && !load<u32>(chunk)) {
-    // the last one, now empty: kept, unless a burst left it larger than a first chunk
-    let grew = (p.flags & PEER_POOL_GREW) != 0;
-    p.flags &= ~PEER_POOL_GREW;
-    if (!grew || load<u32>(chunk, 4) <= CHUNK_FIRST) return;
+  // an empty chunk goes back to the heap, unless it is the last one
+  if (p.poolChunks != <u32>chunk || load<u32>(chunk)) chunk_free(p, chunk);
+  pool_settle(p);
+}
+
+/**
+ * A pool down to one chunk after it grew past one (PEER_POOL_GREW): the
+ * burst is over once that chunk is no larger than a first chunk (kept), or
+ * once it is empty, and then it goes back to the heap too. Either way, the
+ * chunk may be one the burst never used (already empty when the pool grew).
+ */
+function pool_settle(p: Peer): void {
+  let c = <usize>p.poolChunks;
+  if (!(p.flags & PEER_POOL_GREW) || !c || load<u32>(c)) return; // no burst, no chunk, or more than one
+  if (load<u32>(c, 4) > CHUNK_FIRST) {
+    if (!block_spans_region(c + CHUNK_HEADER)) return; // still holds slices: settled when it empties
+    chunk_free(p, c);
   }
-  tlsf_take(p.poolTlsf, b);
+  p.flags &= ~PEER_POOL_GREW;
+}
+
+/** Hands an entirely free chunk (one free block spanning its region) back to the heap. */
+function chunk_free(p: Peer, chunk: usize): void {
+  tlsf_take(p.poolTlsf, chunk + CHUNK_HEADER);
   pool_unlink_chunk(p, chunk);
   p.poolBytes -= load<u32>(chunk, 4);
   heap_free(chunk);

@@ -91,6 +91,37 @@ describe("pool space", () => {
     expect(offsets.length).toBe(sizes.length * 3);
   });
 
+  it("shrinks back after a burst that never used the chunk it had (an empty one larger than a first chunk)", async () => {
+    const bus: Bus = await newBus();
+    const a = bus.connect();
+    const b = bus.connect();
+    const hb = b.transfer(4, a);
+    // one 60 KiB message at a time: one chunk of its own size, kept
+    a.send(hb, bytesOf(60 * 1024, 1));
+    b.recv()!.release();
+    const one = b.stats().poolBytes;
+    expect(one).toBeGreaterThan(60 * 1024);
+    // a burst of larger ones that the empty chunk cannot hold, then all released
+    const held = [];
+    for (let i = 0; i < 3; i++) {
+      a.send(hb, bytesOf(100 * 1024, i));
+      held.push(b.recv()!);
+    }
+    for (const m of held) m.release();
+    expect(b.stats().poolBytes).toBeLessThanOrEqual(8192);
+    // a peer with a seed in its first chunk (which never empties): back to that chunk after a burst
+    const c = bus.connect();
+    const hc = c.transfer(4, a);
+    c.send([], bytesOf(100, 2), { seed: true });
+    const burst = [];
+    for (let i = 0; i < 20; i++) {
+      a.send(hc, bytesOf(4000, i));
+      burst.push(c.recv()!);
+    }
+    for (const m of burst) m.release();
+    expect(c.stats().poolBytes).toBe(8192);
+  });
+
   it("keeps the one chunk of a peer that receives one large message at a time (no heap round trip per message)", async () => {
     const bus: Bus = await newBus();
     const a = bus.connect();
