@@ -44,6 +44,7 @@
 
 import { root, Root, heap_alloc, heap_free } from "./bus";
 import { Ctx } from "./tx";
+import { MAX_OBJECTS } from "./peer";
 
 // @ts-ignore: decorator
 @inline export const RECORD_HEADER: u32 = 24;
@@ -51,8 +52,6 @@ export const RECORD_ORPHAN: u32 = 0xFFFFFFFF;
 export const RECORD_NOT_CLONEABLE: u32 = 0xFFFFFFFF;
 /** Largest serialized form a record may hold. */
 export const RECORD_MAX: u32 = 0x3FFFFFFF;
-/** Records one message carries at most (peer.ts MAX_OBJECTS). */
-export const MAX_TAKING: u32 = 256;
 
 // @ts-ignore: decorator
 @inline function records_counter(): usize {
@@ -95,7 +94,7 @@ export function record_drop(c: Ctx, rec: usize): void {
   if (atomic.load<u32>(rec) == RECORD_ORPHAN && atomic.cmpxchg<i32>(rec + 8, 0, -1) == 0) record_free(c, rec);
 }
 
-/** Frees `rec` if no message carries it (claims it: `pending` 0 → −1); 1 if freed. `c` is its owner. */
+/** Frees `rec` if no message carries it (claims it: `pending` 0 → −1); 1 if freed. `c` is its owner, unless it is an orphan. */
 export function record_release(c: Ctx, rec: usize): i32 {
   if (atomic.cmpxchg<i32>(rec + 8, 0, -1) != 0) return 0;
   record_free(c, rec);
@@ -105,7 +104,7 @@ export function record_release(c: Ctx, rec: usize): i32 {
 /** Room in `c` for the records of a received message (Ctx.taking, MAX_OBJECTS of them); false when out of memory. */
 export function records_taking_room(c: Ctx): bool {
   if (c.taking) return true;
-  let p = heap_alloc(MAX_TAKING << 2);
+  let p = heap_alloc(MAX_OBJECTS << 2);
   if (!p) return false;
   c.taking = <u32>p;
   return true;

@@ -48,12 +48,12 @@ import { Entry, entry, queue_unlink, queue_front, clock_sync, key_before, KIND_D
 import { Handle, node_of, node_live, handle_live, node_of_release_entry, handle_of_destroy_entry } from "./handle";
 import { Message, message_payload, message_cost, message_handles, message_objects, pool_free } from "./pool";
 import { quota_uncharge, quota_adjust, quota_unshare, RES_HANDLES } from "./user";
-import { records_taking_room, MAX_TAKING } from "./record";
+import { records_taking_room } from "./record";
 import { Ctx, ctx_out } from "./tx";
 import {
   Peer, RECV_SEED, HANDLE_INVALID, ID_NONE, ID_SEQ_MAX, ARG_FLAGS, ARG_OFFSET,
   MSG_DATA, MSG_NODE_DESTROY, MSG_NODE_RELEASE, MSG_FLAG_CONTINUE,
-  slice_map, peer_usage, peer_user, fail, need_owner,
+  MAX_OBJECTS, slice_map, peer_usage, peer_user, fail, need_owner,
 } from "./peer";
 import { node_ref, handle_maybe_free, handle_assign_id } from "./node";
 import { EPERM, ENXIO, EAGAIN, ENOMEM, EINVAL, ERANGE } from "./errno";
@@ -173,7 +173,7 @@ export function peer_recv(c: Ctx, p: Peer, flags: u32): i32 {
     message_deliver(c, p, m);
     recv_record(c, MSG_DATA, 0, <f64>changetype<Handle>(m.dest).id, <u32>message_payload(m), m.size, m.nHandles, m.nObjects);
     if (m.nObjects) {
-      assert(c.nTaking == 0 && m.nObjects <= MAX_TAKING, "records of an earlier message not taken");
+      assert(c.nTaking == 0 && m.nObjects <= MAX_OBJECTS, "records of an earlier message not taken");
       memory.copy(<usize>c.taking, message_objects(m), <usize>m.nObjects << 2);
       c.nTaking = m.nObjects;
     }
