@@ -259,8 +259,9 @@ export function object_record_free(c: Ctx, rec: usize): void {
 }
 
 /**
- * Frees a record of this thread that no message carries any more (claims it,
- * pending 0 → −1, and frees it in one call: record.ts); 1 if it did, else 0.
+ * Frees a record of this thread, or an orphan, that no message carries any
+ * more (claims it, pending 0 → −1, and frees it in one call: record.ts); 1 if
+ * it did, else 0.
  */
 export function object_record_release(c: Ctx, rec: usize): i32 {
   let inCall = changetype<usize>(c) + offsetof<Ctx>("inCall");

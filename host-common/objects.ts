@@ -168,7 +168,6 @@ interface Parked {
 // Atomics as captured at load: drop() and release() run inside core calls
 // (objects_drop), hold() and move() between send_begin and send_commit.
 const atomicLoad = Atomics.load, atomicStore = Atomics.store, atomicSub = Atomics.sub;
-const atomicCas = Atomics.compareExchange;
 const later = queueMicrotask;
 const every = setInterval, stopEvery = clearInterval, after = setTimeout, stopAfter = clearTimeout;
 // onLink validates what comes on a channel with these, captured at load (it runs in recv, in user code's realm)
@@ -543,9 +542,7 @@ export class ObjectTable {
     if (atomicSub(core.i32, at + 2, 1) !== 1) return;
     const owner = atomicLoad(core.u32, at);
     if (owner === core.serial) this.release(rec);
-    else if (owner === ORPHAN && atomicCas(core.i32, at + 2, 0, -1) === 0) {
-      core.ex.object_record_free(core.ctx, rec);
-    }
+    else if (owner === ORPHAN) core.ex.object_record_release(core.ctx, rec);
   }
 
   /** Frees the records of this thread that no message carries any more; lets go of parked values whose message is gone. */
