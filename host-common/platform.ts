@@ -104,6 +104,17 @@ export interface Platform {
 }
 
 /**
+ * The file of the core a host loads from build/, relative to a host's
+ * dist/<host>/ module: the release builds, or with `debug` the builds with
+ * the core's assertions on (BUS1_WASM_DEBUG=1, npm run test:debug). Browsers
+ * name their two files literally, for bundlers.
+ */
+export function coreFile(shared: boolean, debug: boolean): string {
+  const build = debug ? (shared ? "debug" : "debug-private") : (shared ? "threads" : "private");
+  return `../../build/bus1.${build}.wasm`;
+}
+
+/**
  * A host's `module`: compiles each build (shared or private) once, on first
  * use; a load that fails is not kept, so the next Bus.create tries again.
  */

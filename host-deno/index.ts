@@ -39,7 +39,7 @@
 import { serialize, deserialize } from "node:v8";
 import { types } from "node:util";
 import { Worker as NodeWorker, BroadcastChannel as NodeChannel, isMainThread } from "node:worker_threads";
-import { compileOnce, installPlatform, serializerCloner, type Platform } from "../host-common/platform.js";
+import { compileOnce, coreFile, installPlatform, serializerCloner, type Platform } from "../host-common/platform.js";
 import { Bus1Error } from "../host-common/errors.js";
 import { threadLiveness, type ChannelLike } from "../host-common/liveness.js";
 
@@ -65,8 +65,7 @@ function debugBuild(): boolean {
 
 /** Where the core is, relative to this module (dist/host-deno/ → build/). */
 function coreUrl(shared: boolean): URL {
-  const build = debugBuild() ? (shared ? "debug" : "debug-private") : (shared ? "threads" : "private");
-  return new URL(`../../build/bus1.${build}.wasm`, import.meta.url);
+  return new URL(coreFile(shared, debugBuild()), import.meta.url);
 }
 
 function isPermissionError(e: unknown): boolean {

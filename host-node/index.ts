@@ -13,7 +13,7 @@ import { threadId, Worker, MessageChannel, MessagePort, receiveMessageOnPort } f
 import { types } from "node:util";
 import { EventEmitter } from "node:events";
 import { availableParallelism } from "node:os";
-import { compileOnce, installPlatform, serializerCloner, type Courier, type Watcher } from "../host-common/platform.js";
+import { compileOnce, coreFile, installPlatform, serializerCloner, type Courier, type Watcher } from "../host-common/platform.js";
 import { Bus1Error } from "../host-common/errors.js";
 
 const v8Major = Number(process.versions.v8.split(".")[0]);
@@ -28,9 +28,7 @@ function prepareEngine(): void {
 const loadModule = compileOnce((shared) => {
   prepareEngine();
   // BUS1_WASM_DEBUG=1 loads the builds with the core's assertions on (npm run test:debug)
-  const debug = process.env.BUS1_WASM_DEBUG === "1";
-  const build = debug ? (shared ? "debug" : "debug-private") : (shared ? "threads" : "private");
-  const file = new URL(`../../build/bus1.${build}.wasm`, import.meta.url);
+  const file = new URL(coreFile(shared, process.env.BUS1_WASM_DEBUG === "1"), import.meta.url);
   return readFile(file).then((bytes) => WebAssembly.compile(new Uint8Array(bytes)));
 });
 
