@@ -58,6 +58,11 @@ async function world(kind: "local" | "remote", shared = false) {
   return { bus, app, s, p, hApp, hS };
 }
 
+/** `n` bytes that differ along the way and between seeds (every byte value comes up). */
+function bytes(n: number, seed: number): Uint8Array {
+  return Uint8Array.from({ length: n }, (_v, i) => (i * 97 + seed) & 0xff);
+}
+
 async function outcome(f: () => Promise<unknown>): Promise<{ ok: unknown } | { code: string; message: string }> {
   try {
     return { ok: await f() };
@@ -103,7 +108,6 @@ describe.each(KINDS)("a %s peer", (kind) => {
 
   it("carries every byte value both ways, at and around the size where a batch's bytes stop going inline", async () => {
     const { app, p, hS, hApp } = await world(kind);
-    const bytes = (n: number, seed: number) => Uint8Array.from({ length: n }, (_v, i) => (i * 97 + seed) & 0xff);
     for (const n of [0, 1, 63, 64, 65, 256]) {
       app.send(hS, bytes(n, n));
       const m = await recvOne(p);
@@ -746,7 +750,6 @@ describe("objects that move to a served peer", () => {
 describe("payloads of one batch", () => {
   it("each have a buffer of their own: transferring one message's payload.buffer away takes no other's bytes", async () => {
     const { app, p, hS } = await world("remote");
-    const bytes = (n: number, seed: number) => Uint8Array.from({ length: n }, (_v, i) => (i * 31 + seed) & 0xff);
     // sent in one turn: one batch, 3 × 100 bytes in one transferred buffer
     for (let i = 0; i < 3; i++) app.send(hS, bytes(100, i));
     const got = [];
