@@ -40,8 +40,13 @@
  * when the batch carried several payloads, or bytes made from the batch's
  * inline characters (batch.ts). Its slice was released by the serving side
  * as it was pushed.
- * So `release()` has nothing to free: it is a no-op, kept so that code
- * written for a local peer runs unchanged (a second call does not throw).
+ * So `release()` has no slice to free. It ends the payload, as it does for
+ * a local peer: a buffer that was the payload's alone goes back to the
+ * serving side with the plugin's next post, to carry later pushes (making a
+ * buffer costs more than filling one: batch.ts "Buffers go back"), and from
+ * then on the payload is empty (detached). A payload whose buffer the plugin
+ * transferred elsewhere first is simply not given back. A second call does
+ * nothing (no error), so code written for a local peer runs unchanged.
  * `offset` is an alias, never a bus address: 2^32 + 8·n for the n-th data
  * message of this connection, 2^32 for the seed; `releaseSlice` of a data
  * message's alias does nothing, of the seed's is EPERM as for a local peer,
@@ -87,13 +92,31 @@ type MessageFields = Omit<MessageLike, "release">;
 /** A message received by a RemotePeer: its own copy of the payload. */
 export interface RemoteMessage extends MessageFields {}
 export class RemoteMessage implements MessageLike {
-  constructor(fields: MessageFields) {
+  /** The payload's buffer, when it is the payload's alone, and where it goes back to; see the DOC block. */
+  #buffer: ArrayBuffer | null;
+  #home: RemotePeer | null;
+
+  constructor(fields: MessageFields, buffer: ArrayBuffer | null = null, home: RemotePeer | null = null) {
     Object.assign(this, fields);
+    this.#buffer = buffer;
+    this.#home = home;
   }
 
-  /** Nothing to free (the serving side released the slice when it pushed the message); see the DOC block. */
-  release(): void {}
+  /**
+   * Ends the payload: a buffer that was the payload's alone goes back to the
+   * serving side with the plugin's next post (then the payload is empty).
+   * The slice itself was released when the message was pushed; a second
+   * call does nothing. See the DOC block.
+   */
+  release(): void {
+    const b = this.#buffer, home = this.#home;
+    this.#buffer = this.#home = null;
+    if (b !== null && home !== null) giveBack(home, b);
+  }
 }
+
+/** Gives a released message's buffer back (RemotePeer's own, set in its static block). */
+let giveBack: (p: RemotePeer, b: ArrayBuffer) => void;
 
 interface PendingCall {
   readonly op: string;
@@ -234,10 +257,16 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
     }
     const b = readServerBatch(data);
     if (!b.ok) return this.#lost(`the serving side sent a malformed message (${b.reason})`);
+    // a buffer whose payloads were all copied out is done with: it goes back with the next post
+    if (b.spare !== null) this.#out.spare(b.spare);
     for (const m of b.messages) {
       if (this.#gone !== null) return;
       this.#receive(m);
     }
+  }
+
+  static {
+    giveBack = (p, b) => { if (p.#gone === null && !p.#closed) p.#out.spare(b); };
   }
 
   #receive(m: ServerMessage): void {
@@ -281,7 +310,7 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
     const payload = m.payload ?? new Uint8Array(0);
     if (data && offset < 0) offset = ALIAS_BASE + 8 * ++this.#seq;
     return new RemoteMessage({ type: m.type as MessageType, destination: m.destination, continue: m.continue,
-      offset: data ? offset : -1, payload, handles: m.handles, objects });
+      offset: data ? offset : -1, payload, handles: m.handles, objects }, m.own ? payload.buffer as ArrayBuffer : null, this);
   }
 
   /** The items just written go out at the end of this microtask checkpoint, with what else is queued. */

@@ -20,7 +20,8 @@
  * Received messages are pushed, in the peer's order, as soon as they are
  * ready and the window allows (no round trip per recv). What is ready goes
  * in one post (wire.ts "Batches"): each payload is copied once out of the
- * pool into one ArrayBuffer for the whole post, which is transferred, and
+ * pool into one ArrayBuffer for the whole post (one the plugin gave back
+ * when one fits), which is transferred, and
  * each slice is released here at once; a plugin that never calls release(),
  * or dies, leaks nothing. A post holds at most BATCH_BYTES of payloads (a
  * larger message goes alone) and MAX_PUSHES messages; the rest follows in
@@ -60,6 +61,12 @@
  *   bytes: past the bound, `recv({ seed: true })` is EAGAIN until the next
  *   turn.
  * - credit for more than was pushed is a protocol error: the serving ends.
+ * - buffers the plugin gives back (batch.ts "Buffers go back"): at most
+ *   MAX_SPARES (64) are kept, holding at most SPARE_BYTES (4 MiB) and the
+ *   window's bytes together (as much as may be in flight to the plugin: a
+ *   full window's buffers come back as its credit does); past either the
+ *   oldest are dropped. A kept buffer carries only later pushes to this
+ *   same plugin.
  * - what the plugin sends is charged by the bus like any sender's (SPEC §8).
  *   Its objects arrive here as clones and stay in this thread until they are
  *   received: their number is bounded by the receivers' object quotas, and
@@ -95,7 +102,7 @@ import {
   eventData, isPortLike, readClientMessage, WIRE_VERSION, MAX_BATCH, MAX_TEXT, MAX_PENDING_CALLS, OFFSET_ALIAS_BASE, isTransferable,
   type ClientMessage, type PortLike, type Read, type Window,
 } from "./wire.js";
-import { INLINE_BYTES, inlineData, isBatch, readClientBatch, ServerWriter } from "./batch.js";
+import { INLINE_BYTES, MAX_SPARES, inlineData, isBatch, readClientBatch, ServerWriter } from "./batch.js";
 
 export interface ServeOptions {
   /** Most messages pushed and not yet credited back (default 256). */
@@ -159,6 +166,9 @@ class Server {
   #ended = false;
   #window: Window = { messages: 0, bytes: 0, objects: 0 };
   #inflight: Window = { messages: 0, bytes: 0, objects: 0 };
+  /** Buffers the plugin gave back, to carry later pushes (batch.ts "Buffers go back"), and their bytes. */
+  #spares: ArrayBuffer[] = [];
+  #spareBytes = 0;
   #waiting = false;
   #alive = true;
   #timer: ReturnType<typeof setInterval> | null = null;
@@ -347,6 +357,7 @@ class Server {
       case "hello": return this.#hello(m);
       case "call": return this.#items > TURN_ITEMS ? this.#refuse(m.id, m.op) : this.#call(m);
       case "credit": return this.#credit(m);
+      case "spare": return this.#keep(m.buffers);
       case "pong": return;
       case "close": return this.close(m.reason);
     }
@@ -377,6 +388,37 @@ class Server {
     f.bytes -= m.bytes;
     f.objects -= m.objects;
     this.#pump();
+  }
+
+  /**
+   * Keeps buffers the plugin gave back, at most MAX_SPARES of them and
+   * SPARE_BYTES or the window's bytes together: the oldest go first, so
+   * what is kept follows the sizes pushed lately (a batch of small
+   * payloads' buffer does not stay in the way of large ones).
+   */
+  #keep(buffers: ArrayBuffer[]): void {
+    const bound = Math.min(SPARE_BYTES, this.#window.bytes), s = this.#spares;
+    for (const b of buffers) {
+      if (b.byteLength > bound) continue;
+      s.push(b);
+      this.#spareBytes += b.byteLength;
+    }
+    let drop = 0;
+    while (s.length - drop > MAX_SPARES || this.#spareBytes > bound) this.#spareBytes -= s[drop++].byteLength;
+    if (drop) s.splice(0, drop);
+  }
+
+  /** A spare of at least `bytes` and at most twice that, taken; or null. */
+  #spare(bytes: number): ArrayBuffer | null {
+    const s = this.#spares;
+    for (let i = s.length - 1; i >= 0; i--) {
+      const b = s[i];
+      if (b.byteLength < bytes || b.byteLength > 2 * bytes) continue;
+      s.splice(i, 1);
+      this.#spareBytes -= b.byteLength;
+      return b;
+    }
+    return null;
   }
 
   /** Performs one call on the local peer and answers it (within the call bound, see the DOC block). */
@@ -535,12 +577,16 @@ class Server {
    */
   #pushAll(taken: Message[], bytes: number): void {
     // A few bytes go inline (batch.ts), written straight from the pool. More are copied once into one
-    // ArrayBuffer for the post; one message's bytes are copied as they are (a new ArrayBuffer would
-    // first be zeroed, at a cost that shows at 64 KiB).
+    // ArrayBuffer for the post: one the plugin gave back if one fits, else a new one (one message's
+    // bytes are copied as they are: a new ArrayBuffer would first be zeroed, at a cost that shows at 64 KiB).
     const inline = bytes > 0 && bytes <= INLINE_BYTES;
-    const one = !inline && taken.length === 1 && bytes > 0 ? new Uint8Array(taken[0].payload) : null;
-    const buffer = one ? one.buffer as ArrayBuffer : !inline && bytes > 0 ? new ArrayBuffer(bytes) : null;
-    const all = buffer && !one ? new Uint8Array(buffer) : null;
+    let buffer: ArrayBuffer | null = null, all: Uint8Array | null = null;
+    if (!inline && bytes > 0) {
+      const spare = this.#spare(bytes);
+      if (spare !== null) all = new Uint8Array(buffer = spare, 0, bytes);
+      else if (taken.length === 1) buffer = new Uint8Array(taken[0].payload).buffer as ArrayBuffer;
+      else all = new Uint8Array(buffer = new ArrayBuffer(bytes));
+    }
     let text = "";
     const items: PushItem[] = new Array(taken.length);
     const transfer: Transferable[] = [];
@@ -651,6 +697,8 @@ class Server {
   close(reason = "the serving was closed"): void {
     if (this.#done) return;
     this.#done = true;
+    this.#spares = [];
+    this.#spareBytes = 0;
     if (this.#timer !== null) clearInterval(this.#timer);
     const port = this.port;
     // what was answered goes out before the close
@@ -729,6 +777,8 @@ function listWork(args: unknown[]): number {
 
 /** Most payload bytes in one post (more go in the next task's), and most pushes. */
 const BATCH_BYTES = 64 << 10;
+/** Most bytes of buffers given back that the serving side keeps (and at most the window's). */
+const SPARE_BYTES = 4 << 20;
 const MAX_PUSHES = 1024;
 
 /**

@@ -20,6 +20,8 @@
  *     { t: "call", id, op, args }       op ∈ PEER_METHODS except "close"; id: unique while unanswered
  *     { t: "credit", messages, bytes, objects }   gives back flow-control credit for consumed pushes
  *     { t: "pong" }                     answers a ping
+ *     { t: "spare", buffers }           ArrayBuffers the plugin is done with, for later pushes
+ *                                       (batches only: batch.ts, "Buffers go back")
  *     { t: "close", reason }            the plugin lets go (= RemotePeer.close())
  *
  *   serving side → plugin
@@ -55,7 +57,7 @@
 import { PEER_METHODS, type PeerMethod } from "./api.js";
 
 /** Version of this protocol; bumped by any change a peer of the other version would misread. */
-export const WIRE_VERSION = 3;
+export const WIRE_VERSION = 4;
 
 /** Most items in one batch (a longer one breaks the protocol). */
 export const MAX_BATCH = 4096;
@@ -108,6 +110,7 @@ export type ClientMessage =
   | { t: "call"; id: number; op: CallOp; args: unknown[] }
   | { t: "credit"; messages: number; bytes: number; objects: number }
   | { t: "pong" }
+  | { t: "spare"; buffers: ArrayBuffer[] }
   | { t: "close"; reason: string };
 
 export type ServerMessage =
@@ -115,7 +118,9 @@ export type ServerMessage =
   | { t: "done"; id: number; value: unknown }
   | { t: "fail"; id: number; code: string; message: string }
   | { t: "push"; type: string; destination: number; continue: boolean; payload: Uint8Array | null;
-      handles: number[]; objects: unknown[]; errors: [number, string, string][] }
+      handles: number[]; objects: unknown[]; errors: [number, string, string][];
+      /** The payload's buffer is its own alone (a batch's whole buffer): it may go back on release. */
+      own?: boolean }
   | { t: "ended"; code: string; message: string }
   | { t: "ping" }
   | { t: "close"; reason: string };

@@ -8,7 +8,7 @@ import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
 import { Bus, Bus1Error, RemotePeer, type Peer } from "bus1-wasm";
 import { serve } from "../dist/host-common/serve.js";
 import { CALL_OPS, MAX_BATCH, MAX_PENDING_CALLS, WIRE_VERSION } from "../dist/host-common/wire.js";
-import { ClientWriter, readServerBatch } from "../dist/host-common/batch.js";
+import { ClientWriter, MAX_SPARES, readServerBatch } from "../dist/host-common/batch.js";
 import { channel, onItems, ports, served, servings, tick, until } from "./serving.js";
 import { PEER_METHODS } from "../dist/host-common/api.js";
 import { HOST_MOVES_OBJECTS, dec, enc, newBus, newSharedBus, nextMessage } from "./helpers.js";
@@ -387,10 +387,11 @@ describe("pushed messages", () => {
     const posted: string[] = [];
     const post = port.postMessage.bind(port);
     (port as any).postMessage = (m: any, t?: any) => {
-      // a batch's items are opened by their kinds (batch.ts): 1 a call (its op the third word), 2 credit, 3 pong
+      // a batch's items are opened by their kinds (batch.ts): 1 a call (its op the third word), 2 credit, 3 pong,
+      // 11 buffers given back
       if (!Array.isArray(m)) posted.push(m.t);
-      else for (let i = 0, w = m[0]; i < w.length; i += w[i] === 1 ? 6 : w[i] === 2 ? 4 : 1) {
-        posted.push(w[i] === 1 ? CALL_OPS[w[i + 2]] : w[i] === 2 ? "credit" : "pong");
+      else for (let i = 0, w = m[0]; i < w.length; i += w[i] === 1 ? 6 : w[i] === 2 ? 4 : w[i] === 11 ? 2 : 1) {
+        posted.push(w[i] === 1 ? CALL_OPS[w[i + 2]] : w[i] === 2 ? "credit" : w[i] === 11 ? "spare" : "pong");
       }
       return post(m, t);
     };
@@ -401,9 +402,9 @@ describe("pushed messages", () => {
     await tick(20); // and arrived
     posted.length = 0;
     for (let i = 0; i < 50; i++) expect(dec((await p.recv())!.payload)).toBe(`m${i}`);
-    expect(posted.filter((t) => t !== "credit")).toEqual([]);
+    expect(posted.filter((t) => t !== "credit" && t !== "spare")).toEqual([]);
     expect(await p.recv()).toBeNull(); // nothing waits: now it asks
-    expect(posted.filter((t) => t !== "credit")).toEqual(["recv"]);
+    expect(posted.filter((t) => t !== "credit" && t !== "spare")).toEqual(["recv"]);
   });
 
   it("stop at the objects window too", async () => {
@@ -550,6 +551,15 @@ describe("batches and bounds of the serving side", () => {
       [[[99], null, null], "unknown item kind 99"],
       [[[2, 1, -1, 0], null, null], "credit: "],
       [[[1, -1, 0, -1, 0, -1], null, null], "id must be"],
+      // buffers given back (SPARE, 11): an array of at most MAX_SPARES plain, non-empty ArrayBuffers
+      [[[11, 0], null, ["no"]], "spare: "],
+      [[[11, 1], null, [[]]], "spare: "],
+      [[[11, 0], null, [[new SharedArrayBuffer(8)]]], "spare: "],
+      [[[11, 0], null, [[new Uint8Array(8)]]], "spare: "],
+      [[[11, 0], null, [[new ArrayBuffer(0)]]], "spare: "],
+      [[[11, 0], null, [[new ArrayBuffer(8, { maxByteLength: 16 } as any)]]], "spare: "],
+      [[[11, 0], null, [Array.from({ length: MAX_SPARES + 1 }, () => new ArrayBuffer(8))]], "spare: "],
+      [[[11, 0], null, [Object.assign([], { length: 1 })]], "spare: "],
     ] as const) {
       const bus = await newBus();
       const s = bus.connect();
@@ -768,6 +778,113 @@ describe("payloads of one batch", () => {
     const alone = await recvOne(p);
     expect([...alone.payload]).toEqual([...bytes(1000, 7)]);
     expect(alone.payload.buffer.byteLength).toBe(1000);
+  });
+});
+
+describe("buffers that go back (batch.ts, \"Buffers go back\")", () => {
+  it("a released payload's buffer carries a later push, up to twice its bytes; the payload is empty after", async () => {
+    const { app, p, hS } = await world("remote");
+    app.send(hS, new Uint8Array(10_000).fill(0xaa));
+    const a = await recvOne(p);
+    expect(a.payload.buffer.byteLength).toBe(10_000);
+    a.release();
+    a.release(); // a second call does nothing
+    await p.stats(); // the plugin's next post carries the buffer back
+    expect(a.payload.byteLength).toBe(0);
+    app.send(hS, new Uint8Array(6_000).fill(0x55));
+    const b = await recvOne(p);
+    expect(b.payload.byteLength).toBe(6_000);
+    expect(b.payload.every((v: number) => v === 0x55)).toBe(true);
+    expect(b.payload.buffer.byteLength).toBe(10_000);
+    // its tail holds bytes pushed to this same plugin before, nobody else's
+    expect(new Uint8Array(b.payload.buffer, 6_000).every((v) => v === 0xaa)).toBe(true);
+    b.release();
+    await p.stats();
+    // more than twice the bytes: not used, a buffer of the payload's size is made
+    app.send(hS, new Uint8Array(2_000).fill(1));
+    const c = await recvOne(p);
+    expect(c.payload.buffer.byteLength).toBe(2_000);
+  });
+
+  it("a payload whose buffer the plugin transferred away first is not given back, and the next post goes out", async () => {
+    const { app, p, hS, s } = await world("remote");
+    app.send(hS, new Uint8Array(10_000).fill(7));
+    const a = await recvOne(p);
+    const { port1 } = channel();
+    port1.postMessage(a.payload.buffer, [a.payload.buffer]);
+    a.release();
+    expect(await p.stats()).toEqual(s.stats());
+    app.send(hS, new Uint8Array(6_000).fill(8));
+    const b = await recvOne(p);
+    expect(b.payload.buffer.byteLength).toBe(6_000);
+    expect(b.payload.every((v: number) => v === 8)).toBe(true);
+  });
+
+  it("a batch's buffer goes back once its payloads are copied out", async () => {
+    const { app, p, hS } = await world("remote");
+    for (let i = 0; i < 10; i++) app.send(hS, bytes(100, i)); // one turn: one batch of 1,000 bytes
+    for (let i = 0; i < 10; i++) {
+      const m = await recvOne(p);
+      expect([...m.payload]).toEqual([...bytes(100, i)]);
+      expect(m.payload.buffer.byteLength).toBe(100);
+    }
+    await p.stats();
+    app.send(hS, bytes(600, 11));
+    const m = await recvOne(p);
+    expect([...m.payload]).toEqual([...bytes(600, 11)]);
+    expect(m.payload.buffer.byteLength).toBe(1_000);
+  });
+
+  it("the serving side keeps the newest: small buffers given back do not stay in the way of large ones", async () => {
+    const bus = await newBus();
+    const app = bus.connect();
+    const s = bus.connect();
+    const hS = s.transfer(0x200, app);
+    const { serving, port } = served(s);
+    const data: ArrayBuffer[] = [];
+    port.addEventListener("message", (e) => {
+      const m = (e as MessageEvent).data;
+      if (Array.isArray(m) && m[1] instanceof ArrayBuffer) data.push(m[1]);
+    });
+    port.start();
+    port.postMessage({ t: "hello", version: WIRE_VERSION, window: null });
+    // as many small ones as are kept, then one large one: the oldest small one makes room
+    const small = Array.from({ length: MAX_SPARES }, () => new ArrayBuffer(100));
+    port.postMessage([[11, 0], null, [small]], small);
+    const large = new ArrayBuffer(10_000);
+    port.postMessage([[11, 0], null, [[large]]], [large]);
+    await tick(20);
+    app.send(hS, new Uint8Array(8_000));
+    await until(() => data.length === 1, 2000, "the push");
+    expect(data[0].byteLength).toBe(10_000);
+    // and a buffer larger than the window's bytes is dropped: a push makes its own
+    const huge = new ArrayBuffer(5 << 20);
+    port.postMessage([[11, 0], null, [[huge]]], [huge]);
+    await tick(20);
+    port.postMessage([[2, 1, 8_000, 0], null, null]); // credit for the first
+    app.send(hS, new Uint8Array(3 << 20));
+    await until(() => data.length === 2, 2000, "the second push");
+    expect(data[1].byteLength).toBe(3 << 20);
+    serving.close();
+    expect(await serving.closed).toBe("the serving was closed");
+  });
+
+  it("a server's batch: one payload keeps the buffer, however large; several are copied out and the buffer is spare", () => {
+    const push = (at: number, size: number) => [7, 0, 1, 0, at, size, 0, -1];
+    const one = readServerBatch([push(0, 10), new ArrayBuffer(64), null]);
+    if (!one.ok) throw new Error(one.reason);
+    const m = one.messages[0] as any;
+    expect(m.own).toBe(true);
+    expect(m.payload.buffer.byteLength).toBe(64);
+    expect(one.spare).toBeNull();
+    const data = new ArrayBuffer(20);
+    new Uint8Array(data).set([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    const two = readServerBatch([[...push(0, 4), ...push(4, 8)], data, null]);
+    if (!two.ok) throw new Error(two.reason);
+    expect(two.messages.map((x: any) => [x.own, x.payload.buffer.byteLength, [...x.payload]])).toEqual([
+      [false, 4, [1, 2, 3, 4]], [false, 8, [5, 6, 7, 8, 9, 10, 11, 12]],
+    ]);
+    expect(two.spare).toBe(data);
   });
 });
 

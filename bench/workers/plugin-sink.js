@@ -22,7 +22,7 @@ for (;;) {
   const m = await remote.recv();
   if (m === null) continue;
   const more = take(m.payload); // a notification has no payload: the app is gone
-  m.release(); // a no-op on a remote message, kept as a plugin written for a local peer would call it
+  m.release(); // the slice was released when it was pushed; a payload buffer of its own goes back to the serving side
   if (!more) break;
 }
 await remote.close();
