@@ -10,9 +10,10 @@ if (typeof (globalThis as { Deno?: unknown }).Deno === "undefined") {
 }
 
 /**
- * Deno runs the shared spec tests (tests/spec-tests.ts) and three more that
+ * Deno runs the shared spec tests (tests/spec-tests.ts) and four more that
  * a browser cannot (hardening and remote-peer start Node-style workers, which
- * Deno's node:worker_threads provides; reclaim uses node:v8 and node:vm).
+ * Deno's node:worker_threads provides; reclaim and served-spares use node:v8
+ * and node:vm).
  * Every other top-level test stays Node-only, for this reason:
  * - threads, concurrency, churn, faults, fuzz-threads, transfer-threads,
  *   transfer-hostile: node:worker_threads workers with workerData/parentPort
@@ -27,7 +28,7 @@ export default defineConfig({
   resolve: { conditions: ["deno"] },
   ssr: { resolve: { conditions: ["deno"], externalConditions: ["deno"] } },
   test: {
-    include: [...SPEC_TESTS, "tests/hardening.test.ts", "tests/remote-peer.test.ts", "tests/reclaim.test.ts", "tests/deno/**/*.test.ts"],
+    include: [...SPEC_TESTS, "tests/hardening.test.ts", "tests/remote-peer.test.ts", "tests/reclaim.test.ts", "tests/served-spares.test.ts", "tests/deno/**/*.test.ts"],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: "forks",

@@ -64,9 +64,12 @@
  * The plugin gives them back in a SPARE item with whatever it posts next (no
  * post of their own), at most MAX_SPARES per batch; the serving side keeps
  * them up to its own bound and fills each at most twice as large as the
- * bytes it carries. A push's payload keeps its batch's buffer when it is the
- * only payload in it, even if the buffer is larger (a spare's tail holds
- * bytes pushed to this same plugin before, never anyone else's).
+ * bytes it carries, zeroing what the bytes leave over. A push's payload
+ * keeps its batch's buffer when it is the only payload in it, even if the
+ * buffer is larger: so `payload.buffer` holds that payload and zeros,
+ * nothing of another message. A batch that gives buffers back carries no
+ * call with objects (one port message is one structured clone: a buffer in
+ * both would be one object, a receiver's and a spare at once).
  *
  * A batch holds at most MAX_BATCH items. The readers check every number
  * and index before use and never throw: a batch that breaks the form is
@@ -226,7 +229,8 @@ export class ClientWriter extends Writer {
    * is not empty; whether it was kept.
    */
   spare(b: ArrayBuffer): boolean {
-    if (this.#spares.length >= MAX_SPARES || b.byteLength === 0) return false;
+    if (this.#spares.length >= MAX_SPARES || !(b instanceof ArrayBuffer) || b.byteLength === 0 ||
+        (b as { resizable?: boolean }).resizable === true || this.#spares.includes(b)) return false;
     this.#spares.push(b);
     return true;
   }
@@ -337,6 +341,9 @@ export function readClientBatch(v: unknown[]): Read<ClientMessage>[] {
   const { words, data, extras } = f;
   const out: Read<ClientMessage>[] = [];
   const broken = (why: string) => { out.push({ ok: false, reason: `batch: ${why}`, id: null }); return out; };
+  // buffers given back, all SPARE items together, and whether a call carries objects (see spares())
+  const given = new Set<ArrayBuffer>();
+  let withObjects = false;
   for (let i = 0; i < words.length;) {
     if (out.length >= MAX_BATCH) return broken(`more than ${MAX_BATCH} items`);
     switch (words[i]) {
@@ -357,6 +364,7 @@ export function readClientBatch(v: unknown[]): Read<ClientMessage>[] {
           out.push({ ok: false, reason: `${name}: args must be a dense array of at most ${MAX_ARGS} entries`, id });
           continue;
         }
+        if (!withObjects) withObjects = carriesObjects(args);
         if (at >= 0) {
           if (name !== "send" || (size > 0 && (data === null || at + size > dataLength(data)))) {
             out.push({ ok: false, reason: `${name}: bad payload`, id });
@@ -401,9 +409,10 @@ export function readClientBatch(v: unknown[]): Read<ClientMessage>[] {
       case SPARE: {
         const e = int(words[i + 1], 0, extras.length - 1);
         i += 2;
-        const buffers = e === null ? null : spares(extras[e]);
+        const buffers = e === null ? null : spares(extras[e], given);
         if (buffers === null) {
-          return broken(`spare: must name an array of at most ${MAX_SPARES} non-empty, non-resizable ArrayBuffers`);
+          return broken(`spare: must name an array of at most ${MAX_SPARES} distinct, non-empty, non-resizable ` +
+            "ArrayBuffers, not given back before in this batch");
         }
         out.push({ ok: true, message: { t: "spare", buffers } });
         continue;
@@ -412,17 +421,38 @@ export function readClientBatch(v: unknown[]): Read<ClientMessage>[] {
         return broken(`unknown item kind ${typeof words[i] === "number" ? words[i] : typeof words[i]}`);
     }
   }
+  // A port message is one structured clone: an object that appears twice in it is one object here. A
+  // buffer given back that is also a sent object would be the receiver's object and a spare at once
+  // (a later push would fill it and take it away), so a batch that gives buffers back carries no
+  // call with objects; a RemotePeer posts such calls alone, and buffers with other items only.
+  if (given.size && withObjects) {
+    return [{ ok: false, reason: "batch: spare: a batch that gives buffers back carries no call with objects", id: null }];
+  }
   return out;
 }
 
-/** A SPARE item's buffers: a dense array of at most MAX_SPARES plain ArrayBuffers (copied), or null. */
-function spares(v: unknown): ArrayBuffer[] | null {
+/** Whether a call's arguments have an options object that names objects (a send's, the one place they are kept). */
+function carriesObjects(args: unknown[]): boolean {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (typeof a === "object" && a !== null && !isArray(a) && Object.prototype.hasOwnProperty.call(a, "objects")) return true;
+  }
+  return false;
+}
+
+/**
+ * A SPARE item's buffers: a dense array of at most MAX_SPARES plain
+ * ArrayBuffers (copied), none of them in `given` (added to it), or null.
+ */
+function spares(v: unknown, given: Set<ArrayBuffer>): ArrayBuffer[] | null {
   if (!isArray(v) || v.length > MAX_SPARES) return null;
   const out: ArrayBuffer[] = new Array(v.length);
   for (let i = 0; i < v.length; i++) {
     const b = v[i];
     // a structured clone: no getter of the plugin's runs; a SharedArrayBuffer is not an ArrayBuffer
     if (!(b instanceof ArrayBuffer) || b.byteLength === 0 || (b as { resizable?: boolean }).resizable === true) return null;
+    if (given.has(b)) return null;
+    given.add(b);
     out[i] = b;
   }
   return out;

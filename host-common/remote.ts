@@ -42,11 +42,14 @@
  * as it was pushed.
  * So `release()` has no slice to free. It ends the payload, as it does for
  * a local peer: a buffer that was the payload's alone goes back to the
- * serving side with the plugin's next post, to carry later pushes (making a
- * buffer costs more than filling one: batch.ts "Buffers go back"), and from
- * then on the payload is empty (detached). A payload whose buffer the plugin
+ * serving side with the plugin's next post (its next call, or the credit
+ * it gives back as it reads), to carry later pushes (making a buffer costs
+ * more than filling one: batch.ts "Buffers go back"); from that post on the
+ * payload is empty (detached), and until it, it still reads its bytes, but
+ * code must not count on either. A payload whose buffer the plugin
  * transferred elsewhere first is simply not given back. A second call does
  * nothing (no error), so code written for a local peer runs unchanged.
+ * A reused buffer may be up to twice the payload's size: the rest is zeros.
  * `offset` is an alias, never a bus address: 2^32 + 8·n for the n-th data
  * message of this connection, 2^32 for the seed; `releaseSlice` of a data
  * message's alias does nothing, of the seed's is EPERM as for a local peer,
@@ -89,17 +92,28 @@ const ALIAS_BASE = OFFSET_ALIAS_BASE;
 /** The fields of a received message (api.ts `MessageLike`), without `release`. */
 type MessageFields = Omit<MessageLike, "release">;
 
+/** Gives a released message's buffer back (RemotePeer's own, set in its static block). */
+let giveBack: (p: RemotePeer, b: ArrayBuffer) => void;
+/** Makes `m` own `buffer`, to give it back to `home` on release (RemotePeer only: the constructor is public). */
+let owning: (m: RemoteMessage, buffer: ArrayBuffer, home: RemotePeer) => RemoteMessage;
+
 /** A message received by a RemotePeer: its own copy of the payload. */
 export interface RemoteMessage extends MessageFields {}
 export class RemoteMessage implements MessageLike {
   /** The payload's buffer, when it is the payload's alone, and where it goes back to; see the DOC block. */
-  #buffer: ArrayBuffer | null;
-  #home: RemotePeer | null;
+  #buffer: ArrayBuffer | null = null;
+  #home: RemotePeer | null = null;
 
-  constructor(fields: MessageFields, buffer: ArrayBuffer | null = null, home: RemotePeer | null = null) {
+  constructor(fields: MessageFields) {
     Object.assign(this, fields);
-    this.#buffer = buffer;
-    this.#home = home;
+  }
+
+  static {
+    owning = (m, buffer, home) => {
+      m.#buffer = buffer;
+      m.#home = home;
+      return m;
+    };
   }
 
   /**
@@ -115,8 +129,7 @@ export class RemoteMessage implements MessageLike {
   }
 }
 
-/** Gives a released message's buffer back (RemotePeer's own, set in its static block). */
-let giveBack: (p: RemotePeer, b: ArrayBuffer) => void;
+
 
 interface PendingCall {
   readonly op: string;
@@ -309,8 +322,9 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
     const data = m.type === "data";
     const payload = m.payload ?? new Uint8Array(0);
     if (data && offset < 0) offset = ALIAS_BASE + 8 * ++this.#seq;
-    return new RemoteMessage({ type: m.type as MessageType, destination: m.destination, continue: m.continue,
-      offset: data ? offset : -1, payload, handles: m.handles, objects }, m.own ? payload.buffer as ArrayBuffer : null, this);
+    const message = new RemoteMessage({ type: m.type as MessageType, destination: m.destination, continue: m.continue,
+      offset: data ? offset : -1, payload, handles: m.handles, objects });
+    return m.own ? owning(message, payload.buffer as ArrayBuffer, this) : message;
   }
 
   /** The items just written go out at the end of this microtask checkpoint, with what else is queued. */

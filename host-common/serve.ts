@@ -66,7 +66,7 @@
  *   window's bytes together (as much as may be in flight to the plugin: a
  *   full window's buffers come back as its credit does); past either the
  *   oldest are dropped. A kept buffer carries only later pushes to this
- *   same plugin.
+ *   same plugin, its bytes past theirs zeroed.
  * - what the plugin sends is charged by the bus like any sender's (SPEC §8).
  *   Its objects arrive here as clones and stay in this thread until they are
  *   received: their number is bounded by the receivers' object quotas, and
@@ -166,8 +166,11 @@ class Server {
   #ended = false;
   #window: Window = { messages: 0, bytes: 0, objects: 0 };
   #inflight: Window = { messages: 0, bytes: 0, objects: 0 };
-  /** Buffers the plugin gave back, to carry later pushes (batch.ts "Buffers go back"), and their bytes. */
-  #spares: ArrayBuffer[] = [];
+  /**
+   * Buffers the plugin gave back, to carry later pushes (batch.ts "Buffers
+   * go back"), oldest first, each with its size when kept; and their bytes.
+   */
+  #spares: { buffer: ArrayBuffer; size: number }[] = [];
   #spareBytes = 0;
   #waiting = false;
   #alive = true;
@@ -398,25 +401,33 @@ class Server {
    */
   #keep(buffers: ArrayBuffer[]): void {
     const bound = Math.min(SPARE_BYTES, this.#window.bytes), s = this.#spares;
-    for (const b of buffers) {
-      if (b.byteLength > bound) continue;
-      s.push(b);
-      this.#spareBytes += b.byteLength;
+    for (const buffer of buffers) {
+      const size = buffer.byteLength;
+      if (size > bound) continue;
+      s.push({ buffer, size });
+      this.#spareBytes += size;
     }
     let drop = 0;
-    while (s.length - drop > MAX_SPARES || this.#spareBytes > bound) this.#spareBytes -= s[drop++].byteLength;
+    while (s.length - drop > MAX_SPARES || this.#spareBytes > bound) this.#spareBytes -= s[drop++].size;
     if (drop) s.splice(0, drop);
   }
 
-  /** A spare of at least `bytes` and at most twice that, taken; or null. */
+  /**
+   * A spare of at least `bytes` and at most twice that, taken, its bytes
+   * past `bytes` zeroed (they held earlier pushes); or null.
+   */
   #spare(bytes: number): ArrayBuffer | null {
     const s = this.#spares;
     for (let i = s.length - 1; i >= 0; i--) {
-      const b = s[i];
-      if (b.byteLength < bytes || b.byteLength > 2 * bytes) continue;
+      const { buffer, size } = s[i];
+      if (size < bytes || size > 2 * bytes) continue;
       s.splice(i, 1);
-      this.#spareBytes -= b.byteLength;
-      return b;
+      this.#spareBytes -= size;
+      // batch.ts refuses a buffer given back that is also anything else of its post, so nothing else
+      // holds it; were it detached all the same, it is dropped rather than posted
+      if (buffer.byteLength !== size) return this.#spare(bytes);
+      if (size > bytes) new Uint8Array(buffer, bytes).fill(0);
+      return buffer;
     }
     return null;
   }
