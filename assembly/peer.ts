@@ -175,15 +175,38 @@ export const MSG_FLAG_CONTINUE: u32 = 1;
 // @ts-ignore: decorator
 @inline export function ptr<T>(x: T): u32 { return <u32>changetype<usize>(x); }
 
+/** The sleepers word (slot entry + 12): the count of sleepers, and WAKE_ARMED. */
+export const WAKE_SLEEPERS: u32 = 0x7fff_ffff;
+/**
+ * Set by each sleeper before it looks a last time and sleeps; the first
+ * sender to find it set takes it and notifies. So a burst of sends to a
+ * sleeping peer notifies it once, not once per send until it has woken
+ * (which on a busy machine takes many sends).
+ */
+export const WAKE_ARMED: u32 = 0x8000_0000;
+
 /**
  * Bumps the wake word: the queue front may have become receivable. Sleepers
  * are notified when the call has dropped its locks (wake_flush), so that a
- * woken receiver does not at once sleep again on the lock the sender holds.
+ * woken receiver does not at once sleep again on the lock the sender holds;
+ * and only if one armed the word since the last notify (WAKE_ARMED).
+ *
+ * No wake-up is lost. A sleeper (1) reads the wake word, (2) counts itself
+ * and arms, (3) looks a last time (ready), (4) sleeps only while the word
+ * still holds what it read in (1). A send takes the arm before it bumps the
+ * word. If it took an arm set in (2), its bump comes after (2), so after
+ * (1): that sleeper does not sleep, or is notified. If it found the word
+ * unarmed, any sleeper arming later reads the word in (1) either before the
+ * bump (then (4) returns at once) or after it, and then sees the message
+ * in (3), which was queued before the bump.
  */
 export function peer_wake(c: Ctx, p: Peer): void {
   let w = <usize>p.wake;
+  let s = atomic.load<u32>(w + 4);
+  let notify = (s & WAKE_SLEEPERS) != 0 && (s & WAKE_ARMED) != 0 &&
+    (atomic.and<u32>(w + 4, ~WAKE_ARMED) & WAKE_ARMED) != 0;
   atomic.add<u32>(w, 1);
-  if (!atomic.load<u32>(w + 4)) return;
+  if (!notify) return;
   let n = c.nWake;
   let list = changetype<usize>(c) + offsetof<Ctx>("wake0");
   for (let i: u32 = 0; i < n; i++) if (load<u32>(list + (i << 2)) == <u32>w) return;

@@ -66,11 +66,18 @@ export const CTX_TID = 96;
 export const CTX_SERIAL = 176;
 export const CTX_IN_CALL = 100;
 /** The ABI version this host speaks (bus_version(), docs/ABI.md). */
-export const ABI_VERSION = 5;
+export const ABI_VERSION = 6;
 /** Offset in the context block of the flag that this thread spins in a wait. */
 export const CTX_SPINNING = 172;
 /** Offset in the root of the count of threads spinning in wait (docs/ABI.md). */
 export const ROOT_SPINNERS = 76;
+/**
+ * The bit of a wake word's sleepers word (wake + 4) a sleeper sets after it
+ * counts itself and before its last look (ABI.md §5.5): the first send to
+ * find it set takes it and notifies, the next sends do not until a sleeper
+ * sets it again.
+ */
+export const WAKE_ARMED = 1 << 31;
 
 const SCRATCH_MIN = 4096;
 const SCRATCH_KEEP = 65536;

@@ -9,7 +9,7 @@
  * fields.
  */
 import { Bus1Error, codeOf, type ErrorCode } from "./errors.js";
-import { CTX_SPINNING, ROOT_SPINNERS } from "./core.js";
+import { CTX_SPINNING, ROOT_SPINNERS, WAKE_ARMED } from "./core.js";
 import { Message, type MessageType } from "./message.js";
 import type { MovePlan, PreparedObjects } from "./objects.js";
 import {
@@ -630,6 +630,7 @@ export class Peer {
       const i32 = core.views().i32;
       const seq = Atomics.load(i32, word);
       Atomics.add(i32, word + 1, 1);
+      Atomics.or(i32, word + 1, WAKE_ARMED);
       try {
         if (this[READY](op)) return true;
         const left = end - performance.now();
@@ -728,10 +729,15 @@ export class Peer {
     const loop = () => {
       if (!s.readers.has(reader)) return;
       const i32 = core.views().i32;
+      // the wake-word protocol (ABI.md §5.5): read the word, count this waiter and arm, look, sleep
       const seq = Atomics.load(i32, word);
-      reader.check();
-      if (!s.readers.has(reader)) return;
       Atomics.add(i32, word + 1, 1);
+      Atomics.or(i32, word + 1, WAKE_ARMED);
+      reader.check();
+      if (!s.readers.has(reader)) {
+        Atomics.sub(i32, word + 1, 1);
+        return;
+      }
       const r = waitAsync(i32, word, seq, 1000) as { async: boolean; value: Promise<string> | string };
       reader.wake = () => Atomics.notify(core.views().i32, word);
       const next = () => {

@@ -240,6 +240,79 @@ describe("waiting across threads", () => {
     expect(Atomics.load(i32, spinners)).toBe(0);
   }, 60_000);
 
+  it("a send takes a sleeper's arm and notifies; the next sends leave the word alone until it is armed again", async () => {
+    // ABI.md §5.5, played by this thread: the sleepers word counts sleepers (bits 0–30) and has
+    // `armed` (bit 31); a send takes the arm before it bumps the wake word, and notifies only then
+    const bus = await newBus();
+    const a = bus.connect();
+    const b = bus.connect();
+    const to = b.transfer(4, a);
+    const core = coreOf(bus);
+    const w = core.ex.wake_addr(b.ref.slot, b.ref.gen) >>> 2;
+    const word = () => Atomics.load(new Int32Array(core.memory.buffer), w);
+    const sleepers = () => Atomics.load(new Int32Array(core.memory.buffer), w + 1) >>> 0;
+    const set = (f: (i32: Int32Array) => void) => f(new Int32Array(core.memory.buffer));
+    const ARMED = 2 ** 31;
+    const seq = word();
+    // an arm with no sleeper counted (a waiter that timed out left it): it stays
+    set((i32) => Atomics.or(i32, w + 1, ARMED));
+    a.send(to, bytes("1"));
+    expect(sleepers()).toBe(ARMED);
+    // a sleeper counted and armed: the first send takes the arm, the next leave the word alone
+    set((i32) => Atomics.add(i32, w + 1, 1));
+    expect(sleepers()).toBe(ARMED + 1);
+    a.send(to, bytes("2"));
+    expect(sleepers()).toBe(1);
+    a.send(to, bytes("3"));
+    a.send(to, bytes("4"));
+    expect(sleepers()).toBe(1);
+    // armed again (the sleeper woke, looked, and sleeps again): the next send takes it
+    set((i32) => Atomics.or(i32, w + 1, ARMED));
+    a.send(to, bytes("5"));
+    expect(sleepers()).toBe(1);
+    // every send bumped the wake word
+    expect(word() - seq).toBe(5);
+    set((i32) => Atomics.sub(i32, w + 1, 1));
+    // and a real waiter arms: wait() counts itself and sets the bit while it sleeps
+    for (let m = b.recv(); m; m = b.recv()) m.release();
+    const waiter = inbox(start("threads-waiters.mjs", { ref: b.ref }, bus));
+    expect(await waiter.next()).toBe("ready");
+    const deadline = performance.now() + 5_000;
+    while (sleepers() !== ARMED + 1 && performance.now() < deadline) await sleep(1);
+    expect(sleepers()).toBe(ARMED + 1);
+    a.send(to, new Uint8Array([255]));
+    expect(await waiter.next()).toMatchObject({ took: 0 });
+  });
+
+  it("several threads wait() on one peer through bursts and pauses: no wait sleeps through a send", async () => {
+    // one notify per arming (ABI.md §5.5) must never leave a message queued while its waiters
+    // sleep: three threads wait on one peer with a 5 s timeout while this thread sends in bursts
+    // of 1 to 8 with pauses of 0 to 2 ms (waiters fall asleep, and are woken mid-burst)
+    const bus = await newBus();
+    const main = bus.connect();
+    const p = bus.connect();
+    const to = p.transfer(4, main);
+    const n = 3;
+    const waiters = Array.from({ length: n }, () => inbox(start("threads-waiters.mjs", { ref: p.ref }, bus)));
+    for (const w of waiters) expect(await w.next()).toBe("ready");
+    p.close();
+    let sent = 0, x = 12345;
+    const end = performance.now() + 3_000;
+    while (performance.now() < end) {
+      x = (x * 1103515245 + 12345) >>> 0;
+      const burst = 1 + (x % 8);
+      for (let i = 0; i < burst; i++, sent++) main.send(to, new Uint8Array([1]));
+      const pause = (x >>> 8) % 3;
+      if (pause === 2) await sleep(1 + ((x >>> 12) % 2));
+      else if (pause === 1) { const t = performance.now() + ((x >>> 12) % 200) / 1000; while (performance.now() < t); }
+    }
+    for (let i = 0; i < n; i++) main.send(to, new Uint8Array([255]));
+    const results = await Promise.all(waiters.map((w) => w.next<{ took: number; longest: number }>(20_000)));
+    expect(results.reduce((t, r) => t + r.took, 0)).toBe(sent);
+    // pauses are at most 2 ms: a wait of a second slept through sends (its timeout is 5 s)
+    for (const r of results) expect(r.longest).toBeLessThan(1_000);
+  }, 30_000);
+
   it("a worker terminated while it spins in wait() gives its place among the spinners back", async () => {
     // the worker stops where a spinning wait() would be, counted and flagged;
     // bus.watch's thread_exit must take its count back, or spinning would

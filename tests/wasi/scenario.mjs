@@ -13,7 +13,7 @@
 
 // ---- the ABI (docs/ABI.md) ------------------------------------------------------------
 
-export const ABI_VERSION = 5;
+export const ABI_VERSION = 6;
 /** The imports of build/bus1.wasi.wasm, as module.name, sorted (ABI.md). */
 export const WASI_BUILD_IMPORTS = [
   "bus1.objects_drop",
@@ -140,6 +140,7 @@ export function makeThread(name, ex, memory, wasiCalls, ctl) {
         const v = t.views();
         const seq = Atomics.load(v.i32, w >>> 2);
         Atomics.add(v.i32, (w + 4) >>> 2, 1);
+        Atomics.or(v.i32, (w + 4) >>> 2, 1 << 31); // armed: the next send notifies
         const r = ex.ready(t.ctx, p.slot, p.gen);
         if (r !== 0) {
           Atomics.sub(t.views().i32, (w + 4) >>> 2, 1);
