@@ -9,7 +9,7 @@ import { Bus, Bus1Error, RemotePeer, type Peer } from "bus1-wasm";
 import { serve } from "../dist/host-common/serve.js";
 import { CALL_OPS, MAX_BATCH, MAX_PENDING_CALLS, WIRE_VERSION } from "../dist/host-common/wire.js";
 import { ClientWriter, MAX_SPARES, readServerBatch } from "../dist/host-common/batch.js";
-import { channel, onItems, ports, served, servings, tick, until } from "./serving.js";
+import { channel, onItems, ports, recvOne, served, servings, tick, until } from "./serving.js";
 import { PEER_METHODS } from "../dist/host-common/api.js";
 import { HOST_MOVES_OBJECTS, dec, enc, newBus, newSharedBus, nextMessage } from "./helpers.js";
 
@@ -70,15 +70,6 @@ async function outcome(f: () => Promise<unknown>): Promise<{ ok: unknown } | { c
     expect(e).toBeInstanceOf(Bus1Error);
     return { code: (e as Bus1Error).code, message: (e as Bus1Error).message };
   }
-}
-
-async function recvOne(p: AsyncPeer) {
-  for (let i = 0; i < 100; i++) {
-    const m = await p.recv();
-    if (m) return m;
-    await tick(1);
-  }
-  throw new Error("nothing received");
 }
 
 const KINDS = ["local", "remote"] as const;

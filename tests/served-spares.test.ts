@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { Bus1Error, RemoteMessage, RemotePeer } from "bus1-wasm";
 import { CALL_OPS, WIRE_VERSION } from "../dist/host-common/wire.js";
 import { newBus, nextMessage } from "./helpers.js";
-import { channel, served, tick, until } from "./serving.js";
+import { channel, recvOne, served, tick, until } from "./serving.js";
 import { readServerBatch } from "../dist/host-common/batch.js";
 
 const CALL = 1, CREDIT = 2, SPARE = 11;
@@ -32,15 +32,6 @@ async function raw(port: MessagePort, window: object | null = null) {
   port.postMessage({ t: "hello", version: WIRE_VERSION, window });
   await tick(5);
   return data;
-}
-
-async function recvOne(p: RemotePeer) {
-  for (let i = 0; i < 100; i++) {
-    const m = await p.recv();
-    if (m) return m;
-    await tick(1);
-  }
-  throw new Error("nothing received");
 }
 
 describe("defects found, fixed", () => {

@@ -56,3 +56,13 @@ export function onItems(port: MessagePort, f: (item: any) => void) {
   });
   port.start();
 }
+
+/** The next message of `p` (a local peer made async, or a RemotePeer), polling; fails after about 100 tries. */
+export async function recvOne<M>(p: { recv(): Promise<M | null> }): Promise<M> {
+  for (let i = 0; i < 100; i++) {
+    const m = await p.recv();
+    if (m) return m;
+    await tick(1);
+  }
+  throw new Error("nothing received");
+}
