@@ -55,7 +55,8 @@
  * reach a new peer. Slots live in pages of PEER_PAGE_SLOTS entries that are
  * never moved or freed, so a reader needs no lock to find a peer. A slot
  * entry is four u32s: the peer (or the free-list link, odd), the generation,
- * and the peer's wake word and its count of sleepers. The wake word lives in
+ * and the peer's wake word and its sleepers word (a count, and bit 31 armed:
+ * peer.ts peer_wake, ABI.md §5.5). The wake word lives in
  * the slot, not in the Peer, because a host sleeps on its address outside any
  * call: slot memory is never freed, so a host that still waits on the word of
  * a peer that is gone only sees a spurious wake-up.

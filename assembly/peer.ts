@@ -198,7 +198,15 @@ export const WAKE_ARMED: u32 = 0x8000_0000;
  * (1): that sleeper does not sleep, or is notified. If it found the word
  * unarmed, any sleeper arming later reads the word in (1) either before the
  * bump (then (4) returns at once) or after it, and then sees the message
- * in (3), which was queued before the bump.
+ * in (3), which was queued before the bump. That last step rests on the
+ * peer's lock: this runs under the receiving peer's lock, after the entry
+ * is linked, and ready() takes that lock (a look without it would need the
+ * entry published before the load of the sleepers word).
+ * tests/wake-model.mjs checks every interleaving.
+ *
+ * A later send from another thread finds the arm taken and does not notify:
+ * the wake-up waits for this call to drop its locks (wake_flush), at most
+ * the length of the call (a send's payload copy, a receive's lock retry).
  */
 export function peer_wake(c: Ctx, p: Peer): void {
   let w = <usize>p.wake;

@@ -36,6 +36,12 @@ export interface MessageLike {
   readonly payload: Uint8Array;
   readonly handles: number[];
   readonly objects: unknown[];
+  /**
+   * Ends the payload: a local message's slice goes back to the pool (a
+   * second call is ENXIO); a remote one's buffer goes back to the serving
+   * side with the plugin's next post (a second call does nothing). Read or
+   * copy what you keep first.
+   */
   release(): void;
 }
 
