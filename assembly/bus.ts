@@ -367,7 +367,7 @@ export function slot_gen(i: u32): u32 {
   return load<u32>(slot_addr(i), 4);
 }
 
-/** Address of slot `i`'s wake word (its sleeper count follows it). */
+/** Address of slot `i`'s wake word (its sleepers word, a count and the armed bit, follows it). */
 export function slot_wake(i: u32): usize {
   return slot_addr(i) + 8;
 }

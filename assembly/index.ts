@@ -558,7 +558,8 @@ export function stats(c: Ctx, slot: u32, gen: u32): i32 {
 }
 
 /**
- * Address of the peer's wake word; the count of its sleepers follows it. It
+ * Address of the peer's wake word; its sleepers word (a count, and the armed
+ * bit: ABI.md §5.5) follows it. It
  * lies in the peer's slot, which is never freed (bus.ts), so a host may keep
  * waiting on it after the peer is gone.
  */

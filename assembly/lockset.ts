@@ -24,6 +24,7 @@
 import { Ctx } from "./tx";
 import { heap_free, array_room, array_shrink, thread_tid } from "./bus";
 import { lock_take, lock_try, lock_drop } from "./lock";
+import { wake_flush } from "./peer";
 
 export const ERETRY: i32 = 1000;
 
@@ -118,6 +119,8 @@ export function ls_release(c: Ctx): void {
  */
 export function ls_retry(c: Ctx): i32 {
   for (let i: u32 = c.nHeld; i > 0; i--) lock_drop(held_at(c, i - 1));
+  // arms this call took (peer_wake) are notified now, not after the locks are taken again (which may sleep)
+  if (c.nWake) wake_flush(c);
   let want = <usize>c.want;
   c.want = 0;
   if (want) {

@@ -205,8 +205,9 @@ export const WAKE_ARMED: u32 = 0x8000_0000;
  * tests/wake-model.mjs checks every interleaving.
  *
  * A later send from another thread finds the arm taken and does not notify:
- * the wake-up waits for this call to drop its locks (wake_flush), at most
- * the length of the call (a send's payload copy, a receive's lock retry).
+ * the wake-up waits for this call to drop its locks (wake_flush): the end
+ * of the call, or a lock retry (ls_retry flushes before it takes the locks
+ * again), so at most a send's payload copy (made with the locks held).
  */
 export function peer_wake(c: Ctx, p: Peer): void {
   let w = <usize>p.wake;

@@ -17,9 +17,10 @@
 //   A record never wraps: when one does not fit before the end, the producer
 //   writes WRAP in the length and starts again at 0.
 //
-// A side notifies only when the other has raised its sleep flag: the same
-// protocol as a bus1 peer's wake word (a sequence word and a count of
-// sleepers). Waiting comes in two kinds:
+// A side notifies only when the other has raised its sleep flag: the
+// protocol of a bus1 peer's wake word before ABI 6 (a sequence word and a
+// count of sleepers; bus1 now also arms it, so a burst notifies once, which
+// costs V8 nothing measurable: docs/PERFORMANCE.md). Waiting comes in two kinds:
 //   - sleeping at once (Atomics.wait), the plain ring;
 //   - spinning first, as peer.wait() does (host-common/peer.ts): up to
 //     `spinMs` watching the word, then Atomics.wait. Unlike peer.wait(),

@@ -218,22 +218,26 @@ async function channelTransport(transfer) {
   const returns = transfer === "returns";
   const worker = await startWorker("channel-sink.js", { port: port2, transfer: transfer !== false, returns },
     { transferList: [port2] });
-  // buffers given back (arrays of them), by size; anything else is a reply
+  // buffers given back (arrays of them), by size; anything else is a reply. Only this variant listens
+  // for them: the others keep the one listener a plain channel has (portPingPong adds its own)
   const spares = new Map();
   let replied = null;
-  port.on("message", (m) => {
-    if (!Array.isArray(m)) {
-      const r = replied;
-      replied = null;
-      return r?.(m);
-    }
-    for (const b of m) {
-      const list = spares.get(b.byteLength) ?? [];
-      if (list.length < 256) list.push(b);
-      spares.set(b.byteLength, list);
-    }
-  });
-  const reply = () => new Promise((resolve) => { replied = resolve; });
+  if (returns) {
+    port.on("message", (m) => {
+      if (!Array.isArray(m)) {
+        const r = replied;
+        replied = null;
+        return r?.(m);
+      }
+      for (const b of m) {
+        const list = spares.get(b.byteLength) ?? [];
+        if (list.length < 256) list.push(b);
+        spares.set(b.byteLength, list);
+      }
+    });
+  }
+  const reply = returns ? () => new Promise((resolve) => { replied = resolve; })
+    : () => new Promise((resolve) => port.once("message", resolve));
   const post = transfer
     ? (payload) => {
       const copy = new Uint8Array((returns && spares.get(payload.length)?.pop()) || payload.length);

@@ -154,7 +154,7 @@ async function onMessage(message) {
   }
   if (message.type === "node-release") return true;
   const body = decode(message);
-  message.release(); // a no-op here: the app's side released the slice when it pushed the copy
+  message.release(); // the app's side released the slice when it pushed the copy; this gives the buffer back
   if (message.destination === CONTROL_NODE) return command(body);
   if (body.reply !== undefined) {
     say(`← app: "${body.reply}" (pushed over the port: its own copy of the payload)`);

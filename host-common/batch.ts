@@ -56,9 +56,10 @@
  * `payload.buffer` away takes no other message's bytes with it).
  *
  * Buffers go back. Making an ArrayBuffer here costs more than copying
- * 64 KiB (measured alone on Node 20: a new 64 KiB buffer 3–12 µs, most of
- * it the collector's work on external memory; copying 64 KiB into one
- * already made, 0.7 µs), so a buffer the plugin is done with travels back
+ * 64 KiB (measured alone on Node 20: a new 64 KiB buffer 2.7–13 µs, most
+ * of it the collector's work on external memory; copying 64 KiB into one
+ * already made 0.7 µs, 2.5–2.8 µs when its lines come from the other
+ * thread's core: docs/PERFORMANCE.md), so a buffer the plugin is done with travels back
  * and carries later pushes: a batch buffer whose payloads were all copied
  * out, at once, and a payload's own buffer when its message is released.
  * The plugin gives them back in a SPARE item with whatever it posts next (no
@@ -229,8 +230,7 @@ export class ClientWriter extends Writer {
    * is not empty; whether it was kept.
    */
   spare(b: ArrayBuffer): boolean {
-    if (this.#spares.length >= MAX_SPARES || !(b instanceof ArrayBuffer) || b.byteLength === 0 ||
-        (b as { resizable?: boolean }).resizable === true || this.#spares.includes(b)) return false;
+    if (this.#spares.length >= MAX_SPARES || !plainBuffer(b) || this.#spares.includes(b)) return false;
     this.#spares.push(b);
     return true;
   }
@@ -428,6 +428,10 @@ export function readClientBatch(v: unknown[]): Read<ClientMessage>[] {
   if (given.size && withObjects) {
     return [{ ok: false, reason: "batch: spare: a batch that gives buffers back carries no call with objects", id: null }];
   }
+  // nor its own data: a push made by a call of the batch (recv) could fill it before a send reads it
+  if (data !== null && typeof data !== "string" && given.has(data)) {
+    return [{ ok: false, reason: "batch: spare: a batch does not give back its own data", id: null }];
+  }
   return out;
 }
 
@@ -441,6 +445,14 @@ function carriesObjects(args: unknown[]): boolean {
 }
 
 /**
+ * Whether `b` may go back and carry pushes: a non-empty ArrayBuffer (not a
+ * SharedArrayBuffer, which is no ArrayBuffer) that cannot be resized.
+ */
+function plainBuffer(b: unknown): b is ArrayBuffer {
+  return b instanceof ArrayBuffer && b.byteLength > 0 && (b as { resizable?: boolean }).resizable !== true;
+}
+
+/**
  * A SPARE item's buffers: a dense array of at most MAX_SPARES plain
  * ArrayBuffers (copied), none of them in `given` (added to it), or null.
  */
@@ -449,8 +461,8 @@ function spares(v: unknown, given: Set<ArrayBuffer>): ArrayBuffer[] | null {
   const out: ArrayBuffer[] = new Array(v.length);
   for (let i = 0; i < v.length; i++) {
     const b = v[i];
-    // a structured clone: no getter of the plugin's runs; a SharedArrayBuffer is not an ArrayBuffer
-    if (!(b instanceof ArrayBuffer) || b.byteLength === 0 || (b as { resizable?: boolean }).resizable === true) return null;
+    // a structured clone: no getter of the plugin's runs
+    if (!plainBuffer(b)) return null;
     if (given.has(b)) return null;
     given.add(b);
     out[i] = b;

@@ -645,7 +645,7 @@ export class Peer {
   /**
    * Watches the wake word until `until` (a performance.now() time) without
    * registering as a sleeper (senders bump it on every send and notify only
-   * registered sleepers): true if a message became ready meanwhile. At
+   * sleepers that armed it): true if a message became ready meanwhile. At
    * most as many threads spin as there are processors but one; a waiter that
    * finds them all spinning watches SPIN_HANDOFF_MS for a place to come
    * free, then sleeps. On one processor nobody spins.

@@ -129,8 +129,6 @@ export class RemoteMessage implements MessageLike {
   }
 }
 
-
-
 interface PendingCall {
   readonly op: string;
   readonly resolve: (v: unknown) => void;
@@ -688,5 +686,5 @@ function postableSend(destinations: unknown, payload: unknown, options: unknown)
   const dst = typeof destinations === "number" ? destinations : wireIds(a.destinations);
   // the payload (args[1]) travels in the batch's data
   const args = Object.keys(opts).length ? [dst, undefined, opts] : [dst];
-  return { args, payload: payload === undefined ? undefined : a.payload, transfer, objects: a.objects !== undefined };
+  return { args, payload: payload === undefined ? undefined : a.payload, transfer, objects: a.objects !== null };
 }

@@ -62,7 +62,7 @@
  *   turn.
  * - credit for more than was pushed is a protocol error: the serving ends.
  * - buffers the plugin gives back (batch.ts "Buffers go back"): at most
- *   MAX_SPARES (64) are kept, holding at most SPARE_BYTES (4 MiB) and the
+ *   KEPT_SPARES (64) are kept, holding at most SPARE_BYTES (4 MiB) and the
  *   window's bytes together (as much as may be in flight to the plugin: a
  *   full window's buffers come back as its credit does); past either the
  *   oldest are dropped. A kept buffer carries only later pushes to this
@@ -102,7 +102,7 @@ import {
   eventData, isPortLike, readClientMessage, WIRE_VERSION, MAX_BATCH, MAX_TEXT, MAX_PENDING_CALLS, OFFSET_ALIAS_BASE, isTransferable,
   type ClientMessage, type PortLike, type Read, type Window,
 } from "./wire.js";
-import { INLINE_BYTES, MAX_SPARES, inlineData, isBatch, readClientBatch, ServerWriter } from "./batch.js";
+import { INLINE_BYTES, inlineData, isBatch, readClientBatch, ServerWriter } from "./batch.js";
 
 export interface ServeOptions {
   /** Most messages pushed and not yet credited back (default 256). */
@@ -394,7 +394,7 @@ class Server {
   }
 
   /**
-   * Keeps buffers the plugin gave back, at most MAX_SPARES of them and
+   * Keeps buffers the plugin gave back, at most KEPT_SPARES of them and
    * SPARE_BYTES or the window's bytes together: the oldest go first, so
    * what is kept follows the sizes pushed lately (a batch of small
    * payloads' buffer does not stay in the way of large ones).
@@ -408,7 +408,7 @@ class Server {
       this.#spareBytes += size;
     }
     let drop = 0;
-    while (s.length - drop > MAX_SPARES || this.#spareBytes > bound) this.#spareBytes -= s[drop++].size;
+    while (s.length - drop > KEPT_SPARES || this.#spareBytes > bound) this.#spareBytes -= s[drop++].size;
     if (drop) s.splice(0, drop);
   }
 
@@ -423,8 +423,8 @@ class Server {
       if (size < bytes || size > 2 * bytes) continue;
       s.splice(i, 1);
       this.#spareBytes -= size;
-      // batch.ts refuses a buffer given back that is also anything else of its post, so nothing else
-      // holds it; were it detached all the same, it is dropped rather than posted
+      // batch.ts refuses a buffer given back that its post also sends (an object, its data) or gives twice,
+      // so nothing else here holds it; were it detached all the same, it is dropped rather than posted
       if (buffer.byteLength !== size) return this.#spare(bytes);
       if (size > bytes) new Uint8Array(buffer, bytes).fill(0);
       return buffer;
@@ -788,7 +788,8 @@ function listWork(args: unknown[]): number {
 
 /** Most payload bytes in one post (more go in the next task's), and most pushes. */
 const BATCH_BYTES = 64 << 10;
-/** Most bytes of buffers given back that the serving side keeps (and at most the window's). */
+/** Most buffers given back that the serving side keeps, and most bytes of them (and at most the window's). */
+const KEPT_SPARES = 64;
 const SPARE_BYTES = 4 << 20;
 const MAX_PUSHES = 1024;
 

@@ -233,7 +233,8 @@ describe.each(kinds)("releaseSlice ($name peer)", (kind) => {
     const msg = (await p.recv())!;
     msg.release();
     if (kind.served) {
-      // release() of a served peer's message is a no-op (its payload is its own copy): it never throws
+      // a served peer's message has no slice to free (its payload is its own copy; release() only gives
+      // its buffer back): a second call does nothing, it never throws
       expect(msg.release()).toBeUndefined();
       await expect(p.releaseSlice(msg.offset)).resolves.toBeUndefined();
     } else {

@@ -589,7 +589,7 @@ describe.each(kinds)("seed ($name peer)", (kind) => {
     const seed = (await p.recv({ seed: true }))!;
     await rejects(() => p.releaseSlice(seed.offset), "EPERM", `releaseSlice: offset (${seed.offset}): not permitted (EPERM)`);
     if (kind.served) {
-      // a served peer's message.release() is a no-op (its payload is its own copy): it cannot fail
+      // a served peer's seed copy has no slice and no buffer to give back: release() does nothing, it cannot fail
       expect(seed.release()).toBeUndefined();
     } else {
       expectCode(() => seed.release(), "EPERM");

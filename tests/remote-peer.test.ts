@@ -398,6 +398,28 @@ describe("pushed messages", () => {
     expect(posted.filter((t) => t !== "credit" && t !== "spare")).toEqual(["recv"]);
   });
 
+  it("a loop of sends in one turn costs two posts: the first at once, the rest together", async () => {
+    const bus = await newBus();
+    const app = bus.connect();
+    const s = bus.connect();
+    const hApp = app.transfer(0x100, s);
+    const { port } = served(s);
+    const p = await RemotePeer.connect(port as any);
+    let posts = 0;
+    const post = port.postMessage.bind(port);
+    (port as any).postMessage = (m: any, t?: any) => { posts++; return post(m, t); };
+    const sent = [];
+    for (let i = 0; i < 20; i++) sent.push(p.send(hApp, enc(`s${i}`)));
+    // one with objects goes alone, after what is queued
+    sent.push(p.send(hApp, enc("with an object"), { objects: [{ a: 1 }] }));
+    await Promise.all(sent);
+    expect(posts).toBe(3);
+    for (let i = 0; i < 20; i++) expect(dec(app.recv()!.payload)).toBe(`s${i}`);
+    const last = app.recv()!;
+    expect(dec(last.payload)).toBe("with an object");
+    expect(last.objects).toEqual([{ a: 1 }]);
+  });
+
   it("stop at the objects window too", async () => {
     const bus = await newBus();
     const app = bus.connect();

@@ -125,7 +125,7 @@ export function check(V0 = "new", cfg = {}) {
         f(y, y.w[i]);
         out.push({ label: `w${i}: ${label}`, y, timeout });
       };
-      if (i === KILL && !["BLOCKED"].includes("x")) {
+      if (i === KILL) {
         // terminated anywhere outside a call (calls are atomic steps here)
         go("TERMINATED", (y, me) => { me.dead = 1; });
       }
@@ -139,7 +139,6 @@ export function check(V0 = "new", cfg = {}) {
             const r = look(y, P);
             me.pc = r === 1 ? "RECV" : r < 0 ? "EXIT" : SPIN ? "SPIN0" : "L1";
           });
-          if (SPIN && lockFree) { /* spin chosen after the look only */ }
           break;
         case "SPIN0":
           go("spin: seq0 = W", (y, me) => { me.seq0 = y.W[sl]; me.pc = "SPIN1"; });
