@@ -57,6 +57,16 @@ function cannotBlock(op: string): Bus1Error {
     "not cross-origin isolated): use await peer.readable(), or wait(0) to look (EOPNOTSUPP)");
 }
 
+/**
+ * Step 2 of the wake-word protocol (ABI.md §5.5), after the waiter read the
+ * wake word at `word` and before its last look: counts it among the
+ * sleepers and arms the word, so that the next send notifies.
+ */
+function countAndArm(i32: Int32Array, word: number): void {
+  Atomics.add(i32, word + 1, 1);
+  Atomics.or(i32, word + 1, WAKE_ARMED);
+}
+
 /** A pending readable(): settled by poke() or by a wake from another thread. */
 export class Reader {
   constructor(readonly peer: Peer, readonly bus: BusState, readonly resolve: () => void,
@@ -629,8 +639,7 @@ export class Peer {
     for (;;) {
       const i32 = core.views().i32;
       const seq = Atomics.load(i32, word);
-      Atomics.add(i32, word + 1, 1);
-      Atomics.or(i32, word + 1, WAKE_ARMED);
+      countAndArm(i32, word);
       try {
         if (this[READY](op)) return true;
         const left = end - performance.now();
@@ -731,8 +740,7 @@ export class Peer {
       const i32 = core.views().i32;
       // the wake-word protocol (ABI.md §5.5): read the word, count this waiter and arm, look, sleep
       const seq = Atomics.load(i32, word);
-      Atomics.add(i32, word + 1, 1);
-      Atomics.or(i32, word + 1, WAKE_ARMED);
+      countAndArm(i32, word);
       reader.check();
       if (!s.readers.has(reader)) {
         Atomics.sub(i32, word + 1, 1);

@@ -425,7 +425,7 @@ class Server {
       this.#spareBytes -= size;
       // batch.ts refuses a buffer given back that its post also sends (an object, its data) or gives twice,
       // so nothing else here holds it; were it detached all the same, it is dropped rather than posted
-      if (buffer.byteLength !== size) return this.#spare(bytes);
+      if (buffer.byteLength !== size) continue;
       if (size > bytes) new Uint8Array(buffer, bytes).fill(0);
       return buffer;
     }
