@@ -20,12 +20,14 @@
  * Received messages are pushed, in the peer's order, as soon as they are
  * ready and the window allows (no round trip per recv). What is ready goes
  * in one post (wire.ts "Batches"): each payload is copied once out of the
- * pool into one ArrayBuffer for the whole post (one the plugin gave back
- * when one fits), which is transferred, and
+ * pool, small ones into one ArrayBuffer for the whole post, large ones
+ * (OWN_BYTES or more) each into an ArrayBuffer of its own (one the plugin
+ * gave back when one fits), which are transferred, and
  * each slice is released here at once; a plugin that never calls release(),
- * or dies, leaks nothing. A post holds at most BATCH_BYTES of payloads (a
- * larger message goes alone) and MAX_PUSHES messages; the rest follows in
- * the next task. Answers to calls wait for the next post (the pushes that
+ * or dies, leaks nothing. A post holds small payloads up to BATCH_BYTES,
+ * payloads up to POST_BYTES in all, and at most MAX_OWN large ones and
+ * MAX_PUSHES messages (each bound may be passed by the message that reaches
+ * it); the rest follows in the next task. Answers to calls wait for the next post (the pushes that
  * a call makes ready, say, or the end of this task), so a ping-pong costs
  * one post each way, as on a bare port.
  * Notifications are pushed too.
@@ -102,7 +104,7 @@ import {
   eventData, isPortLike, readClientMessage, WIRE_VERSION, MAX_BATCH, MAX_TEXT, MAX_PENDING_CALLS, OFFSET_ALIAS_BASE, isTransferable,
   type ClientMessage, type PortLike, type Read, type Window,
 } from "./wire.js";
-import { INLINE_BYTES, inlineData, isBatch, readClientBatch, ServerWriter } from "./batch.js";
+import { INLINE_BYTES, inlineData, isBatch, OWN_BYTES, readClientBatch, ServerWriter } from "./batch.js";
 
 export interface ServeOptions {
   /** Most messages pushed and not yet credited back (default 256). */
@@ -298,8 +300,9 @@ class Server {
     }
     const own = item.at >= 0 && data !== null ? data.slice(item.at, item.at + item.size) : null;
     const one: PushItem = { ...item, at: own !== null ? 0 : -1 };
-    // a copy of its own bytes in a buffer goes with it, transferred; inline bytes are a string
-    const moved: Transferable[] = own instanceof ArrayBuffer ? [own] : [];
+    // a copy of its own bytes in a buffer goes with it, transferred, as does a buffer of its own (OWN);
+    // inline bytes are a string
+    const moved: Transferable[] = own instanceof ArrayBuffer ? [own] : item.own ? [item.own] : [];
     const transfer = (item.objects ?? []).filter((v): v is Transferable => v !== null && isTransferable(v));
     try {
       write(w, one);
@@ -547,8 +550,10 @@ class Server {
     if (this.#done || !this.#welcomed) return;
     const f = this.#inflight, w = this.#window;
     const taken: Message[] = [];
-    let bytes = 0, error: unknown = null, empty = false;
-    while (f.messages < w.messages && f.bytes < w.bytes && f.objects < w.objects && bytes < BATCH_BYTES && taken.length < MAX_PUSHES) {
+    // the bytes of small payloads (they share the post's buffer) and of all, and the large payloads
+    let shared = 0, bytes = 0, owned = 0, error: unknown = null, empty = false;
+    while (f.messages < w.messages && f.bytes < w.bytes && f.objects < w.objects &&
+           shared < BATCH_BYTES && bytes < POST_BYTES && owned < MAX_OWN && taken.length < MAX_PUSHES) {
       let msg: Message | null;
       try {
         msg = this.peer.recv();
@@ -563,11 +568,13 @@ class Server {
       taken.push(msg);
       const size = msg.payload.byteLength;
       bytes += size;
+      if (size >= OWN_BYTES) owned++;
+      else shared += size;
       f.messages += 1;
       f.bytes += size;
       f.objects += msg.objects.length;
     }
-    if (taken.length) this.#pushAll(taken, bytes);
+    if (taken.length) this.#pushAll(taken, shared);
     if (error !== null) {
       this.#end(error);
       if (fromCall) throw error;
@@ -583,20 +590,19 @@ class Server {
   }
 
   /**
-   * Received messages, copied out of the pool into one ArrayBuffer (each
-   * slice released at once), and posted with what else is queued.
+   * Received messages, copied out of the pool (each slice released at
+   * once), and posted with what else is queued: the small payloads into one
+   * ArrayBuffer (`shared`: their bytes), each large one into one of its own.
    */
-  #pushAll(taken: Message[], bytes: number): void {
+  #pushAll(taken: Message[], shared: number): void {
     // A few bytes go inline (batch.ts), written straight from the pool. More are copied once into one
-    // ArrayBuffer for the post: one the plugin gave back if one fits, else a new one (one message's
-    // bytes are copied as they are: a new ArrayBuffer would first be zeroed, at a cost that shows at 64 KiB).
-    const inline = bytes > 0 && bytes <= INLINE_BYTES;
+    // ArrayBuffer for the post (#bufferFor's when there is one small payload).
+    const inline = shared > 0 && shared <= INLINE_BYTES;
     let buffer: ArrayBuffer | null = null, all: Uint8Array | null = null;
-    if (!inline && bytes > 0) {
-      const spare = this.#spare(bytes);
-      if (spare !== null) all = new Uint8Array(buffer = spare, 0, bytes);
-      else if (taken.length === 1) buffer = new Uint8Array(taken[0].payload).buffer as ArrayBuffer;
-      else all = new Uint8Array(buffer = new ArrayBuffer(bytes));
+    if (!inline && shared > 0) {
+      const one = soleSmall(taken);
+      if (one !== null) buffer = this.#bufferFor(one);
+      else all = new Uint8Array(buffer = this.#spare(shared) ?? new ArrayBuffer(shared), 0, shared);
     }
     let text = "";
     const items: PushItem[] = new Array(taken.length);
@@ -605,10 +611,12 @@ class Server {
     for (let i = 0; i < taken.length; i++) {
       const msg = taken[i];
       const size = msg.payload.byteLength;
-      const { item, transfer: t } = this.#encode(msg, msg.type === "data" ? at : -1, false);
-      if (size && all) all.set(msg.payload, at);
+      const own = size >= OWN_BYTES;
+      const { item, transfer: t } = this.#encode(msg, msg.type === "data" && !own ? at : -1, false);
+      if (own) transfer.push(item.own = this.#bufferFor(msg.payload));
+      else if (size && all) all.set(msg.payload, at);
       else if (size && inline) text += inlineData(msg.payload, size);
-      at += size;
+      if (!own) at += size;
       try {
         msg.release();
       } catch {
@@ -618,6 +626,19 @@ class Server {
       for (const v of t) transfer.push(v);
     }
     this.#flush({ items, data: inline ? text : buffer, transfer });
+  }
+
+  /**
+   * `payload` copied into an ArrayBuffer that carries it alone, its bytes
+   * first: one the plugin gave back if one fits (its tail zeroed), else a
+   * new one of its exact size (made by the copy: a new ArrayBuffer would
+   * first be zeroed, at a cost that shows at 64 KiB).
+   */
+  #bufferFor(payload: Uint8Array): ArrayBuffer {
+    const spare = this.#spare(payload.byteLength);
+    if (spare === null) return new Uint8Array(payload).buffer as ArrayBuffer;
+    new Uint8Array(spare, 0, payload.byteLength).set(payload);
+    return spare;
   }
 
   /** Waits (once at a time) for the peer to become readable, then pumps. */
@@ -741,6 +762,8 @@ interface PushItem {
   handles: ArrayLike<number>;
   objects: unknown[] | null;
   errors: [number, string, string][] | null;
+  /** The payload's buffer of its own (batch.ts OWN), transferred with it; or null: the payload is at `at`. */
+  own?: ArrayBuffer | null;
 }
 
 /** What waits for the next post. */
@@ -755,7 +778,9 @@ function write(w: ServerWriter, item: Item): void {
     case "done": return w.done(item.id, item.value);
     case "fail": return w.fail(item.id, item.code, item.message);
     case "ended": return w.ended(item.code, item.message);
-    case "push": return w.push(item.type, item.destination, item.continue, item.at, item.size, item.handles, item.objects, item.errors);
+    case "push":
+      return w.push(item.type, item.destination, item.continue, item.at, item.size, item.handles, item.objects, item.errors,
+        item.own ?? null);
   }
 }
 
@@ -786,8 +811,26 @@ function listWork(args: unknown[]): number {
   return n;
 }
 
-/** Most payload bytes in one post (more go in the next task's), and most pushes. */
+/** The payload of the one message of `taken` with a small payload (1 to OWN_BYTES − 1 bytes), if just one has. */
+function soleSmall(taken: Message[]): Uint8Array | null {
+  let one: Uint8Array | null = null;
+  for (const m of taken) {
+    const size = m.payload.byteLength;
+    if (size === 0 || size >= OWN_BYTES) continue;
+    if (one !== null) return null;
+    one = m.payload;
+  }
+  return one;
+}
+
+/**
+ * Most bytes of small payloads in one post (they share its buffer), most
+ * payload bytes in all and most large payloads (each in a buffer of its
+ * own, batch.ts OWN), and most pushes; more go in the next task's post.
+ */
 const BATCH_BYTES = 64 << 10;
+const POST_BYTES = 1 << 20;
+const MAX_OWN = 16;
 /** Most buffers given back that the serving side keeps, and most bytes of them (and at most the window's). */
 const KEPT_SPARES = 64;
 const SPARE_BYTES = 4 << 20;

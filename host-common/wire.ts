@@ -57,7 +57,7 @@
 import { PEER_METHODS, type PeerMethod } from "./api.js";
 
 /** Version of this protocol; bumped by any change a peer of the other version would misread. */
-export const WIRE_VERSION = 4;
+export const WIRE_VERSION = 5;
 
 /** Most items in one batch (a longer one breaks the protocol). */
 export const MAX_BATCH = 4096;
@@ -119,7 +119,7 @@ export type ServerMessage =
   | { t: "fail"; id: number; code: string; message: string }
   | { t: "push"; type: string; destination: number; continue: boolean; payload: Uint8Array | null;
       handles: number[]; objects: unknown[]; errors: [number, string, string][];
-      /** The payload's buffer is its own alone (a batch's whole buffer): it may go back on release. */
+      /** The payload's buffer is its own alone (a batch's whole buffer, or an OWN item's): it may go back on release. */
       own?: boolean }
   | { t: "ended"; code: string; message: string }
   | { t: "ping" }

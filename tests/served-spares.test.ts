@@ -335,3 +335,128 @@ describe("attacks that held", () => {
     expect(pushes).toBe(sent);
   });
 });
+
+describe("large payloads travel in buffers of their own (batch.ts OWN)", () => {
+  const OWN = 12, PUSH = 7;
+  /** `n` bytes that differ along the way and from one `seed` to the next. */
+  const bytes = (n: number, seed: number) => Uint8Array.from({ length: n }, (_v, i) => (i * 31 + seed) & 0xff);
+  const same = (a: Uint8Array, b: Uint8Array) => a.byteLength === b.byteLength && a.every((v, i) => v === b[i]);
+
+  /** Counts the serving side's batches with pushes on `port`, and its large (OWN) and other pushes. */
+  function countPosts(port: MessagePort) {
+    const seen = { posts: 0, own: 0, push: 0 };
+    port.addEventListener("message", (e) => {
+      const m = (e as MessageEvent).data;
+      if (!Array.isArray(m) || !Array.isArray(m[0])) return;
+      const b = readServerBatch(m);
+      if (!b.ok) throw new Error(b.reason);
+      const pushes = b.messages.filter((x) => x.t === "push");
+      if (pushes.length) seen.posts++; // answers to calls go in batches too
+      for (const x of pushes) x.own && x.payload!.byteLength >= 16 << 10 ? seen.own++ : seen.push++;
+    });
+    return seen;
+  }
+
+  it("twenty 64 KiB messages sent in one turn: in order, exact, each on a buffer of its own, in two posts", async () => {
+    const { app, hS, port } = await world();
+    const seen = countPosts(port);
+    const p = await RemotePeer.connect(port as any);
+    const sent = Array.from({ length: 20 }, (_v, i) => bytes(65536, i));
+    for (const b of sent) app.send(hS, b);
+    const got = [];
+    for (let i = 0; i < 20; i++) got.push(await recvOne(p));
+    const buffers = new Set(got.map((m) => m.payload.buffer));
+    expect(buffers.size).toBe(20);
+    got.forEach((m, i) => {
+      expect(same(m.payload, sent[i]), `message ${i}`).toBe(true);
+      expect(m.payload.byteOffset).toBe(0);
+    });
+    expect(seen.own).toBe(20);
+    expect(seen.posts).toBe(2); // at most 16 large payloads in one post
+    // one payload's buffer transferred away takes nothing of the others
+    const { port1 } = channel();
+    port1.postMessage(got[3].payload.buffer, [got[3].payload.buffer as ArrayBuffer]);
+    expect(got[3].payload.byteLength).toBe(0);
+    expect(same(got[4].payload, sent[4])).toBe(true);
+    for (const m of got) m.release();
+    expect(await p.send(hS, new Uint8Array(3))).toEqual({ errors: [null] });
+  });
+
+  it("small and large mixed in one turn: in order, exact; the small ones share one buffer, each large one has its own", async () => {
+    const { app, hS, port } = await world();
+    const seen = countPosts(port);
+    const p = await RemotePeer.connect(port as any);
+    const sizes = [100, 20_000, 3000, 16 << 10, (16 << 10) - 1, 200_000, 0, 5];
+    const sent = sizes.map((n, i) => bytes(n, i + 1));
+    for (const b of sent) app.send(hS, b);
+    for (let i = 0; i < sizes.length; i++) {
+      const m = await recvOne(p);
+      expect(same(m.payload, sent[i]), `message ${i} (${sizes[i]} B)`).toBe(true);
+      if (sizes[i] >= 16 << 10) expect(m.payload.buffer.byteLength).toBe(sizes[i]);
+      m.release();
+    }
+    expect(seen).toEqual({ posts: 1, own: 3, push: 5 });
+  });
+
+  it("a released large payload's buffer goes back and carries a later large push, its tail zeroed", async () => {
+    const { app, hS, port } = await world();
+    const p = await RemotePeer.connect(port as any);
+    app.send(hS, new Uint8Array(65537).fill(0xaa));
+    (await recvOne(p)).release();
+    await p.stats(); // a post: the buffer goes back with it
+    app.send(hS, bytes(40_000, 9)); // fits: at most twice its size
+    const m = await recvOne(p);
+    expect(same(m.payload, bytes(40_000, 9))).toBe(true);
+    const whole = new Uint8Array(m.payload.buffer);
+    expect(whole.byteLength).toBe(65537); // the buffer given back
+    expect(whole.subarray(40_000).every((v) => v === 0)).toBe(true);
+  });
+
+  it("a refused batch with large payloads goes again item by item: each payload exact, the object that cannot move EOPNOTSUPP", async () => {
+    const { app, hS, port } = await world();
+    const p = await RemotePeer.connect(port as any);
+    const ch = channel();
+    app.send(hS, bytes(70_000, 1));
+    app.send(hS, bytes(30_000, 2), { objects: [ch.port1, { v: 2 }] });
+    app.send(hS, bytes(10, 3));
+    app.send(hS, bytes(20_000, 4));
+    new MessageChannel().port1.postMessage(null, [ch.port1]); // the batch's transfer list is refused
+    for (const [i, n] of [[1, 70_000], [2, 30_000], [3, 10], [4, 20_000]]) {
+      const m = await recvOne(p);
+      expect(same(m.payload, bytes(n, i)), `message ${i}`).toBe(true);
+      if (i === 2) {
+        expect((m.objects[0] as Bus1Error).code).toBe("EOPNOTSUPP");
+        expect(m.objects[1]).toEqual({ v: 2 });
+      }
+      m.release();
+    }
+    expect(await p.send(hS, new Uint8Array(3))).toEqual({ errors: [null] });
+  });
+
+  it("a server's OWN item is checked: the buffer must be an ArrayBuffer in extras, large enough, used once, not the data, not an object", () => {
+    const own = (b: number, size: number, o = -1) => [OWN, 0, 1, 0, b, size, 0, o];
+    const buf = () => { const b = new ArrayBuffer(64); new Uint8Array(b).set([1, 2, 3]); return b; };
+    const good = readServerBatch([own(0, 3), null, [buf()]]);
+    if (!good.ok) throw new Error(good.reason);
+    const m = good.messages[0] as any;
+    expect([m.own, [...m.payload], m.payload.buffer.byteLength]).toEqual([true, [1, 2, 3], 64]);
+    const a = buf(), data = new ArrayBuffer(8);
+    const bad: [string, unknown[]][] = [
+      ["no extras", [own(0, 3), null, null]],
+      ["index past extras", [own(1, 3), null, [a]]],
+      ["negative index", [own(-1, 3), null, [a]]],
+      ["a string", [own(0, 3), null, ["abc"]]],
+      ["a view, not a buffer", [own(0, 3), null, [new Uint8Array(64)]]],
+      ["a SharedArrayBuffer", [own(0, 3), null, [new SharedArrayBuffer(64)]]],
+      ["an empty buffer", [own(0, 0), null, [new ArrayBuffer(0)]]],
+      ["size past the buffer", [own(0, 65), null, [a]]],
+      ["the same buffer twice", [[...own(0, 3), ...own(0, 3)], null, [a]]],
+      ["the same buffer at two indexes (one clone: one object)", [[...own(0, 3), ...own(1, 3)], null, [a, a]]],
+      ["the batch's data", [[PUSH, 0, 1, 0, 0, 8, 0, -1, ...own(0, 3)], data, [data]]],
+      ["an object of a push too", [[...own(0, 3), ...[PUSH, 0, 1, 0, -1, 0, 0, 1]], null, [a, [[a], []]]]],
+      ["an object of its own push", [own(0, 3, 1), null, [a, [[7, a], []]]]],
+      ["cut short", [[OWN, 0, 1, 0, 0, 3, 2, 5], null, [a]]],
+    ];
+    for (const [why, batch] of bad) expect(readServerBatch(batch).ok, why).toBe(false);
+  });
+});
