@@ -84,8 +84,10 @@
  * save most (measured on Node 20 between two threads, 64 KiB buffers given
  * back and refilled: 11.4–12.3 µs per message posted one by one, 6.3 µs
  * four to a post, 4.2–4.8 µs eight to a post: docs/PERFORMANCE.md). Each
- * OWN buffer appears once in a batch, and is neither its data nor an
- * object of one of its pushes.
+ * OWN buffer appears once in a batch and is not its data, and no buffer
+ * that goes back on release (an OWN buffer, data a payload keeps or that
+ * goes back at once) is reachable, at any depth, from an object or answer
+ * of the batch (`reaches`: one structured clone makes them one object).
  *
  * A batch holds at most MAX_BATCH items. The readers check every number
  * and index before use and never throw: a batch that breaks the form is
@@ -628,14 +630,35 @@ export function readServerBatch(v: unknown[]):
         return broken(`unknown item kind ${typeof words[i] === "number" ? words[i] : typeof words[i]}`);
     }
   }
-  // one structured clone: an own buffer that is also an object would be a payload and a receiver's object at once
-  if (owned !== null && withObjects) {
+  // one structured clone: a buffer that goes back on release (an own buffer, or the data a sole payload keeps
+  // or that goes back at once) must not be reachable from any object or answer of the batch, at any depth
+  const kept = owned ?? new Set<ArrayBuffer>();
+  if (data instanceof ArrayBuffer && (sole !== null || shared)) kept.add(data);
+  if (kept.size) {
+    const roots: unknown[] = [];
     for (const m of out) {
-      if (m.t === "push" && m.objects.some((o) => o instanceof ArrayBuffer && owned!.has(o))) {
-        return broken("an own buffer is also an object of the batch");
-      }
+      if (m.t === "push" && m.objects.length) roots.push(m.objects);
+      else if (m.t === "done" && typeof m.value === "object" && m.value !== null) roots.push(m.value);
     }
+    if (roots.length && reaches(roots, kept)) return broken("a payload's buffer is also reachable from an object or answer of the batch");
   }
   if (sole !== null && !shared) sole.own = true;
   return { ok: true, messages: out, spare: shared ? data as ArrayBuffer : null };
+}
+
+/** Whether a buffer of `kept` (or a view on one) is reachable from `root`, a structured clone (walking it runs no code). */
+function reaches(root: unknown, kept: Set<ArrayBuffer>): boolean {
+  const stack: unknown[] = [root];
+  const seen = new Set<object>();
+  while (stack.length) {
+    const v = stack.pop();
+    if (typeof v !== "object" || v === null || seen.has(v)) continue;
+    seen.add(v);
+    if (v instanceof ArrayBuffer) { if (kept.has(v)) return true; continue; }
+    if (ArrayBuffer.isView(v)) { if (kept.has(v.buffer as ArrayBuffer)) return true; continue; }
+    if (v instanceof Map) v.forEach((x, k) => stack.push(k, x));
+    else if (v instanceof Set) v.forEach((x) => stack.push(x));
+    else for (const k of Object.keys(v)) stack.push((v as Record<string, unknown>)[k]);
+  }
+  return false;
 }

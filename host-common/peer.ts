@@ -14,7 +14,7 @@ import { Message, type MessageType } from "./message.js";
 import type { MovePlan, PreparedObjects } from "./objects.js";
 import {
   describe, fail, reading, readOptions, readBoolean, readLimits, readTimeout, readSignal, readIds,
-  readSend, uint8Length, typedArraySet, viewOf, bufferOf, offsetOf, LIMIT_KEYS, NO_ID_LIST, type IdList, type Payload,
+  readSend, uint8Length, typedArraySet, viewOf, bufferOf, offsetOf, IN_OBJECT_BYTES, LIMIT_KEYS, NO_ID_LIST, type IdList, type Payload,
 } from "./check.js";
 import { platformCpus, requirePlatform } from "./platform.js";
 import { BusState, MAKE, isEndpoint, markEndpoint, reentered } from "./state.js";
@@ -262,8 +262,11 @@ export class Peer {
     const op = "send";
     const s = this.#s, core = s.core;
     const base = core.scratchFor(16);
-    // a payload on this bus's own memory (a received m.payload) detaches if send_begin grows it
-    const own = size > 0 && bufferOf(payload) === core.views().buffer ? offsetOf(payload) : -1;
+    // a payload on this bus's own memory (a received m.payload) detaches if send_begin grows it. A slice
+    // is never at offset 0, and a small array at offset 0 may have no buffer yet: reading it would make one
+    // (check.ts IN_OBJECT_BYTES)
+    const onBus = size > 0 && (offsetOf(payload) !== 0 || size > IN_OBJECT_BYTES);
+    const own = onBus && bufferOf(payload) === core.views().buffer ? offsetOf(payload) : -1;
     let rc: number;
     try {
       core.f64[base >>> 3] = destination;
@@ -318,7 +321,11 @@ export class Peer {
       core.views();
       let own: number[] | null = null;
       for (let v = 0; v < payload.vecs.length; v++) {
-        if (bufferOf(payload.vecs[v]) === core.buffer) (own ??= new Array(payload.vecs.length).fill(-1))[v] = offsetOf(payload.vecs[v]);
+        // as in #sendOne (readPayload copied the small ones: their buffers are not made to tell)
+        const x = payload.vecs[v];
+        if ((offsetOf(x) !== 0 || payload.lengths[v] > IN_OBJECT_BYTES) && bufferOf(x) === core.buffer) {
+          (own ??= new Array(payload.vecs.length).fill(-1))[v] = offsetOf(x);
+        }
       }
       a.own = own;
       core.f64.set(destinations.ids, (base + dstOff) >>> 3);

@@ -286,6 +286,14 @@ class Server {
     try {
       this.#post(w.take(data), transfer);
     } catch {
+      // a port that refuses a post late may have emptied its buffers already (the streams that do so are
+      // kept out of posts: #encode); payloads are never posted empty
+      for (const t of transfer) {
+        if (t instanceof ArrayBuffer && isDetached(t)) {
+          this.close("the port refused a post after it had taken its buffers");
+          return;
+        }
+      }
       for (const item of items) this.#postAlone(item, data);
     }
   }
@@ -690,7 +698,9 @@ class Server {
       }
       // a port, a stream or a transferred buffer moves to the plugin only when no other receiver in
       // this thread has it (a multicast to a local peer as well leaves it here, and the plugin an error)
-      if (!seed && msg[MAY_MOVE](i)) {
+      // a locked stream makes the port refuse the post only after it has detached the post's buffers
+      // (Node, and the HTML transfer steps in list order): it never goes into a post
+      if (!seed && msg[MAY_MOVE](i) && !lockedStream(v)) {
         objects[i] = v;
         if (!transfer.includes(v as Transferable)) transfer.push(v as Transferable);
         continue;
@@ -856,6 +866,29 @@ const nextTask: (f: () => void) => void = (() => {
   }
   return (f: () => void) => { setTimeout(f, 0); };
 })();
+
+/** Whether `b` was detached (a view on it cannot be made; an empty buffer that was not can). */
+function isDetached(b: ArrayBuffer): boolean {
+  if (b.byteLength !== 0) return false;
+  try {
+    new Uint8Array(b);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/** Whether `v` is a stream the port would refuse to transfer (locked, or a TransformStream with a locked side). */
+function lockedStream(v: unknown): boolean {
+  const g = globalThis as { ReadableStream?: any; WritableStream?: any; TransformStream?: any };
+  if (g.ReadableStream && v instanceof g.ReadableStream) return (v as ReadableStream).locked;
+  if (g.WritableStream && v instanceof g.WritableStream) return (v as WritableStream).locked;
+  if (g.TransformStream && v instanceof g.TransformStream) {
+    const t = v as TransformStream;
+    return t.readable.locked || t.writable.locked;
+  }
+  return false;
+}
 
 function clamp(n: number, max: number): number {
   return n < 1 ? 1 : n > max ? max : n;

@@ -34,7 +34,8 @@
  *     { t: "fail", id, code, message }  a call's Bus1Error
  *     { t: "push", type, destination, continue, payload, handles, objects, errors }
  *                                       a received message; in a batch its payload is in the
- *                                       batch's data (posted alone: `payload`, an ArrayBuffer, or
+ *                                       batch's data, or a large one in a buffer of its own (batch.ts
+ *                                       OWN) (posted alone: `payload`, an ArrayBuffer, or
  *                                       null for a notification); errors: [index, code, message]
  *                                       for objects that arrive as Bus1Error; absent lists are empty
  *     { t: "ended", code, message }     the peer can receive no more (ESHUTDOWN, EBADF)

@@ -1188,14 +1188,28 @@ describe("review: a seed send that fails keeps the old seed", () => {
       const bus = await makeBus(kind);
       const a = bus.connect();
       a.send([], new Uint8Array([5, 5]), { seed: true });
-      const buffer = new ArrayBuffer(64, { maxByteLength: 128 } as any);
-      const view = new Uint8Array(buffer, 0, 64);
+      // more than 64 bytes: read as a view (a smaller payload is copied when read: the next test)
+      const buffer = new ArrayBuffer(128, { maxByteLength: 256 } as any);
+      const view = new Uint8Array(buffer, 0, 128);
       // the second vec's getter runs after the first vec was read: it shrinks the first's buffer
       const vecs = [view];
       Object.defineProperty(vecs, 1, { enumerable: true, get() { (buffer as any).resize(0); return new Uint8Array(1); } });
       const e = expectCode(() => a.send([], vecs, { seed: true }), "EINVAL");
       expect(e.message).toMatch(/changed while the arguments were read/);
       expect(Array.from(a.recv({ seed: true })!.payload)).toEqual([5, 5]);
+    });
+
+    it(`a payload of at most 64 bytes is copied when read: a getter that shrinks or rewrites it later changes nothing (${kind})`, async () => {
+      const bus = await makeBus(kind);
+      const a = bus.connect();
+      for (const n of [1, 64]) {
+        const buffer = new ArrayBuffer(n, { maxByteLength: 256 } as any);
+        const view = new Uint8Array(buffer).fill(7);
+        const vecs = [view];
+        Object.defineProperty(vecs, 1, { enumerable: true, get() { view.fill(9); (buffer as any).resize(0); return new Uint8Array([1]); } });
+        a.send([], vecs, { seed: true });
+        expect(Array.from(a.recv({ seed: true })!.payload)).toEqual([...new Array(n).fill(7), 1]);
+      }
     });
   }
 });

@@ -433,6 +433,56 @@ describe("large payloads travel in buffers of their own (batch.ts OWN)", () => {
     expect(await p.send(hS, new Uint8Array(3))).toEqual({ errors: [null] });
   });
 
+  for (const when of ["before the send", "after the send, before the push"]) {
+    it(`a stream locked ${when}, in a post with large and small payloads: EOPNOTSUPP in its place, every payload exact`, async () => {
+      // a port refuses a locked stream only after it has emptied the post's buffers: such a stream never goes in
+      const { app, hS, serving, port } = await world({ livenessMs: 0 });
+      let closed: string | null = null;
+      serving.closed.then((r) => { closed = r; });
+      const p = await RemotePeer.connect(port as any);
+      const rs = new ReadableStream();
+      if (when === "before the send") rs.getReader();
+      app.send(hS, bytes(70_000, 1));
+      app.send(hS, bytes(30_000, 2), { objects: [rs, { v: 2 }] });
+      app.send(hS, bytes(100, 3));
+      if (when !== "before the send") rs.getReader();
+      for (const [i, n] of [[1, 70_000], [2, 30_000], [3, 100]]) {
+        const m = await recvOne(p);
+        expect(same(m.payload, bytes(n, i)), `message ${i}`).toBe(true);
+        if (i === 2) {
+          expect((m.objects[0] as Bus1Error).code).toBe("EOPNOTSUPP");
+          expect(m.objects[1]).toEqual({ v: 2 });
+        }
+      }
+      expect(await p.send(hS, new Uint8Array(3))).toEqual({ errors: [null] });
+      expect(closed).toBeNull();
+    });
+  }
+
+  it("a server's batch whose payload buffer is reachable from an object or an answer, at any depth, is refused", () => {
+    const own = (b: number, size: number, o = -1) => [OWN, 0, 1, 0, b, size, 0, o];
+    const push = (at: number, size: number, o = -1) => [PUSH, 0, 1, 0, at, size, 0, o];
+    const a = new ArrayBuffer(64);
+    const reach = (x: unknown) => [own(0, 3, 1), null, [a, [[x], []]]];
+    const bad: [string, unknown[]][] = [
+      ["a view of it", reach(new Uint8Array(a, 8))],
+      ["in an array", reach([[1, a]])],
+      ["in a record", reach({ deep: { er: a } })],
+      ["a Map key", reach(new Map([[a, 1]]))],
+      ["a Map value", reach(new Map([[1, new DataView(a)]]))],
+      ["in a Set", reach(new Set([a]))],
+      ["an answer's value", [[...own(0, 3), 4, 1, 1], null, [a, { payload: a }]]],
+      ["the data a sole payload keeps", [push(0, 8, 0), a, [[[{ b: a }], []]]]],
+      ["the data given back at once", [[...push(0, 4), ...push(4, 4, 0)], a, [[[new Uint8Array(a)], []]]]],
+    ];
+    for (const [why, batch] of bad) expect(readServerBatch(batch).ok, why).toBe(false);
+    // the same shapes with other buffers are fine
+    const b = new ArrayBuffer(64);
+    const fine = readServerBatch([[...own(0, 3, 1), ...push(0, 0, 2)], null, [a, [[new Uint8Array(b), { b }], []], [[new Map([[1, b]])], []]]]);
+    if (!fine.ok) throw new Error(fine.reason);
+    expect(fine.messages.length).toBe(2);
+  });
+
   it("a server's OWN item is checked: the buffer must be an ArrayBuffer in extras, large enough, used once, not the data, not an object", () => {
     const own = (b: number, size: number, o = -1) => [OWN, 0, 1, 0, b, size, 0, o];
     const buf = () => { const b = new ArrayBuffer(64); new Uint8Array(b).set([1, 2, 3]); return b; };
