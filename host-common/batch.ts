@@ -82,8 +82,9 @@
  * payload's, with no copy out, and gives it back on release. A port message
  * costs about the same whatever it carries, so this is where large messages
  * save most (measured on Node 20 between two threads, 64 KiB buffers given
- * back and refilled: 11.4–12.3 µs per message posted one by one, 6.3 µs
- * four to a post, 4.2–4.8 µs eight to a post: docs/PERFORMANCE.md). Each
+ * back and refilled: 7.3–12.3 µs per message posted one by one, 3.7–6.4 µs
+ * four to a post, 3.2–4.8 µs eight to a post: bench/probes/post-batching.js,
+ * docs/PERFORMANCE.md). Each
  * OWN buffer appears once in a batch and is not its data, and no buffer
  * that goes back on release (an OWN buffer, data a payload keeps or that
  * goes back at once) is reachable, at any depth, from an object or answer
