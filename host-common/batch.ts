@@ -99,6 +99,7 @@
  * code.
  */
 import type { MessageType } from "./message.js";
+import { SENT_ONE } from "./types.js";
 import {
   CALL_OPS, MAX_BATCH, MAX_TEXT, CALL_BOUNDS, type CallOp, type ClientMessage, type Read, type ServerMessage,
 } from "./wire.js";
@@ -122,6 +123,9 @@ const isArray = Array.isArray;
 const isInteger = Number.isInteger;
 
 export type Batch = [number[], ArrayBuffer | string | null, unknown[] | null];
+
+/** A push's lists when it has none (shared: nobody writes to them; a local Peer's are frozen the same way). */
+const NONE = Object.freeze([]) as unknown as never[];
 
 /** A batch whose payloads come to at most this many bytes carries them as a string (see above). */
 export const INLINE_BYTES = 64;
@@ -228,6 +232,7 @@ export class ServerWriter extends Writer {
 }
 
 function isSendResult(v: unknown): v is { errors: unknown[] } {
+  if (v === SENT_ONE) return true; // a send to one destination: the one result a local Peer's send shares
   if (typeof v !== "object" || v === null) return false;
   const keys = Object.keys(v);
   if (keys.length !== 1 || keys[0] !== "errors") return false;
@@ -368,7 +373,7 @@ export function readClientBatch(v: unknown[]): Read<ClientMessage>[] {
   const out: Read<ClientMessage>[] = [];
   const broken = (why: string) => { out.push({ ok: false, reason: `batch: ${why}`, id: null }); return out; };
   // buffers given back, all SPARE items together, and whether a call carries objects (see spares())
-  const given = new Set<ArrayBuffer>();
+  let given: Set<ArrayBuffer> | null = null; // made by the first SPARE item: most batches have none
   let withObjects = false;
   for (let i = 0; i < words.length;) {
     if (out.length >= MAX_BATCH) return broken(`more than ${MAX_BATCH} items`);
@@ -435,7 +440,7 @@ export function readClientBatch(v: unknown[]): Read<ClientMessage>[] {
       case SPARE: {
         const e = int(words[i + 1], 0, extras.length - 1);
         i += 2;
-        const buffers = e === null ? null : spares(extras[e], given);
+        const buffers = e === null ? null : spares(extras[e], given ??= new Set());
         if (buffers === null) {
           return broken(`spare: must name an array of at most ${MAX_SPARES} distinct, non-empty, non-resizable ` +
             "ArrayBuffers, not given back before in this batch");
@@ -451,11 +456,11 @@ export function readClientBatch(v: unknown[]): Read<ClientMessage>[] {
   // buffer given back that is also a sent object would be the receiver's object and a spare at once
   // (a later push would fill it and take it away), so a batch that gives buffers back carries no
   // call with objects; a RemotePeer posts such calls alone, and buffers with other items only.
-  if (given.size && withObjects) {
+  if (given !== null && given.size && withObjects) {
     return [{ ok: false, reason: "batch: spare: a batch that gives buffers back carries no call with objects", id: null }];
   }
   // nor its own data: a push made by a call of the batch (recv) could fill it before a send reads it
-  if (data !== null && typeof data !== "string" && given.has(data)) {
+  if (given !== null && data !== null && typeof data !== "string" && given.has(data)) {
     return [{ ok: false, reason: "batch: spare: a batch does not give back its own data", id: null }];
   }
   return out;
@@ -598,7 +603,7 @@ export function readServerBatch(v: unknown[]):
             payload = payload.slice();
           }
         }
-        const handles: number[] = new Array(n);
+        const handles: number[] = n === 0 ? NONE : new Array(n);
         for (let k = 0; k < n; k++) {
           const h = words[i + 7 + k];
           if (typeof h !== "number") return broken("a push's handle is not a number");
@@ -606,7 +611,7 @@ export function readServerBatch(v: unknown[]):
         }
         const o = int(words[i + 7 + n], -1, extras.length - 1);
         if (o === null) return broken("a push's objects are not in the batch");
-        let objects: unknown[] = [], errors: [number, string, string][] = [];
+        let objects: unknown[] = NONE, errors: [number, string, string][] = NONE;
         if (o >= 0) {
           const pairOf = extras[o];
           if (!isArray(pairOf) || pairOf.length !== 2 || !isArray(pairOf[0]) || !isArray(pairOf[1])) {
@@ -633,9 +638,9 @@ export function readServerBatch(v: unknown[]):
   }
   // one structured clone: a buffer that goes back on release (an own buffer, or the data a sole payload keeps
   // or that goes back at once) must not be reachable from any object or answer of the batch, at any depth
-  const kept = owned ?? new Set<ArrayBuffer>();
-  if (data instanceof ArrayBuffer && (sole !== null || shared)) kept.add(data);
-  if (kept.size) {
+  let kept = owned;
+  if (data instanceof ArrayBuffer && (sole !== null || shared)) (kept ??= new Set()).add(data);
+  if (kept !== null) {
     const roots: unknown[] = [];
     for (const m of out) {
       if (m.t === "push" && m.objects.length) roots.push(m.objects);

@@ -19,6 +19,7 @@ import {
 import { platformCpus, requirePlatform } from "./platform.js";
 import { BusState, MAKE, isEndpoint, markEndpoint, reentered } from "./state.js";
 import {
+  SENT_ONE,
   HANDLE_INVALID, type Limits, type PeerRef, type PeerStats, type ResetOptions, type SendOptions, type SendResult,
 } from "./types.js";
 
@@ -117,8 +118,6 @@ function u32Clamp(n: number): number {
   return n > U32_MAX ? U32_MAX : n;
 }
 
-/** The result of a send to one destination (shared: it never varies). */
-const SENT_ONE: SendResult = Object.freeze({ errors: Object.freeze([null]) as (ErrorCode | null)[] });
 
 /** Handles and objects of a message that has none (shared, frozen). */
 const NO_HANDLES = Object.freeze([]) as unknown as number[];

@@ -68,7 +68,7 @@
  */
 import { Bus1Error, ERRNO, type ErrorCode } from "./errors.js";
 import {
-  describe, fail, readBoolean, readIds, readLimits, readOptions, readSend, readSignal, typedArraySet,
+  describe, fail, readBoolean, readIds, readLimits, readOptions, readSend, readSignal, typedArraySet, uint8Length,
   type IdList,
 } from "./check.js";
 import type { Limits, PeerStats, SendResult } from "./types.js";
@@ -105,7 +105,15 @@ export class RemoteMessage implements MessageLike {
   #home: RemotePeer | null = null;
 
   constructor(fields: MessageFields) {
-    Object.assign(this, fields);
+    // the fields one by one (each read once), not Object.assign: a message made per push is on the hot path
+    const m = this as { -readonly [K in keyof MessageFields]: MessageFields[K] };
+    m.type = fields.type;
+    m.destination = fields.destination;
+    m.continue = fields.continue;
+    m.offset = fields.offset;
+    m.payload = fields.payload;
+    m.handles = fields.handles;
+    m.objects = fields.objects;
   }
 
   static {
@@ -635,7 +643,8 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
  */
 interface Postable {
   args: unknown[];
-  payload?: { vecs: readonly Uint8Array[]; lengths: readonly number[]; size: number };
+  /** The payload, read once: its views and their lengths, or one genuine Uint8Array (the common send). */
+  payload?: { vecs: readonly Uint8Array[]; lengths: readonly number[]; size: number } | Uint8Array;
   transfer?: Transferable[];
   objects?: boolean;
 }
@@ -644,6 +653,14 @@ interface Postable {
 function writeCall(w: ClientWriter, id: number, op: CallOp, call: Postable): void {
   const body = call.payload;
   if (!body) return w.call(id, op, call.args);
+  if (body instanceof Uint8Array) {
+    // a genuine one, its length read by its internal slot in this same call (postableSend)
+    const size = uint8Length(body);
+    if (size === 0) return w.call(id, op, call.args, 0, 0);
+    const { into, at } = w.reserve(size);
+    typedArraySet(into, body, at);
+    return w.call(id, op, call.args, at, size);
+  }
   if (body.size === 0) return w.call(id, op, call.args, 0, 0);
   const { into, at } = w.reserve(body.size);
   for (let v = 0, to = at; v < body.vecs.length; v++) {
@@ -656,6 +673,11 @@ function writeCall(w: ClientWriter, id: number, op: CallOp, call: Postable): voi
 /** send's arguments read once (check.ts, as a local Peer reads them) and made postable. */
 function postableSend(destinations: unknown, payload: unknown, options: unknown): Postable {
   const op = "send";
+  // the common case, as a local Peer's send takes it: one destination by number, a genuine Uint8Array (or
+  // none), no options. The number is checked where a local Peer checks it, by the serving side's send
+  if (typeof destinations === "number" && options === undefined && (payload === undefined || uint8Length(payload) >= 0)) {
+    return { args: [destinations], payload: payload as Uint8Array | undefined };
+  }
   const a = readSend(op, destinations, payload, options, CALL_BOUNDS);
   const opts: Record<string, unknown> = {};
   if (a.continue) opts.continue = true;

@@ -684,9 +684,9 @@ class Server {
       t: "push", type: msg.type, destination: msg.destination, continue: msg.continue, at, size: msg.payload.byteLength,
       handles: msg.handles, objects: null, errors: null,
     };
-    const transfer: Transferable[] = [];
     const n = msg.objects.length;
-    if (n === 0) return { item, transfer };
+    if (n === 0) return { item, transfer: NOTHING };
+    const transfer: Transferable[] = [];
     const objects: unknown[] = new Array(n);
     const errors: [number, string, string][] = [];
     for (let i = 0; i < n; i++) {
@@ -820,6 +820,9 @@ function listWork(args: unknown[]): number {
   }
   return n;
 }
+
+/** What a message with no objects transfers (shared: nobody writes to it). */
+const NOTHING = Object.freeze([]) as unknown as Transferable[];
 
 /** The payload of the one message of `taken` with a small payload (1 to OWN_BYTES − 1 bytes), if just one has. */
 function soleSmall(taken: Message[]): Uint8Array | null {

@@ -79,6 +79,9 @@ export interface PeerRef {
   readonly gen: number;
 }
 
+/** The result of a send to one destination with no error (shared, frozen: it never varies). */
+export const SENT_ONE: SendResult = Object.freeze({ errors: Object.freeze([null]) as (ErrorCode | null)[] });
+
 export const HANDLE_INVALID = -1;
 export const HANDLE_FLAG_MANAGED = 1;
 export const HANDLE_FLAG_REMOTE = 2;

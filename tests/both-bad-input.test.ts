@@ -55,6 +55,11 @@ type Call = (p: any, f: Fixture) => unknown;
 const CASES: [string, ErrorCode, string, Call][] = [
   // send: destinations
   ["send to a negative ID", "EINVAL", "send: destinations[1] (-4): invalid argument (EINVAL)", (p) => p.send([0x100, -4])],
+  // one destination by number, no options: the common send (a served peer's is checked by the serving side's send)
+  ["send to one negative ID", "EINVAL", "send: destinations[0] (-4): invalid argument (EINVAL)", (p) => p.send(-4, new Uint8Array(2))],
+  ["send to one fractional ID", "EINVAL", "send: destinations[0] (1.5): invalid argument (EINVAL)", (p) => p.send(1.5)],
+  ["send to NaN", "EINVAL", "send: destinations[0] (NaN): invalid argument (EINVAL)", (p) => p.send(NaN, new Uint8Array(0))],
+  ["send to 2^64, alone", "EINVAL", "send: destinations[0] (18446744073709552000): invalid argument (EINVAL)", (p) => p.send(2 ** 64)],
   ["send to HANDLE_INVALID", "EINVAL", "send: destinations[1] (-1): invalid argument (EINVAL)", (p) => p.send([0x100, -1])],
   ["send to 2^64", "EINVAL", "send: destinations[1] (18446744073709552000): invalid argument (EINVAL)", (p) => p.send([0x100, 2 ** 64])],
   ["send to Number.MAX_VALUE", "EINVAL", "send: destinations[1] (1.7976931348623157e+308): invalid argument (EINVAL)", (p) => p.send([0x100, Number.MAX_VALUE])],
