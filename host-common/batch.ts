@@ -100,6 +100,7 @@
  */
 import type { MessageType } from "./message.js";
 import { SENT_ONE } from "./types.js";
+import { LEAF, search, viewBuffer } from "./check.js";
 import {
   CALL_OPS, MAX_BATCH, MAX_TEXT, CALL_BOUNDS, type CallOp, type ClientMessage, type Read, type ServerMessage,
 } from "./wire.js";
@@ -643,7 +644,7 @@ export function readServerBatch(v: unknown[]):
   if (kept !== null) {
     const roots: unknown[] = [];
     for (const m of out) {
-      if (m.t === "push" && m.objects.length) roots.push(m.objects);
+      if (m.t === "push") for (const o of m.objects) roots.push(o); // each as the serving side checked it (mustStay)
       else if (m.t === "done" && typeof m.value === "object" && m.value !== null) roots.push(m.value);
     }
     if (roots.length && reaches(roots, kept)) return broken("a payload's buffer is also reachable from an object or answer of the batch");
@@ -652,19 +653,16 @@ export function readServerBatch(v: unknown[]):
   return { ok: true, messages: out, spare: shared ? data as ArrayBuffer : null };
 }
 
-/** Whether a buffer of `kept` (or a view on one) is reachable from `root`, a structured clone (walking it runs no code). */
-function reaches(root: unknown, kept: Set<ArrayBuffer>): boolean {
-  const stack: unknown[] = [root];
-  const seen = new Set<object>();
-  while (stack.length) {
-    const v = stack.pop();
-    if (typeof v !== "object" || v === null || seen.has(v)) continue;
-    seen.add(v);
-    if (v instanceof ArrayBuffer) { if (kept.has(v)) return true; continue; }
-    if (ArrayBuffer.isView(v)) { if (kept.has(v.buffer as ArrayBuffer)) return true; continue; }
-    if (v instanceof Map) v.forEach((x, k) => stack.push(k, x));
-    else if (v instanceof Set) v.forEach((x) => stack.push(x));
-    else for (const k of Object.keys(v)) stack.push((v as Record<string, unknown>)[k]);
-  }
+/**
+ * Whether a buffer of `kept` (or a view on one) is reachable from one of
+ * `roots`, structured clones (walking them runs no code), each walked on its
+ * own: a root too large to walk counts as reaching one.
+ */
+function reaches(roots: unknown[], kept: Set<ArrayBuffer>): boolean {
+  const check = (v: object) => {
+    const b = v instanceof ArrayBuffer ? v : ArrayBuffer.isView(v) ? viewBuffer(v) : null;
+    return b === null ? "" : kept.has(b as ArrayBuffer) ? "reached" : LEAF;
+  };
+  for (const root of roots) if (search(root, check) !== "") return true;
   return false;
 }

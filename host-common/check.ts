@@ -391,3 +391,37 @@ export function readSend(op: string, destinations: unknown, payload: unknown, op
   const transfer = o.transfer === undefined ? null : readValues(op, "transfer", o.transfer, bounds.objects);
   return { continue: cont, seed, destinations: dsts, payload: body, handles, objects, transfer };
 }
+
+// ---- walking a structured clone ------------------------------------------------------
+
+/** Most values `search` walks in one value (a larger one is a reason: it stays where it is). */
+const SEARCH_LIMIT = 100_000;
+const mapForEach = Function.prototype.call.bind(Map.prototype.forEach) as
+  (m: Map<unknown, unknown>, f: (v: unknown, k: unknown) => void) => void;
+const setForEach = Function.prototype.call.bind(Set.prototype.forEach) as (s: Set<unknown>, f: (v: unknown) => void) => void;
+/** What `search`'s check returns for a value whose insides need no look. */
+export const LEAF = "\0leaf";
+
+/**
+ * Walks `root` and what it holds at any depth (own enumerable properties,
+ * Map and Set entries, by the intrinsic methods), each object once: the
+ * first reason `check` gives, or "". `check` returns a reason, "" to look
+ * inside, or LEAF to go no deeper. More than SEARCH_LIMIT objects is a reason.
+ */
+export function search(root: unknown, check: (v: object) => string): string {
+  const stack: unknown[] = [root];
+  const seen = new Set<object>();
+  while (stack.length) {
+    const v = stack.pop();
+    if (typeof v !== "object" || v === null || seen.has(v)) continue;
+    seen.add(v);
+    if (seen.size > SEARCH_LIMIT) return `it holds more than ${SEARCH_LIMIT} values to check`;
+    const why = check(v);
+    if (why === LEAF) continue;
+    if (why) return why;
+    if (v instanceof Map) mapForEach(v, (x, k) => stack.push(k, x));
+    else if (v instanceof Set) setForEach(v, (x) => stack.push(x));
+    else for (const k of objectKeys(v)) stack.push((v as Record<string, unknown>)[k]);
+  }
+  return "";
+}

@@ -97,7 +97,7 @@
  * the plugin's calls get ESHUTDOWN, as a local reference's would.
  */
 import { Bus1Error, type ErrorCode } from "./errors.js";
-import { fail, readBoolean, readInteger, readOptions, describe, viewBuffer } from "./check.js";
+import { fail, readBoolean, readInteger, readOptions, describe, viewBuffer, search, LEAF } from "./check.js";
 import { Peer, TAKE_OVER, stateOf } from "./peer.js";
 import { MAY_MOVE, type Message, type MessageType } from "./message.js";
 import {
@@ -900,8 +900,6 @@ function clamp(n: number, max: number): number {
 const SAB = typeof SharedArrayBuffer === "function" ? SharedArrayBuffer : null;
 const TypedArray = Object.getPrototypeOf(Uint8Array) as abstract new () => ArrayBufferView;
 
-/** Most values one object's clone may hold for mustStay to search it (a larger one stays). */
-const SEARCH_LIMIT = 100_000;
 
 /**
  * About how many bytes a structured clone holds (strings, buffers once
@@ -944,36 +942,7 @@ function cloneBytes(root: unknown, limit: number): number {
   return bytes;
 }
 
-const isView = ArrayBuffer.isView, objectKeys = Object.keys;
-const mapForEach = Function.prototype.call.bind(Map.prototype.forEach) as
-  (m: Map<unknown, unknown>, f: (v: unknown, k: unknown) => void) => void;
-const setForEach = Function.prototype.call.bind(Set.prototype.forEach) as (s: Set<unknown>, f: (v: unknown) => void) => void;
-/** What `search`'s check returns for a value whose insides need no look. */
-const LEAF = "\0leaf";
-
-/**
- * Walks `root` and what it holds at any depth (own enumerable properties,
- * Map and Set entries, by the intrinsic methods), each object once: the
- * first reason `check` gives, or "". `check` returns a reason, "" to look
- * inside, or LEAF to go no deeper. More than SEARCH_LIMIT objects is a reason.
- */
-function search(root: unknown, check: (v: object) => string): string {
-  const stack: unknown[] = [root];
-  const seen = new Set<object>();
-  while (stack.length) {
-    const v = stack.pop();
-    if (typeof v !== "object" || v === null || seen.has(v)) continue;
-    seen.add(v);
-    if (seen.size > SEARCH_LIMIT) return `it holds more than ${SEARCH_LIMIT} values to check`;
-    const why = check(v);
-    if (why === LEAF) continue;
-    if (why) return why;
-    if (v instanceof Map) mapForEach(v, (x, k) => stack.push(k, x));
-    else if (v instanceof Set) setForEach(v, (x) => stack.push(x));
-    else for (const k of objectKeys(v)) stack.push((v as Record<string, unknown>)[k]);
-  }
-  return "";
-}
+const isView = ArrayBuffer.isView;
 
 /**
  * Why a structured clone must not reach a plugin, or "" when it may: shared
