@@ -404,11 +404,17 @@ export const LEAF = "\0leaf";
 
 /**
  * Walks `root` and what it holds at any depth (own enumerable properties,
- * Map and Set entries, by the intrinsic methods), each object once: the
- * first reason `check` gives, or "". `check` returns a reason, "" to look
- * inside, or LEAF to go no deeper. More than SEARCH_LIMIT objects is a reason.
+ * an own `cause` even when it is not enumerable, as an Error's is and a
+ * structured clone keeps, Map and Set entries, by the intrinsic methods),
+ * each object once: the first reason `check` gives, or "". `check` returns a
+ * reason, "" to look inside, or LEAF to go no deeper. More than SEARCH_LIMIT
+ * objects is a reason, and so is a `cause` that is not enumerable and is an
+ * accessor (what a clone would read from it cannot be known here). `live`:
+ * `root` is a caller's own value, not a clone: a property that is an
+ * accessor is a reason too (a clone made after this walk would call it
+ * again, and could get something else).
  */
-export function search(root: unknown, check: (v: object) => string): string {
+export function search(root: unknown, check: (v: object) => string, live = false): string {
   const stack: unknown[] = [root];
   const seen = new Set<object>();
   while (stack.length) {
@@ -421,7 +427,24 @@ export function search(root: unknown, check: (v: object) => string): string {
     if (why) return why;
     if (v instanceof Map) mapForEach(v, (x, k) => stack.push(k, x));
     else if (v instanceof Set) setForEach(v, (x) => stack.push(x));
-    else for (const k of objectKeys(v)) stack.push((v as Record<string, unknown>)[k]);
+    else {
+      for (const k of objectKeys(v)) {
+        if (!live) {
+          stack.push((v as Record<string, unknown>)[k]);
+          continue;
+        }
+        const d = ownDescriptor(v, k);
+        if (d === undefined) continue;
+        if (!("value" in d)) return `it holds a getter (${describe(k)}), which is not checked`;
+        stack.push(d.value);
+      }
+      const cause = ownDescriptor(v, "cause");
+      if (cause !== undefined && !cause.enumerable) {
+        if (!("value" in cause)) return "it holds a cause that is an accessor, which is not checked";
+        stack.push(cause.value);
+      }
+    }
   }
   return "";
 }
+const ownDescriptor = Object.getOwnPropertyDescriptor;

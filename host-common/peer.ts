@@ -261,11 +261,10 @@ export class Peer {
     const op = "send";
     const s = this.#s, core = s.core;
     const base = core.scratchFor(16);
-    // a payload on this bus's own memory (a received m.payload) detaches if send_begin grows it. A slice
-    // is never at offset 0, and a small array at offset 0 may have no buffer yet: reading it would make one
-    // (check.ts IN_OBJECT_BYTES)
-    const onBus = size > 0 && (offsetOf(payload) !== 0 || size > IN_OBJECT_BYTES);
-    const own = onBus && bufferOf(payload) === core.views().buffer ? offsetOf(payload) : -1;
+    // a payload on this bus's own memory (a received m.payload) detaches if send_begin grows a private
+    // memory: then it is made again on the new buffer. Its buffer is read only then: reading that of a
+    // small typed array made on its own makes one (check.ts IN_OBJECT_BYTES)
+    const old = core.views().buffer, at = size > 0 ? offsetOf(payload) : 0;
     let rc: number;
     try {
       core.f64[base >>> 3] = destination;
@@ -273,7 +272,7 @@ export class Peer {
       if (rc > 0 && size > 0) {
         core.views();
         // a view of exactly `size` bytes: the copy can never run past the slice
-        const src = own >= 0 ? viewOf(core.buffer, own, size) : payload!;
+        const src = core.buffer !== old && bufferOf(payload) === old ? viewOf(core.buffer, at, size) : payload!;
         typedArraySet(viewOf(core.buffer, core.u32[(base + 12) >>> 2], size), src);
       }
     } catch (e) {
@@ -361,6 +360,7 @@ export class Peer {
           const slice = viewOf(buffer, addr, payload.size);
           const vecs = payload.vecs;
           for (let v = 0, at = 0; v < vecs.length; v++) {
+            if (payload.lengths[v] === 0) continue; // (a view of an old, detached buffer cannot be copied from)
             const own = a.own?.[v] ?? -1;
             typedArraySet(slice, own >= 0 ? viewOf(buffer, own, payload.lengths[v]) : vecs[v], at);
             at += payload.lengths[v];

@@ -425,7 +425,14 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
       p.#calls.set(id, { op, resolve, reject });
       if (!call.objects) {
         // numbers, plain data and the payload's bytes: nothing the port can refuse
-        writeCall(p.#out, id, op, call);
+        try {
+          writeCall(p.#out, id, op, call);
+        } catch (e) {
+          // (the payload was checked after the last getter: not expected) nothing is written, nothing waits
+          p.#calls.delete(id);
+          reject(fail("EINVAL", op, "the arguments could not be written", e));
+          return;
+        }
         p.#soon();
         return;
       }
@@ -643,24 +650,27 @@ export class RemotePeer implements RemotePeerApi<RemotePeer, RemoteMessage> {
  */
 interface Postable {
   args: unknown[];
-  /** The payload, read once: its views and their lengths, or one genuine Uint8Array (the common send). */
-  payload?: { vecs: readonly Uint8Array[]; lengths: readonly number[]; size: number } | Uint8Array;
+  /** The payload, read once: its views and their lengths (checked after the last getter ran). */
+  payload?: { vecs: readonly Uint8Array[]; lengths: readonly number[]; size: number };
+  /** Or the common send's: one genuine Uint8Array, read when the call is written (no user code runs between). */
+  bytes?: Uint8Array;
   transfer?: Transferable[];
   objects?: boolean;
 }
 
 /** Writes a call, its payload copied once into the batch's data. */
 function writeCall(w: ClientWriter, id: number, op: CallOp, call: Postable): void {
-  const body = call.payload;
-  if (!body) return w.call(id, op, call.args);
-  if (body instanceof Uint8Array) {
-    // a genuine one, its length read by its internal slot in this same call (postableSend)
-    const size = uint8Length(body);
+  const bytes = call.bytes;
+  if (bytes !== undefined) {
+    // a genuine one (by its internal slots: not instanceof, which another realm's array fails)
+    const size = uint8Length(bytes);
     if (size === 0) return w.call(id, op, call.args, 0, 0);
     const { into, at } = w.reserve(size);
-    typedArraySet(into, body, at);
+    typedArraySet(into, bytes, at);
     return w.call(id, op, call.args, at, size);
   }
+  const body = call.payload;
+  if (!body) return w.call(id, op, call.args);
   if (body.size === 0) return w.call(id, op, call.args, 0, 0);
   const { into, at } = w.reserve(body.size);
   for (let v = 0, to = at; v < body.vecs.length; v++) {
@@ -676,9 +686,17 @@ function postableSend(destinations: unknown, payload: unknown, options: unknown)
   // the common case, as a local Peer's send takes it: one destination by number, a genuine Uint8Array (or
   // none), no options. The number is checked where a local Peer checks it, by the serving side's send
   if (typeof destinations === "number" && options === undefined && (payload === undefined || uint8Length(payload) >= 0)) {
-    return { args: [destinations], payload: payload as Uint8Array | undefined };
+    return { args: [destinations], bytes: payload as Uint8Array | undefined };
   }
   const a = readSend(op, destinations, payload, options, CALL_BOUNDS);
+  // the snapshot ran the caller's getters (options after the payload): a view read before them may have
+  // lost bytes since (its buffer shrank or was detached), as a local Peer's send checks
+  const { vecs, lengths } = a.payload;
+  for (let i = 0; i < vecs.length; i++) {
+    if (uint8Length(vecs[i]) !== lengths[i]) {
+      throw fail("EINVAL", op, `payload${vecs.length > 1 ? `[${i}]` : ""} changed while the arguments were read (its buffer shrank or was detached)`);
+    }
+  }
   const opts: Record<string, unknown> = {};
   if (a.continue) opts.continue = true;
   if (a.seed) opts.seed = true;

@@ -603,6 +603,7 @@ class Server {
    * ArrayBuffer (`shared`: their bytes), each large one into one of its own.
    */
   #pushAll(taken: Message[], shared: number): void {
+    this.#moving = null; // a new post
     // A few bytes go inline (batch.ts), written straight from the pool. More are copied once into one
     // ArrayBuffer for the post (#bufferFor's when there is one small payload).
     const inline = shared > 0 && shared <= INLINE_BYTES;
@@ -679,6 +680,26 @@ class Server {
    * data; -1: none), and the objects it transfers. A seed's objects stay with
    * the seed: they are cloned, never transferred.
    */
+  /**
+   * Whether `v` may move with this post: anything but a stream, or a stream
+   * that is not (and does not hold, or belong to) one this post already
+   * moves; it is then counted as moving. Reset for each post (#pushAll).
+   */
+  #claim(v: unknown): boolean {
+    const g = globalThis as { ReadableStream?: any; WritableStream?: any; TransformStream?: any };
+    let parts: unknown[];
+    if (g.TransformStream && v instanceof g.TransformStream) parts = [v, (v as TransformStream).readable, (v as TransformStream).writable];
+    else if ((g.ReadableStream && v instanceof g.ReadableStream) || (g.WritableStream && v instanceof g.WritableStream)) parts = [v];
+    else return true;
+    const moving = this.#moving ??= new Set();
+    for (const x of parts) if (moving.has(x)) return false;
+    for (const x of parts) moving.add(x);
+    return true;
+  }
+
+  /** The streams the post being made moves (#claim), or null before the first. */
+  #moving: Set<unknown> | null = null;
+
   #encode(msg: Message, at: number, seed: boolean): { item: PushItem; transfer: Transferable[] } {
     const item: PushItem = {
       t: "push", type: msg.type, destination: msg.destination, continue: msg.continue, at, size: msg.payload.byteLength,
@@ -700,7 +721,9 @@ class Server {
       // this thread has it (a multicast to a local peer as well leaves it here, and the plugin an error)
       // a locked stream makes the port refuse the post only after it has detached the post's buffers
       // (Node, and the HTML transfer steps in list order): it never goes into a post
-      if (!seed && msg[MAY_MOVE](i) && !lockedStream(v)) {
+      // and so does one that this post also moves otherwise (a TransformStream and one of its sides: moving
+      // either locks the other), so a stream goes only if nothing moved in this post holds or is part of it
+      if (!seed && msg[MAY_MOVE](i) && !lockedStream(v) && this.#claim(v)) {
         objects[i] = v;
         if (!transfer.includes(v as Transferable)) transfer.push(v as Transferable);
         continue;
@@ -967,5 +990,5 @@ function mustStay(root: unknown): string {
  */
 function holdsMemory(root: unknown, memory: ArrayBufferLike): string {
   const why = "the bus's memory never reaches a served peer";
-  return search(root, (v) => v === memory ? why : isView(v) ? (viewBuffer(v) === memory ? why : LEAF) : "");
+  return search(root, (v) => v === memory ? why : isView(v) ? (viewBuffer(v) === memory ? why : LEAF) : "", true);
 }
