@@ -528,8 +528,8 @@ export function readServerBatch(v: unknown[]):
   const out: ServerMessage[] = [];
   /** The first push with bytes in the buffer (it keeps the buffer if no other has any), and whether another has. */
   let sole: Extract<ServerMessage, { t: "push" }> | null = null, shared = false;
-  /** The buffers of OWN items, and whether a push carries objects (checked against them at the end). */
-  let owned: Set<ArrayBuffer> | null = null, withObjects = false;
+  /** The buffers of OWN items (no object or answer of the batch may reach them: checked at the end). */
+  let owned: Set<ArrayBuffer> | null = null;
   const broken = (why: string) => ({ ok: false as const, reason: `batch: ${why}` });
   const pair = (e: number | null) => {
     if (e === null || e + 1 >= extras.length) return null;
@@ -620,7 +620,6 @@ export function readServerBatch(v: unknown[]):
           }
           objects = pairOf[0];
           errors = pairOf[1] as [number, string, string][];
-          withObjects = true;
           if (objects.length > CALL_BOUNDS.objects || errors.length > objects.length) {
             return broken("a push with more objects or errors than a message can carry");
           }

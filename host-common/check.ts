@@ -254,8 +254,13 @@ export function uint8Length(v: unknown): number {
 }
 
 function isDetached(v: unknown): boolean {
+  return isDetachedBuffer(typedArrayBuffer(v));
+}
+
+/** Whether `b` was detached (a view on it, even an empty one, cannot be made). Runs no user code. */
+export function isDetachedBuffer(b: ArrayBufferLike): boolean {
   try {
-    new U8(typedArrayBuffer(v), 0, 0);
+    new U8(b, 0, 0);
     return false;
   } catch {
     return true;
@@ -301,6 +306,20 @@ export function readPayload(op: string, v: unknown, maxVecs: number): Payload {
     }
     return { vecs, lengths, size };
   });
+}
+
+/**
+ * Throws EINVAL if a view of `payload` lost bytes since it was read (its
+ * buffer shrank or was detached): the caller's getters ran after it, while
+ * the rest of the arguments were read.
+ */
+export function payloadUnchanged(op: string, payload: Payload): void {
+  const { vecs, lengths } = payload;
+  for (let i = 0; i < vecs.length; i++) {
+    if (uint8Length(vecs[i]) !== lengths[i]) {
+      throw fail("EINVAL", op, `payload${vecs.length > 1 ? `[${i}]` : ""} changed while the arguments were read (its buffer shrank or was detached)`);
+    }
+  }
 }
 
 /**

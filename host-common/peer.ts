@@ -14,7 +14,7 @@ import { Message, type MessageType } from "./message.js";
 import type { MovePlan, PreparedObjects } from "./objects.js";
 import {
   describe, fail, reading, readOptions, readBoolean, readLimits, readTimeout, readSignal, readIds,
-  readSend, uint8Length, typedArraySet, viewOf, bufferOf, offsetOf, IN_OBJECT_BYTES, LIMIT_KEYS, NO_ID_LIST, type IdList, type Payload,
+  readSend, uint8Length, typedArraySet, viewOf, bufferOf, offsetOf, payloadUnchanged, LIMIT_KEYS, NO_ID_LIST, type IdList, type Payload,
 } from "./check.js";
 import { platformCpus, requirePlatform } from "./platform.js";
 import { BusState, MAKE, isEndpoint, markEndpoint, reentered } from "./state.js";
@@ -149,8 +149,20 @@ interface SendArgs {
   payload: Payload;
   handles: IdList;
   objects: PreparedObjects;
-  /** Offsets of the vecs that are views of the bus's own memory (-1: not), set before send_begin. */
-  own?: number[] | null;
+  /** The memory's buffer and the vecs' offsets before send_begin, which may grow it (sourceOf). */
+  old?: ArrayBufferLike;
+  offsets?: number[];
+}
+
+/**
+ * What to copy `src` (of `size` bytes, at `offset` when it was read) from
+ * now: a payload on the bus's own memory (a received m.payload) is detached
+ * when a call grows a private memory, and is made again at its offset on
+ * the new buffer. Its buffer is read only when the memory grew: reading that
+ * of a small typed array made on its own makes one (check.ts IN_OBJECT_BYTES).
+ */
+function sourceOf(src: Uint8Array, offset: number, size: number, old: ArrayBufferLike, buffer: ArrayBufferLike): Uint8Array {
+  return buffer !== old && bufferOf(src) === old ? viewOf(buffer, offset, size) : src;
 }
 
 /** The bus state a Peer belongs to, or null for anything that is not a Peer (bus.ts: serve). */
@@ -236,12 +248,7 @@ export class Peer {
     // the snapshot ran the caller's getters: they may have closed this reference or the bus,
     // or shrunk or detached a buffer under a view read before them
     this.#check(op);
-    const { vecs, lengths } = args.payload;
-    for (let i = 0; i < vecs.length; i++) {
-      if (uint8Length(vecs[i]) !== lengths[i]) {
-        throw fail("EINVAL", op, `payload${vecs.length > 1 ? `[${i}]` : ""} changed while the arguments were read (its buffer shrank or was detached)`);
-      }
-    }
+    payloadUnchanged(op, args.payload);
     return this.#sendMany(op, args);
   }
 
@@ -261,9 +268,7 @@ export class Peer {
     const op = "send";
     const s = this.#s, core = s.core;
     const base = core.scratchFor(16);
-    // a payload on this bus's own memory (a received m.payload) detaches if send_begin grows a private
-    // memory: then it is made again on the new buffer. Its buffer is read only then: reading that of a
-    // small typed array made on its own makes one (check.ts IN_OBJECT_BYTES)
+    // read before send_begin, which may grow the memory (sourceOf)
     const old = core.views().buffer, at = size > 0 ? offsetOf(payload) : 0;
     let rc: number;
     try {
@@ -272,8 +277,7 @@ export class Peer {
       if (rc > 0 && size > 0) {
         core.views();
         // a view of exactly `size` bytes: the copy can never run past the slice
-        const src = core.buffer !== old && bufferOf(payload) === old ? viewOf(core.buffer, at, size) : payload!;
-        typedArraySet(viewOf(core.buffer, core.u32[(base + 12) >>> 2], size), src);
+        typedArraySet(viewOf(core.buffer, core.u32[(base + 12) >>> 2], size), sourceOf(payload!, at, size, old, core.buffer));
       }
     } catch (e) {
       throw this.#cancel(op, e);
@@ -316,16 +320,10 @@ export class Peer {
       const base = core.scratchFor(outOff + nd * 8 + 8);
       slots = table.put(objects);
       const plan = table.plan(objects, slots);
-      core.views();
-      let own: number[] | null = null;
-      for (let v = 0; v < payload.vecs.length; v++) {
-        // as in #sendOne (readPayload copied the small ones: their buffers are not made to tell)
-        const x = payload.vecs[v];
-        if ((offsetOf(x) !== 0 || payload.lengths[v] > IN_OBJECT_BYTES) && bufferOf(x) === core.buffer) {
-          (own ??= new Array(payload.vecs.length).fill(-1))[v] = offsetOf(x);
-        }
-      }
-      a.own = own;
+      // read before send_begin, which may grow the memory (sourceOf)
+      a.old = core.views().buffer;
+      const offsets: number[] = a.offsets = new Array(payload.vecs.length);
+      for (let v = 0; v < offsets.length; v++) offsets[v] = offsetOf(payload.vecs[v]);
       core.f64.set(destinations.ids, (base + dstOff) >>> 3);
       core.f64.set(handles.ids, (base + hOff) >>> 3);
       for (let i = 0, at = (base + oOff) >>> 2; i < slots.length; i++) core.u32[at + i] = slots[i];
@@ -361,8 +359,7 @@ export class Peer {
           const vecs = payload.vecs;
           for (let v = 0, at = 0; v < vecs.length; v++) {
             if (payload.lengths[v] === 0) continue; // (a view of an old, detached buffer cannot be copied from)
-            const own = a.own?.[v] ?? -1;
-            typedArraySet(slice, own >= 0 ? viewOf(buffer, own, payload.lengths[v]) : vecs[v], at);
+            typedArraySet(slice, sourceOf(vecs[v], a.offsets![v], payload.lengths[v], a.old!, buffer), at);
             at += payload.lengths[v];
           }
         }

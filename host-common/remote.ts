@@ -68,7 +68,7 @@
  */
 import { Bus1Error, ERRNO, type ErrorCode } from "./errors.js";
 import {
-  describe, fail, readBoolean, readIds, readLimits, readOptions, readSend, readSignal, typedArraySet, uint8Length,
+  describe, fail, readBoolean, readIds, readLimits, readOptions, readSend, readSignal, typedArraySet, uint8Length, payloadUnchanged,
   type IdList,
 } from "./check.js";
 import type { Limits, PeerStats, SendResult } from "./types.js";
@@ -660,24 +660,20 @@ interface Postable {
 
 /** Writes a call, its payload copied once into the batch's data. */
 function writeCall(w: ClientWriter, id: number, op: CallOp, call: Postable): void {
-  const bytes = call.bytes;
-  if (bytes !== undefined) {
-    // a genuine one (by its internal slots: not instanceof, which another realm's array fails)
-    const size = uint8Length(bytes);
-    if (size === 0) return w.call(id, op, call.args, 0, 0);
-    const { into, at } = w.reserve(size);
-    typedArraySet(into, bytes, at);
-    return w.call(id, op, call.args, at, size);
+  // `bytes` is a genuine Uint8Array (by its internal slots: not instanceof, which another realm's array fails)
+  const { bytes, payload: body } = call;
+  if (bytes === undefined && !body) return w.call(id, op, call.args);
+  const size = bytes !== undefined ? uint8Length(bytes) : body!.size;
+  if (size === 0) return w.call(id, op, call.args, 0, 0);
+  const { into, at } = w.reserve(size);
+  if (bytes !== undefined) typedArraySet(into, bytes, at);
+  else {
+    for (let v = 0, to = at; v < body!.vecs.length; v++) {
+      typedArraySet(into, body!.vecs[v], to);
+      to += body!.lengths[v];
+    }
   }
-  const body = call.payload;
-  if (!body) return w.call(id, op, call.args);
-  if (body.size === 0) return w.call(id, op, call.args, 0, 0);
-  const { into, at } = w.reserve(body.size);
-  for (let v = 0, to = at; v < body.vecs.length; v++) {
-    typedArraySet(into, body.vecs[v], to);
-    to += body.lengths[v];
-  }
-  w.call(id, op, call.args, at, body.size);
+  w.call(id, op, call.args, at, size);
 }
 
 /** send's arguments read once (check.ts, as a local Peer reads them) and made postable. */
@@ -689,14 +685,8 @@ function postableSend(destinations: unknown, payload: unknown, options: unknown)
     return { args: [destinations], bytes: payload as Uint8Array | undefined };
   }
   const a = readSend(op, destinations, payload, options, CALL_BOUNDS);
-  // the snapshot ran the caller's getters (options after the payload): a view read before them may have
-  // lost bytes since (its buffer shrank or was detached), as a local Peer's send checks
-  const { vecs, lengths } = a.payload;
-  for (let i = 0; i < vecs.length; i++) {
-    if (uint8Length(vecs[i]) !== lengths[i]) {
-      throw fail("EINVAL", op, `payload${vecs.length > 1 ? `[${i}]` : ""} changed while the arguments were read (its buffer shrank or was detached)`);
-    }
-  }
+  // the snapshot ran the caller's getters (options after the payload), as a local Peer's send checks
+  payloadUnchanged(op, a.payload);
   const opts: Record<string, unknown> = {};
   if (a.continue) opts.continue = true;
   if (a.seed) opts.seed = true;

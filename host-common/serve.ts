@@ -97,7 +97,7 @@
  * the plugin's calls get ESHUTDOWN, as a local reference's would.
  */
 import { Bus1Error, type ErrorCode } from "./errors.js";
-import { fail, readBoolean, readInteger, readOptions, describe, viewBuffer, search, LEAF } from "./check.js";
+import { fail, readBoolean, readInteger, readOptions, describe, viewBuffer, search, LEAF, isDetachedBuffer } from "./check.js";
 import { Peer, TAKE_OVER, stateOf } from "./peer.js";
 import { MAY_MOVE, type Message, type MessageType } from "./message.js";
 import {
@@ -289,7 +289,7 @@ class Server {
       // a port that refuses a post late may have emptied its buffers already (the streams that do so are
       // kept out of posts: #encode); payloads are never posted empty
       for (const t of transfer) {
-        if (t instanceof ArrayBuffer && isDetached(t)) {
+        if (t instanceof ArrayBuffer && isDetachedBuffer(t)) {
           this.close("the port refused a post after it had taken its buffers");
           return;
         }
@@ -676,21 +676,13 @@ class Server {
   }
 
   /**
-   * A received message as a push item (its payload at `at` of the batch's
-   * data; -1: none), and the objects it transfers. A seed's objects stay with
-   * the seed: they are cloned, never transferred.
-   */
-  /**
    * Whether `v` may move with this post: anything but a stream, or a stream
    * that is not (and does not hold, or belong to) one this post already
    * moves; it is then counted as moving. Reset for each post (#pushAll).
    */
   #claim(v: unknown): boolean {
-    const g = globalThis as { ReadableStream?: any; WritableStream?: any; TransformStream?: any };
-    let parts: unknown[];
-    if (g.TransformStream && v instanceof g.TransformStream) parts = [v, (v as TransformStream).readable, (v as TransformStream).writable];
-    else if ((g.ReadableStream && v instanceof g.ReadableStream) || (g.WritableStream && v instanceof g.WritableStream)) parts = [v];
-    else return true;
+    const parts = streamParts(v);
+    if (parts === null) return true;
     const moving = this.#moving ??= new Set();
     for (const x of parts) if (moving.has(x)) return false;
     for (const x of parts) moving.add(x);
@@ -700,6 +692,11 @@ class Server {
   /** The streams the post being made moves (#claim), or null before the first. */
   #moving: Set<unknown> | null = null;
 
+  /**
+   * A received message as a push item (its payload at `at` of the batch's
+   * data; -1: none), and the objects it transfers. A seed's objects stay with
+   * the seed: they are cloned, never transferred.
+   */
   #encode(msg: Message, at: number, seed: boolean): { item: PushItem; transfer: Transferable[] } {
     const item: PushItem = {
       t: "push", type: msg.type, destination: msg.destination, continue: msg.continue, at, size: msg.payload.byteLength,
@@ -720,9 +717,9 @@ class Server {
       // a port, a stream or a transferred buffer moves to the plugin only when no other receiver in
       // this thread has it (a multicast to a local peer as well leaves it here, and the plugin an error)
       // a locked stream makes the port refuse the post only after it has detached the post's buffers
-      // (Node, and the HTML transfer steps in list order): it never goes into a post
-      // and so does one that this post also moves otherwise (a TransformStream and one of its sides: moving
-      // either locks the other), so a stream goes only if nothing moved in this post holds or is part of it
+      // (Node, and the HTML transfer steps in list order): it never goes into a post, and neither does
+      // one that this post already moves otherwise (a TransformStream and one of its sides: moving either
+      // locks the other)
       if (!seed && msg[MAY_MOVE](i) && !lockedStream(v) && this.#claim(v)) {
         objects[i] = v;
         if (!transfer.includes(v as Transferable)) transfer.push(v as Transferable);
@@ -893,26 +890,20 @@ const nextTask: (f: () => void) => void = (() => {
   return (f: () => void) => { setTimeout(f, 0); };
 })();
 
-/** Whether `b` was detached (a view on it cannot be made; an empty buffer that was not can). */
-function isDetached(b: ArrayBuffer): boolean {
-  if (b.byteLength !== 0) return false;
-  try {
-    new Uint8Array(b);
-    return false;
-  } catch {
-    return true;
-  }
+/**
+ * The streams that move when `v` moves: a TransformStream and its two
+ * sides, a ReadableStream or WritableStream alone; null for anything else.
+ */
+function streamParts(v: unknown): unknown[] | null {
+  const g = globalThis as { ReadableStream?: any; WritableStream?: any; TransformStream?: any };
+  if (g.TransformStream && v instanceof g.TransformStream) return [v, (v as TransformStream).readable, (v as TransformStream).writable];
+  if ((g.ReadableStream && v instanceof g.ReadableStream) || (g.WritableStream && v instanceof g.WritableStream)) return [v];
+  return null;
 }
 
 /** Whether `v` is a stream the port would refuse to transfer (locked, or a TransformStream with a locked side). */
 function lockedStream(v: unknown): boolean {
-  const g = globalThis as { ReadableStream?: any; WritableStream?: any; TransformStream?: any };
-  if (g.ReadableStream && v instanceof g.ReadableStream) return (v as ReadableStream).locked;
-  if (g.WritableStream && v instanceof g.WritableStream) return (v as WritableStream).locked;
-  if (g.TransformStream && v instanceof g.TransformStream) {
-    const t = v as TransformStream;
-    return t.readable.locked || t.writable.locked;
-  }
+  for (const x of streamParts(v) ?? []) if ((x as { locked?: boolean }).locked === true) return true;
   return false;
 }
 
