@@ -79,7 +79,7 @@ import { tlsf_init, tlsf_add_region, tlsf_extend_region, tlsf_alloc, tlsf_free, 
 import { lock_take, lock_drop } from "./lock";
 
 export const BUS1_MAGIC: u32 = 0x31737562; // "bus1"
-export const ABI_VERSION: u32 = 6;
+export const ABI_VERSION: u32 = 7;
 
 // @ts-ignore: decorator
 @inline export const PAGE_SIZE: u32 = 65536;

@@ -14,6 +14,9 @@
  *   seedRefs  references held by the holder's seed.
  *   inflight  queued messages that carry this handle to the holder.
  *   msgs      queued messages whose destination is this (owner) handle.
+ *   lanes     lanes whose messages go to this (owner) handle (lane.ts).
+ * A handle also keeps its lane (lane.ts) while it is live, and counts its
+ * plain unicasts until it has one (`sends`).
  * A handle is *live* while uref + seedRefs > 0: then it has an ID in the
  * holder's ID map. When it stops being live its ID is removed for good (a
  * core-assigned ID is never reused; a caller-chosen one may then name a fresh
@@ -28,7 +31,7 @@
  * Node:   owner, ownerHandle, refs, flags, destroy key (ts, sender, seq),
  *         handle list, then its release Entry.
  * Handle: node, holder, id u64, uref, seedRefs, inflight, msgs, flags, list
- *         links, then its destroy Entry.
+ *         links, created-chain link, lane, sends, lanes, then its destroy Entry.
  * Guarded by the holder's local lock; a node's list and refs by the owner's.
  */
 
@@ -66,10 +69,17 @@ export const HANDLE_CREATED: u32 = 4;   // made lazily by the current call
   nodePrev: u32;
   nodeNext: u32;
   _pad: u32;
+  /** This handle's lane (lane.ts), or 0. */
+  lane: u32;
+  /** Plain unicasts sent through it before it had a lane. */
+  sends: u32;
+  /** Lanes whose messages go to this (owner) handle: each keeps it (lane.ts). */
+  lanes: u32;
+  _pad3: u32;
 }
 
 // @ts-ignore: decorator
-@inline export const HANDLE_SIZE: u32 = 48;
+@inline export const HANDLE_SIZE: u32 = 64;
 
 // @ts-ignore: decorator
 @inline export function node_release_entry(n: Node): Entry {
@@ -94,7 +104,7 @@ export const HANDLE_CREATED: u32 = 4;   // made lazily by the current call
 // @ts-ignore: decorator
 @inline export const NODE_ALLOC: u32 = 80; // NODE_SIZE + ENTRY_SIZE
 // @ts-ignore: decorator
-@inline export const HANDLE_ALLOC: u32 = 88; // HANDLE_SIZE + ENTRY_SIZE
+@inline export const HANDLE_ALLOC: u32 = 104; // HANDLE_SIZE + ENTRY_SIZE
 
 // @ts-ignore: decorator
 @inline export function node_of(h: Handle): Node {

@@ -12,7 +12,7 @@ import { bus_setup, root, root_addr, Root, slot_lookup, slot_wake, heap_alloc, h
 import { record_new, record_free, record_release, records_orphan, records_taken } from "./record";
 import { user_count } from "./user";
 import { Ctx, CTX_SIZE, ctx_out } from "./tx";
-import { ls_need, ls_retry, ls_release, ls_free, ERETRY, NEED_NOMEM } from "./lockset";
+import { ls_need, ls_retry, ls_release, ls_free, ls_settle, ERETRY, NEED_NOMEM } from "./lockset";
 import { bus_broken, bus_break, lock_set_can_block, BROKEN_THREAD_DIED, BROKEN_TRAP } from "./lock";
 import {
   Peer, peer_new, peer_put, peer_check, flush_need, ARG_BROKEN, ARG_PEER, peer_reset, peer_query,
@@ -327,6 +327,7 @@ export function bus_inspect(c: Ctx, buf: usize, cap: u32): i32 {
   epoch_enter(changetype<usize>(c) + offsetof<Ctx>("inCall"));
   let rc = inspect_lock(c);
   if (rc == 0) {
+    ls_settle(c);
     rc = <i32>inspect_write(c, buf, cap);
     misc_unlock();
   } else {

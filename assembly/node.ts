@@ -58,6 +58,7 @@ import {
   peer_check,
 } from "./peer";
 import { EBADF, ENXIO, ENOMEM, EBUSY, EINVAL, ERANGE, EREMOTE, ENOTUNIQ, ESTALE } from "./errno";
+import { lane_close } from "./lane";
 
 // ---- nodes and handles -------------------------------------------------------------
 
@@ -194,7 +195,8 @@ export function handle_assign_id(q: Peer, h: Handle): void {
 /** Frees a handle object nothing points at any more (and its node, if last). */
 export function handle_maybe_free(h: Handle): void {
   assert(<i32>h.uref >= 0 && <i32>h.inflight >= 0 && <i32>h.msgs >= 0, "handle counter below zero");
-  if ((h.uref | h.seedRefs | h.inflight | h.msgs) != 0) return;
+  if ((h.uref | h.seedRefs | h.inflight | h.msgs | h.lanes) != 0) return;
+  assert(!h.lane, "a handle freed with its lane open");
   if (entry_queued(handle_destroy_entry(h))) return;
   let n = node_of(h);
   let q = changetype<Peer>(h.holder);
@@ -212,6 +214,7 @@ export function handle_maybe_free(h: Handle): void {
 /** A handle stopped being live: its ID goes, its quota charge is returned. */
 export function handle_die(h: Handle): void {
   assert(h.id != ID_NONE && !handle_live(h), "a handle died twice");
+  if (h.lane) lane_close(h);
   let q = changetype<Peer>(h.holder);
   map_remove(id_map(q), h.id);
   h.id = ID_NONE;
@@ -252,6 +255,8 @@ export function node_destroy_stage(c: Ctx, n: Node): void {
   while (p) {
     let h = changetype<Handle>(p);
     p = h.nodeNext;
+    // no lane sends to a destroyed node (its holders are locked: they are notified)
+    if (h.lane) lane_close(h);
     if (!handle_live(h) && !h.inflight) continue;
     let e = handle_destroy_entry(h);
     e.kind = KIND_DESTROY;

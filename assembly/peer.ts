@@ -55,7 +55,8 @@ import { map_count, map_capacity, map_value_at, map_clear } from "./map";
 import { entry, entry_staged, KIND_DATA } from "./queue";
 import { Node, Handle, node_of, node_live, handle_live, handle_is_owner } from "./handle";
 import { Message, message_cost, pool_free, pool_destroy } from "./pool";
-import { User, user_get, user_put, quota_uncharge } from "./user";
+import { User, user_get, user_put, quota_uncharge, user_lock, user_unlock } from "./user";
+import { lane_settle, lanes_revoke, lanes_unspent } from "./lane";
 import { Ctx, CTX_WAKES, ctx_out, tx_begin, tx_commit } from "./tx";
 import { node_ref, handle_die, node_destroy_stage } from "./node";
 import { seed_drop } from "./send";
@@ -150,6 +151,18 @@ export const MSG_FLAG_CONTINUE: u32 = 1;
    * that move between threads: record.ts).
    */
   receiver: u32;
+  /** Lanes this peer sends on (lane.ts). */
+  nLanes: u32;
+  _l0: u64; _l1: u64; _l2: u64;
+  /**
+   * Lane records pushed for this peer and not yet queued (lane.ts: a stack,
+   * newest first; atomic). On a line of its own with `revoked`: senders
+   * write it, and it is not the line of the lock.
+   */
+  inbox: u32;
+  _l3: u32;
+  /** Lane credit taken back by a call that did not hold this peer's lock, slices << 32 | bytes (atomic; lane_settle folds it in). */
+  revoked: u64;
 }
 
 /** This thread (`c`) receives for `p` from now on: where a sender moves its host objects. */
@@ -354,6 +367,13 @@ export function peer_reset(c: Ctx, p: Peer, flags: u32, lims: usize): i32 {
   for (let r: u32 = 0; r < 4; r++) {
     if (flags & (RESET_LIMIT_SLICES << r)) store<u32>(peer_limits(p) + (r << 2), <u32>load<f64>(lims + (<usize>r << 3)));
   }
+  // credit taken under the old limits goes back (lane.ts)
+  let u = peer_user(p);
+  if ((flags & 0xF00) && u.lanes) {
+    user_lock(u);
+    lanes_revoke(u, changetype<usize>(p));
+    user_unlock(u);
+  }
   if (flags & RESET_FLUSH) peer_flush(c, p);
   if (flags & RESET_FLUSH_SEED) seed_drop(c, p);
   return 0;
@@ -394,7 +414,8 @@ export function flush_need(c: Ctx, p: Peer): i32 {
  * The caller has taken flush_need's locks.
  */
 function peer_flush(c: Ctx, p: Peer): void {
-  // the queue first: what it held in flight is dropped
+  // the queue first: what it held in flight is dropped (and what lanes pushed, lane.ts)
+  lane_settle(p);
   while (p.qHead) entry_drop(c, p, entry(p.qHead));
   tx_begin(c, p);
   let m = id_map(p);
@@ -463,6 +484,15 @@ export function peer_disconnect(c: Ctx, p: Peer): void {
 export function peer_stats(c: Ctx, p: Peer): void {
   let o = ctx_out(c);
   memory.copy(o, peer_usage(p), 16);
+  // credit lanes took in advance is charged, but to no message
+  let u = peer_user(p);
+  if (u.lanes) {
+    user_lock(u);
+    let v = lanes_unspent(u, changetype<usize>(p));
+    user_unlock(u);
+    store<u32>(o, load<u32>(o) - <u32>(v >> 32));
+    store<u32>(o, load<u32>(o, 8) - <u32>v, 8);
+  }
   store<u32>(o, p.poolBytes, 16);
   store<u32>(o, map_count(id_map(p)), 20);
   store<u32>(o, map_count(node_map(p)), 24);

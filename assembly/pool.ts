@@ -45,7 +45,8 @@
  * Guarded by the peer's data lock.
  */
 
-import { Entry } from "./queue";
+import { Entry, ENTRY_LANE } from "./queue";
+import { lane_free } from "./lane";
 import { Peer, PEER_POOL_GREW } from "./peer";
 import { heap_alloc, heap_free } from "./bus";
 import { tlsf_init, tlsf_add_region, tlsf_alloc, tlsf_free, tlsf_take, block_spans_region, block_body, block_size, tlsf_body_size, TLSF_SIZE, BLOCK_HEADER, BLOCK_MAX } from "./tlsf";
@@ -154,6 +155,11 @@ function pool_grow(p: Peer, body: u32): bool {
 
 /** Frees a slice; hands its chunk back if that empties it (the last one: see pool_settle). */
 export function pool_free(p: Peer, m: Message): void {
+  // a slice in a lane's arena goes back to its lane (lane.ts)
+  if (m.state & ENTRY_LANE) {
+    lane_free(m);
+    return;
+  }
   // a slice kept aside is not free in TLSF's eyes: catch a second free here
   assert(<u32>changetype<usize>(m) != p.poolCache, "slice freed twice");
   let mb = changetype<usize>(m) - BLOCK_HEADER;

@@ -54,8 +54,10 @@ export const KIND_DATA: u16 = 1;
 export const KIND_DESTROY: u16 = 2;
 export const KIND_RELEASE: u16 = 3;
 
-/** Entry.state bits. */
+/** Entry.state bits: on a queue; a message in a lane's arena (lane.ts); a lane record given back. */
 export const ENTRY_QUEUED: u16 = 1;
+export const ENTRY_LANE: u16 = 2;
+export const ENTRY_FREED: u16 = 4;
 
 @unmanaged export class Entry {
   prev: u32;

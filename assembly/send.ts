@@ -11,7 +11,8 @@
  * its locks from send_begin until send_commit, so its entries are never seen
  * half-made and a multicast commits on all its receivers at once. The common
  * case (one destination, nothing attached, no flags) takes the same steps
- * without the loops (send_unicast).
+ * without the loops (send_unicast), and between two peers of one user,
+ * once its handle has a lane, without the receiver's lock (lane.ts).
  *
  * What a staged message holds, per destination: a charge on the receiver
  * and its user (one slice, its handles, its bytes with the records of its
@@ -67,6 +68,7 @@ import {
 } from "./peer";
 import { created_keep, created_undo, handle_resolve, handle_get_or_make, handle_maybe_free, handle_die, node_ref } from "./node";
 import { objects_drop } from "./recv";
+import { lane_send, lane_commit, lane_cancel, lane_refill } from "./lane";
 import { ENOMEM, EINVAL, ENOTUNIQ, EMSGSIZE, EHOSTUNREACH } from "./errno";
 
 // ---- send ----------------------------------------------------------------------------
@@ -182,13 +184,17 @@ export function peer_send_begin(c: Ctx, p: Peer, flags: u32, dsts: usize, nDsts:
 /**
  * peer_send_begin's common case, the same steps without the loops: one
  * destination, no attached handles or objects, no flags (about 10% of a
- * send, measured with the exports called directly).
+ * send, measured with the exports called directly). Through a handle with a
+ * lane it takes no lock but the sender's (lane.ts); to a peer of the
+ * sender's user it counts towards a lane and tops its credit up.
  */
 function send_unicast(c: Ctx, p: Peer, x: f64, size: u32, bytes: u32, out: usize): i32 {
   let rc = handle_resolve(c, p, x, ARG_DESTINATIONS, 0);
   if (rc < 0) return rc;
   let dh = changetype<Handle>(<usize>rc);
   let n = node_of(dh);
+  // a lane takes it without the receiver's lock while it has credit and room (lane.ts)
+  if (dh.lane && node_live(n) && lane_send(c, p, dh, size, bytes, out)) return 1;
   rc = need_owner(c, n);
   if (rc == 0 && node_live(n) && <u64>bytes > <u64>changetype<Peer>(n.owner).lim2) rc = fail(c, EMSGSIZE, ARG_PAYLOAD, 0);
   if (rc < 0) {
@@ -209,6 +215,8 @@ function send_unicast(c: Ctx, p: Peer, x: f64, size: u32, bytes: u32, out: usize
     return err;
   }
   store<u32>(out, 0);
+  let q = changetype<Peer>(n.owner);
+  if (q !== p && q.user == p.user) lane_refill(p, dh, q, bytes);
   return 1;
 }
 
@@ -319,12 +327,14 @@ function send_abort(c: Ctx): void {
 
 /** Commits the staged send: every slice now holds its payload. */
 export function peer_send_commit(c: Ctx): void {
+  if (c.laneMsg) lane_commit(c);
   if (c.open) tx_commit(c);
   created_keep(c);
 }
 
 /** Takes back a staged send whose payload could not be copied. */
 export function peer_send_cancel(c: Ctx): void {
+  if (c.laneMsg) lane_cancel(c);
   if (!c.open) return;
   let head = c.head;
   // release the references the message took on its handles

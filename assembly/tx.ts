@@ -46,6 +46,8 @@
  *        thread received last that its host has not taken yet (record.ts
  *        records_taken): a message's `pending` is counted down in a call,
  *        never in host code a terminated thread may stop in
+ *   +196 laneMsg, +200 laneUndo: the lane record send_begin placed and its
+ *        lane's head before it (lane.ts), until send_commit / send_cancel
  */
 
 import { Entry, entry, queue_link, queue_unlink, clock_sync, KIND_DESTROY } from "./queue";
@@ -85,6 +87,10 @@ import { handle_of_destroy_entry, Node } from "./handle";
   scratch: u32;
   taking: u32;
   nTaking: u32;
+  /** The lane record send_begin placed (lane.ts), until send_commit or send_cancel. */
+  laneMsg: u32;
+  /** Its lane's head before it was placed. */
+  laneUndo: u32;
 }
 
 // @ts-ignore: decorator
@@ -93,7 +99,7 @@ import { handle_of_destroy_entry, Node } from "./handle";
 // @ts-ignore: decorator
 @inline export const CTX_OUT: u32 = 64;
 // @ts-ignore: decorator
-@inline export const CTX_SIZE: u32 = 200;
+@inline export const CTX_SIZE: u32 = 208;
 
 /** The quota cost scratch of a context. */
 // @ts-ignore: decorator

@@ -37,6 +37,8 @@ import { root, heap_calloc, heap_free, thread_tid, Root } from "./bus";
 import { lock_take, lock_drop } from "./lock";
 import { map_get, map_insert, map_remove, map_reserve, map_count } from "./map";
 import { EDQUOT, ENOMEM } from "./errno";
+import { Peer } from "./peer";
+import { lanes_revoke } from "./lane";
 
 // @ts-ignore: decorator
 @inline export const RES_SLICES: u32 = 0;
@@ -57,6 +59,8 @@ import { EDQUOT, ENOMEM } from "./errno";
   lock: u32;
   lockWaiters: u32;
   peers: u32;
+  /** Lanes into this user's peers (lane.ts), under the lock. */
+  lanes: u32;
 }
 
 @unmanaged export class Share {
@@ -133,13 +137,13 @@ export function user_count(): u32 {
 }
 
 // @ts-ignore: decorator
-@inline function user_lock(u: User): void {
+@inline export function user_lock(u: User): void {
   // a broken bus goes on without the lock: every call fails from here on
   lock_take(changetype<usize>(u) + offsetof<User>("lock"), thread_tid);
 }
 
 // @ts-ignore: decorator
-@inline function user_unlock(u: User): void {
+@inline export function user_unlock(u: User): void {
   lock_drop(changetype<usize>(u) + offsetof<User>("lock"));
 }
 
@@ -177,6 +181,17 @@ function share_empty(s: Share): bool {
  * `plim`/`puse`) and its user `u`, with `share` the sender's share record
  * (0 when sender and receiver are the same user). Changes nothing.
  */
+/**
+ * quota_check, and if it fails while lanes hold unspent credit of `u`, again
+ * once that credit is taken back (lane.ts): credit never makes a charge fail.
+ * `puse` is the usage of a peer the caller has locked. Under u's lock.
+ */
+function quota_fits(plim: usize, puse: usize, u: User, share: usize, cost: usize): i32 {
+  let rc = quota_check(plim, puse, u, share, cost);
+  if (rc == -EDQUOT && u.lanes && lanes_revoke(u, puse - offsetof<Peer>("use0"))) rc = quota_check(plim, puse, u, share, cost);
+  return rc;
+}
+
 function quota_check(plim: usize, puse: usize, u: User, share: usize, cost: usize): i32 {
   let ulim = user_limits(u), uuse = user_usage(u);
   let n: u64 = 0;
@@ -202,7 +217,7 @@ function quota_check(plim: usize, puse: usize, u: User, share: usize, cost: usiz
 /** Charges `cost` if the quota rules allow it (no sender share): 0 or −EDQUOT (nothing charged). */
 export function quota_try_charge(plim: usize, puse: usize, u: User, cost: usize): i32 {
   user_lock(u);
-  let rc = quota_check(plim, puse, u, 0, cost);
+  let rc = quota_fits(plim, puse, u, 0, cost);
   if (!rc) quota_charge(puse, u, 0, cost);
   user_unlock(u);
   return rc;
@@ -222,7 +237,7 @@ export function quota_charge_send(plim: usize, puse: usize, u: User, sid: u32, c
     share = share_find(u, sid);
     if (!share) rc = -ENOMEM;
   }
-  if (!rc) rc = quota_check(plim, puse, u, share, cost);
+  if (!rc) rc = quota_fits(plim, puse, u, share, cost);
   if (!rc) quota_charge(puse, u, share, cost);
   else if (share && share_empty(changetype<Share>(share))) share_free(u, changetype<Share>(share));
   user_unlock(u);
@@ -236,7 +251,7 @@ export function quota_charge_send(plim: usize, puse: usize, u: User, sid: u32, c
 export function quota_replace(plim: usize, puse: usize, u: User, old: usize, cost: usize): i32 {
   user_lock(u);
   if (old) uncharge(puse, u, old);
-  let rc = quota_check(plim, puse, u, 0, cost);
+  let rc = quota_fits(plim, puse, u, 0, cost);
   if (!rc) quota_charge(puse, u, 0, cost);
   if (old && rc) quota_charge(puse, u, 0, old);
   user_unlock(u);

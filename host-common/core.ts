@@ -66,7 +66,7 @@ export const CTX_TID = 96;
 export const CTX_SERIAL = 176;
 export const CTX_IN_CALL = 100;
 /** The ABI version this host speaks (bus_version(), docs/ABI.md). */
-export const ABI_VERSION = 6;
+export const ABI_VERSION = 7;
 /** Offset in the context block of the flag that this thread spins in a wait. */
 export const CTX_SPINNING = 172;
 /** Offset in the root of the count of threads spinning in wait (docs/ABI.md). */

@@ -38,10 +38,11 @@ describe("pool space", () => {
   });
 
   it("hands a released slice's space to the next slice of its size, and gives it back for any other size", async () => {
-    // the pool keeps the last released small slice aside for reuse (pool.ts)
+    // the pool keeps the last released small slice aside for reuse (pool.ts); b is of another
+    // user, so that these unicasts keep to b's pool instead of taking a lane (lane.ts)
     const bus: Bus = await newBus();
     const a = bus.connect();
-    const b = bus.connect();
+    const b = bus.connect({ user: 1 });
     const hb = b.transfer(4, a);
     const sizes = [64, 64, 100, 64, 4000, 4000, 0, 4096, 5000, 64, 1024, 1024, 8];
     const offsets: number[] = [];

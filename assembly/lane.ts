@@ -1,0 +1,471 @@
+/**
+ * DOC: lane — a unicast that does not lock its receiver
+ *
+ * The common message between threads is a plain unicast: one destination,
+ * bytes and nothing attached, between two peers of one user. Through the
+ * locked path (send.ts) its sender takes the receiver's lock, its user's
+ * lock and the receiver's allocator for every message, and holds them while
+ * the host copies the payload; the receiver takes the same lock to receive
+ * and to release. About a dozen cache lines then change cores per message
+ * (docs/PERFORMANCE.md). A lane is what such a message takes instead once a
+ * handle has carried a few of them (LANE_AFTER): per message the sender
+ * writes only lines of its own and the record, the receiver only lines of
+ * its own, and the two share the push on the receiver's inbox and its wake
+ * word.
+ *
+ * A Lane belongs to one handle of the sender (Handle.lane) to a node of
+ * another peer of the same user (the fair share between users is not
+ * involved, SPEC §6). It holds:
+ *   - an arena of LANE_BYTES inside the lane's record, the "sender-owned
+ *     region of the receiver's pool": slices are records (a Message, then the
+ *     payload) placed one after the other; `head` counts the bytes ever placed
+ *     (the sender's, under its lock), `tail` those ever given back (the
+ *     receiver's, under its lock). A record never wraps: the bytes left at the
+ *     end are skipped (a filler record marks them when a Message fits there).
+ *     The receiver frees records in any order (ENTRY_FREED) and moves `tail`
+ *     over the freed ones from the oldest; the sender reads `tail` only when
+ *     its last look says the arena is full.
+ *   - credit: quota taken from the receiver and its user in advance, a chunk
+ *     at a time, by the locked path (lane_refill: at most a quarter of what is
+ *     free, LANE_CREDIT messages or LANE_BYTES). A send spends one slice and
+ *     its bytes from it; when the credit or the arena runs short the message
+ *     takes the locked path, which tops the credit up.
+ *
+ * Order. A lane send publishes its record on the receiver's inbox (a stack
+ * pushed with compare-and-swap), so the inbox holds records in the order
+ * their pushes happened: real time. Whoever takes the receiver's lock moves
+ * the inbox to the queue first (lane_settle, from the lock set), each record
+ * at an even ts above the queue's clock, as a transaction of one. Hence:
+ *   - a lane message whose send completed before an operation took the
+ *     receiver's lock is queued before anything that operation queues there
+ *     (causality, SPEC §5.2, through the bus or any side channel); one sent
+ *     while the operation holds the lock is concurrent with it and comes
+ *     after it;
+ *   - two lane messages to one receiver are queued in the order of their
+ *     pushes, which is the order of their sends when one completed before the
+ *     other started (§5.1, §5.2);
+ *   - a lane message reaches one peer only, so agreement (§5.3) is about the
+ *     other messages, which keep the locked path; notifications are queued
+ *     under the receiver's lock, after the inbox was moved (§5.4).
+ * The clock of the sender does not learn a lane message's ts: nothing later
+ * needs it, since anything the sender does next that reaches the receiver is
+ * queued after the inbox is moved. A lane message sent while its node is
+ * being destroyed may be ordered after the destruction and then never
+ * delivered, as a locked send staged before a destruction and committed
+ * after it would be (SPEC §4).
+ *
+ * The inbox is moved only when the queue holds no staged entry (staged
+ * entries are the last ones, and must stay so until their commit, tx.ts): a
+ * call takes the receiver's lock before it stages there, and a push that
+ * lands after that is concurrent with the call.
+ *
+ * Quota. Unspent credit is charged to the receiver and its user but is no
+ * message: whatever looks at the charges takes it off first. The receiver's
+ * stats and the inspection subtract it (lanes_unspent); a charge that
+ * fails, a new limit and the end of a lane take it back (lanes_revoke,
+ * lane_close). Taking back credit of a lane whose receiver this call has not
+ * locked leaves the receiver's part in its `revoked` word, folded in by
+ * the next holder of its lock. So EDQUOT comes exactly where it would without
+ * lanes, and the usage anyone reads is that of the messages.
+ *
+ * Life. A lane is made by the locked path (lane_refill) and closed, with the
+ * sender and the receiver locked, when its handle dies or its node is
+ * destroyed (a flush or a disconnect destroys them all): its credit goes
+ * back and no send takes it any more. It is freed when, besides, every
+ * record in it has been freed. While it exists it counts in the `lanes` of
+ * the node's owner handle (its records' destination), which keeps that
+ * handle, its node, and so the receiver's record (Peer.pins) in place.
+ *
+ * Layout: the sender's words on the first line, the receiver's at +128, the
+ * arena at LANE_HEADER. Arena record: a Message (pool.ts; ENTRY_LANE, its
+ * `_pad2` the lane) and the payload padded to 8. A filler: a Message with
+ * ENTRY_FREED whose c2 says how many bytes follow it.
+ *
+ * Locking: credit is an atomic word (the sender spends with cmpxchg, taking
+ * back is an exchange); head and the user list links are the sender's and
+ * the user lock's; tail and end are the receiver's, tail published with an
+ * atomic store; the inbox and `revoked` are atomic words of the receiver.
+ */
+
+import { Peer, peer_wake, peer_usage, peer_limits, slice_map, peer_user } from "./peer";
+import { Message, MESSAGE_SIZE, message_payload } from "./pool";
+import { Entry, entry, entry_staged, queue_link, KIND_DATA, ENTRY_LANE, ENTRY_FREED } from "./queue";
+import { Handle, Node, node_of } from "./handle";
+import { User, user_lock, user_unlock } from "./user";
+import { Ctx } from "./tx";
+import { heap_calloc, heap_free } from "./bus";
+import { map_reserve } from "./map";
+import { handle_maybe_free } from "./node";
+
+/** Bytes of a lane's arena (a power of two). */
+// @ts-ignore: decorator
+@inline export const LANE_BYTES: u32 = 32768;
+// @ts-ignore: decorator
+@inline const LANE_MASK: u32 = LANE_BYTES - 1;
+/** The largest record a lane takes (a larger message takes the locked path). */
+// @ts-ignore: decorator
+@inline const LANE_RECORD_MAX: u32 = LANE_BYTES / 4;
+/** Messages of credit a refill asks for at most. */
+// @ts-ignore: decorator
+@inline const LANE_CREDIT: u32 = 64;
+/** Locked sends through a handle before it gets a lane. */
+// @ts-ignore: decorator
+@inline const LANE_AFTER: u32 = 8;
+/** Lanes one peer sends on at most. */
+// @ts-ignore: decorator
+@inline const LANES_PER_PEER: u32 = 32;
+// @ts-ignore: decorator
+@inline const LANE_HEADER: u32 = 192;
+// @ts-ignore: decorator
+@inline const LANE_CLOSED: u32 = 1;
+/** Credit and revoked words: slices in the high half, bytes in the low. */
+// @ts-ignore: decorator
+@inline const ONE_SLICE: u64 = <u64>1 << 32;
+
+@unmanaged export class Lane {
+  // the sender's line
+  credit: u64;
+  head: u32;
+  tailSeen: u32;
+  sender: u32;
+  handle: u32;
+  receiver: u32;
+  dest: u32;
+  user: u32;
+  prev: u32;
+  next: u32;
+  flags: u32;
+  _s0: u64; _s1: u64; _s2: u64; _s3: u64; _s4: u64;
+  _s5: u64; _s6: u64; _s7: u64; _s8: u64; _s9: u64;
+  // the receiver's line (+128)
+  tail: u32;
+  end: u32;
+}
+
+// @ts-ignore: decorator
+@inline function lane_arena(l: Lane): usize {
+  // the receiver's words start a line pair of their own (the sender's end at +48)
+  assert(offsetof<Lane>("tail") == 128 && offsetof<Lane>() <= LANE_HEADER, "lane layout");
+  return changetype<usize>(l) + LANE_HEADER;
+}
+
+// @ts-ignore: decorator
+@inline function lane_of(m: Message): Lane {
+  return changetype<Lane>(m._pad2);
+}
+
+// @ts-ignore: decorator
+@inline function credit_at(l: Lane): usize {
+  return changetype<usize>(l) + offsetof<Lane>("credit");
+}
+
+// ---- the sender ---------------------------------------------------------------------
+
+/**
+ * Places a record of `len` bytes in the arena: its address, or 0 if the
+ * arena has no room for it now. Under the sender's lock.
+ */
+function lane_place(l: Lane, len: u32): usize {
+  let h = l.head;
+  let pos = h & LANE_MASK;
+  let skip: u32 = pos + len > LANE_BYTES ? LANE_BYTES - pos : 0;
+  let need = skip + len;
+  if (h + need - l.tailSeen > LANE_BYTES) {
+    l.tailSeen = atomic.load<u32>(changetype<usize>(l) + offsetof<Lane>("tail"));
+    if (h + need - l.tailSeen > LANE_BYTES) return 0;
+  }
+  let base = lane_arena(l);
+  if (skip >= MESSAGE_SIZE) {
+    let f = changetype<Message>(base + pos);
+    f.state = ENTRY_LANE | ENTRY_FREED;
+    f.c2 = skip - MESSAGE_SIZE;
+  }
+  l.head = h + need;
+  return base + (skip ? 0 : pos);
+}
+
+/**
+ * The unlocked send: a message of `size` payload bytes (`bytes` with its
+ * padding) through `dh`'s lane, if its credit and arena have room. Writes
+ * the payload address to `out` and notes the record in ctx for
+ * lane_commit / lane_cancel. Under the sender's lock only.
+ */
+export function lane_send(c: Ctx, p: Peer, dh: Handle, size: u32, bytes: u32, out: usize): bool {
+  let l = changetype<Lane>(dh.lane);
+  let len = MESSAGE_SIZE + bytes;
+  if (len > LANE_RECORD_MAX) return false;
+  let at = credit_at(l);
+  let cost = ONE_SLICE | <u64>bytes;
+  while (true) {
+    let v = atomic.load<u64>(at);
+    if ((v >> 32) == 0 || (v & 0xFFFF_FFFF) < <u64>bytes) return false;
+    if (atomic.cmpxchg<u64>(at, v, v - cost) == v) break;
+  }
+  let before = l.head;
+  let r = lane_place(l, len);
+  if (!r) {
+    atomic.add<u64>(at, cost);
+    return false;
+  }
+  let m = changetype<Message>(r);
+  m.prev = 0;
+  m.next = 0;
+  m.ts = 0;
+  m.sender = p.serial;
+  m.seq = ++p.seq;
+  m.kind = KIND_DATA;
+  m.state = ENTRY_LANE;
+  m.txNext = 0;
+  m.queue = 0;
+  m.dest = l.dest;
+  m.size = size;
+  m.nHandles = 0;
+  m.nObjects = 0;
+  m.share = 0;
+  m.c0 = 1;
+  m.c1 = 0;
+  m.c2 = bytes;
+  m.c3 = 0;
+  m._pad2 = <u32>changetype<usize>(l);
+  let payload = message_payload(m);
+  let padded = (<usize>size + 7) & ~7;
+  if (padded != <usize>size) memory.fill(payload + size, 0, padded - size);
+  c.laneMsg = <u32>r;
+  c.laneUndo = before;
+  store<u32>(out, 0);
+  store<u32>(out, <u32>payload, 4);
+  return true;
+}
+
+/** Publishes the record lane_send placed (the host has copied its payload) and wakes the receiver. */
+export function lane_commit(c: Ctx): void {
+  let m = changetype<Message>(c.laneMsg);
+  c.laneMsg = 0;
+  let q = changetype<Peer>(lane_of(m).receiver);
+  let at = changetype<usize>(q) + offsetof<Peer>("inbox");
+  while (true) {
+    let top = atomic.load<u32>(at);
+    m.txNext = top;
+    if (atomic.cmpxchg<u32>(at, top, <u32>changetype<usize>(m)) == top) break;
+  }
+  peer_wake(c, q);
+}
+
+/** Takes back the record lane_send placed (its payload could not be copied). */
+export function lane_cancel(c: Ctx): void {
+  let m = changetype<Message>(c.laneMsg);
+  c.laneMsg = 0;
+  let l = lane_of(m);
+  l.head = c.laneUndo;
+  atomic.add<u64>(credit_at(l), ONE_SLICE | <u64>m.c2);
+}
+
+// ---- the receiver -------------------------------------------------------------------
+
+/**
+ * Folds credit taken back by calls that did not hold `q`'s lock into its
+ * usage, and moves what lane sends pushed on its inbox to its queue, oldest
+ * first, unless the queue holds a staged entry. Under `q`'s lock: the lock
+ * set calls it whenever it takes one.
+ */
+export function lane_settle(q: Peer): void {
+  let rv = changetype<usize>(q) + offsetof<Peer>("revoked");
+  if (atomic.load<u64>(rv)) {
+    let v = atomic.xchg<u64>(rv, 0);
+    q.use0 -= <u32>(v >> 32);
+    q.use2 -= <u32>v;
+  }
+  let at = changetype<usize>(q) + offsetof<Peer>("inbox");
+  if (!atomic.load<u32>(at)) return;
+  if (q.qTail && entry_staged(entry(q.qTail))) return;
+  let top = atomic.xchg<u32>(at, 0);
+  // the stack holds the newest first
+  let oldest: u32 = 0;
+  while (top) {
+    let next = entry(top).txNext;
+    entry(top).txNext = oldest;
+    oldest = top;
+    top = next;
+  }
+  while (oldest) {
+    let m = changetype<Message>(oldest);
+    oldest = m.txNext;
+    m.txNext = 0;
+    let ts = q.clock + 2;
+    m.ts = ts;
+    q.clock = ts;
+    queue_link(q, m);
+    changetype<Handle>(m.dest).msgs++;
+    // the receiver's bound on its walk of freed records: the end of this one
+    let l = lane_of(m);
+    let pos = <u32>(changetype<usize>(m) - lane_arena(l));
+    let endPos = l.end & LANE_MASK;
+    if (pos != endPos) l.end += LANE_BYTES - endPos;
+    l.end += MESSAGE_SIZE + m.c2;
+  }
+}
+
+/** Frees a lane record the receiver `q` is done with (pool_free's part for lanes). Under `q`'s lock. */
+export function lane_free(m: Message): void {
+  let l = lane_of(m);
+  m.state |= ENTRY_FREED;
+  let base = lane_arena(l);
+  let t = l.tail;
+  let end = l.end;
+  while (t != end) {
+    let pos = t & LANE_MASK;
+    if (LANE_BYTES - pos < MESSAGE_SIZE) {
+      t += LANE_BYTES - pos;
+      continue;
+    }
+    let r = changetype<Message>(base + pos);
+    if (!(r.state & ENTRY_FREED)) break;
+    t += MESSAGE_SIZE + r.c2;
+  }
+  if (t == l.tail) return;
+  atomic.store<u32>(changetype<usize>(l) + offsetof<Lane>("tail"), t);
+  if ((l.flags & LANE_CLOSED) && t == l.head) lane_destroy(l);
+}
+
+// ---- life ---------------------------------------------------------------------------
+
+/**
+ * After a locked send of a plain unicast of `size` slice bytes through `dh`
+ * to `q` (a peer of the sender's user): counts it if a lane would take it, makes the handle's lane once it has carried
+ * LANE_AFTER of them, and tops its credit up. Under the sender's and `q`'s
+ * locks; nothing here can fail a send (no memory or no quota only means no
+ * lane, or no credit, for now).
+ */
+export function lane_refill(p: Peer, dh: Handle, q: Peer, size: u32): void {
+  if (MESSAGE_SIZE + size > LANE_RECORD_MAX) return;
+  let l = changetype<Lane>(dh.lane);
+  if (!l) {
+    if (++dh.sends < LANE_AFTER || p.nLanes >= LANES_PER_PEER) return;
+    let lp = heap_calloc(LANE_HEADER + LANE_BYTES);
+    if (!lp) return;
+    l = changetype<Lane>(lp);
+    let d = changetype<Handle>(node_of(dh).ownerHandle);
+    d.lanes++;
+    l.sender = <u32>changetype<usize>(p);
+    l.handle = <u32>changetype<usize>(dh);
+    l.receiver = <u32>changetype<usize>(q);
+    l.dest = <u32>changetype<usize>(d);
+    let u = peer_user(q);
+    l.user = <u32>changetype<usize>(u);
+    dh.lane = <u32>lp;
+    p.nLanes++;
+    user_lock(u);
+    l.next = u.lanes;
+    if (u.lanes) changetype<Lane>(u.lanes).prev = <u32>lp;
+    u.lanes = <u32>lp;
+    user_unlock(u);
+  }
+  let at = credit_at(l);
+  if ((atomic.load<u64>(at) >> 32) >= LANE_CREDIT / 2) return;
+  let u = peer_user(q);
+  user_lock(u);
+  // at most a quarter of what the peer and the user have free, so credit
+  // seldom stands in anyone's way (and when it does, it is taken back)
+  let slices = LANE_CREDIT;
+  let bytes = LANE_BYTES;
+  let f = q.lim0 > q.use0 ? (q.lim0 - q.use0) >> 2 : 0;
+  if (f < slices) slices = f;
+  f = u.lim0 > u.use0 ? (u.lim0 - u.use0) >> 2 : 0;
+  if (f < slices) slices = f;
+  f = q.lim2 > q.use2 ? (q.lim2 - q.use2) >> 2 : 0;
+  if (f < bytes) bytes = f;
+  f = u.lim2 > u.use2 ? (u.lim2 - u.use2) >> 2 : 0;
+  if (f < bytes) bytes = f;
+  if (slices && bytes && map_reserve(slice_map(q), q.use0 + slices)) {
+    q.use0 += slices;
+    q.use2 += bytes;
+    u.use0 += slices;
+    u.use2 += bytes;
+    atomic.add<u64>(at, (<u64>slices << 32) | <u64>bytes);
+  }
+  user_unlock(u);
+}
+
+/** Takes a lane's unspent credit off its receiver (if `locked`, else into its `revoked` word) and its user. Under the user's lock. */
+function lane_take_credit(l: Lane, u: User, locked: usize): bool {
+  let v = atomic.xchg<u64>(credit_at(l), 0);
+  if (!v) return false;
+  let s = <u32>(v >> 32), b = <u32>v;
+  u.use0 -= s;
+  u.use2 -= b;
+  let q = changetype<Peer>(l.receiver);
+  if (changetype<usize>(q) == locked) {
+    q.use0 -= s;
+    q.use2 -= b;
+  } else {
+    atomic.add<u64>(changetype<usize>(q) + offsetof<Peer>("revoked"), v);
+  }
+  return true;
+}
+
+/**
+ * Takes back the unspent credit of every lane into a peer of `u` (a charge
+ * failed, or a limit changed); `locked` is the peer the calling operation
+ * has locked, whose usage is corrected at once. True if there was any. Under
+ * `u`'s lock.
+ */
+export function lanes_revoke(u: User, locked: usize): bool {
+  let any = false;
+  let l = u.lanes;
+  while (l) {
+    if (lane_take_credit(changetype<Lane>(l), u, locked)) any = true;
+    l = changetype<Lane>(l).next;
+  }
+  return any;
+}
+
+/**
+ * Unspent credit of the lanes into `q` (every lane of `u` if `q` is null), as
+ * slices << 32 | bytes: charged, but not to any message. Under `u`'s lock,
+ * or with every peer locked.
+ */
+export function lanes_unspent(u: User, q: usize): u64 {
+  let s: u64 = 0, b: u64 = 0;
+  let l = u.lanes;
+  while (l) {
+    let lane = changetype<Lane>(l);
+    if (!q || lane.receiver == <u32>q) {
+      let v = atomic.load<u64>(credit_at(lane));
+      s += v >> 32;
+      b += v & 0xFFFF_FFFF;
+    }
+    l = lane.next;
+  }
+  return (s << 32) | b;
+}
+
+/**
+ * Closes a handle's lane: no send takes it any more, its credit goes back,
+ * and it is freed now if no record of it is left (else by the last
+ * lane_free). Under the sender's and the receiver's locks.
+ */
+export function lane_close(dh: Handle): void {
+  let l = changetype<Lane>(dh.lane);
+  dh.lane = 0;
+  let p = changetype<Peer>(l.sender);
+  let q = changetype<Peer>(l.receiver);
+  p.nLanes--;
+  lane_settle(q);
+  let u = changetype<User>(l.user);
+  user_lock(u);
+  lane_take_credit(l, u, changetype<usize>(q));
+  if (l.prev) changetype<Lane>(l.prev).next = l.next;
+  else u.lanes = l.next;
+  if (l.next) changetype<Lane>(l.next).prev = l.prev;
+  user_unlock(u);
+  l.flags |= LANE_CLOSED;
+  if (l.tail == l.head) lane_destroy(l);
+}
+
+/** Frees a closed lane with nothing left in it, and lets go of its destination. Under the receiver's lock. */
+function lane_destroy(l: Lane): void {
+  let d = changetype<Handle>(l.dest);
+  heap_free(changetype<usize>(l));
+  d.lanes--;
+  handle_maybe_free(d);
+}
