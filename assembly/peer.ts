@@ -214,7 +214,11 @@ export const WAKE_ARMED: u32 = 0x8000_0000;
  * in (3), which was queued before the bump. That last step rests on the
  * peer's lock: this runs under the receiving peer's lock, after the entry
  * is linked, and ready() takes that lock (a look without it would need the
- * entry published before the load of the sleepers word).
+ * entry published before the load of the sleepers word). A lane send
+ * (lane.ts) is that other case: it publishes its record with a
+ * sequentially consistent compare-and-swap on the inbox before it loads the
+ * sleepers word, and ready() takes the lock, whose holder loads the inbox
+ * after the sleeper armed: one of the two sees the other's store.
  * tests/wake-model.mjs checks every interleaving.
  *
  * A later send from another thread finds the arm taken and does not notify:

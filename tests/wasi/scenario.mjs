@@ -13,7 +13,7 @@
 
 // ---- the ABI (docs/ABI.md) ------------------------------------------------------------
 
-export const ABI_VERSION = 6;
+export const ABI_VERSION = 7;
 /** The imports of build/bus1.wasi.wasm, as module.name, sorted (ABI.md). */
 export const WASI_BUILD_IMPORTS = [
   "bus1.objects_drop",
