@@ -46,7 +46,8 @@
  *   +104 ctxSerial   last thread serial handed out (never 0 or 0xffffffff)
  *   +108 threadsHigh thread-table entries ever used (bounds every scan)
  *   +112 userMap     user id → User (map.ts, three words)
- *   +124 (reserved)
+ *   +124 cuts        address of the cut counter (lane.ts): a word on a line of
+ *                    its own, in a heap block made by bus_init
  *   +128 tlsf        the heap's TLSF control block
  *   +128+TLSF_SIZE   peer directory: PEER_DIR_SIZE page pointers
  *
@@ -125,6 +126,7 @@ export const ABI_VERSION: u32 = 7;
   ctxSerial: u32;
   threadsHigh: u32;
   userMap: u32; userCap: u32; userCount: u32;
+  cuts: u32;
 }
 
 // @ts-ignore: decorator
@@ -171,6 +173,11 @@ export function bus_setup(maxPages: u32, slices: u32, handles: u32, bytes: u32, 
   let threads = heap_calloc(MAX_THREADS * 4);
   if (!threads) return -1;
   r.threads = <u32>threads;
+  // every lane send reads it, a transaction on several queues adds to it: no other word on its line
+  let cuts = heap_calloc(128);
+  if (!cuts) return -1;
+  r.cuts = <u32>((cuts + 63) & ~63);
+  assert(<usize>r.cuts + 8 <= cuts + 128, "cut counter outside its block");
   return 0;
 }
 

@@ -29,7 +29,10 @@
  *     at a time, by the locked path (lane_refill: at most a quarter of what is
  *     free, LANE_CREDIT messages or LANE_BYTES). A send spends one slice and
  *     its bytes from it; when the credit or the arena runs short the message
- *     takes the locked path, which tops the credit up.
+ *     takes the locked path, which tops the credit up. A freed record's
+ *     charge stays with an open lane (`returned`, taken back into the credit
+ *     by the next refill), so a steady lane changes neither the receiver's
+ *     usage nor its user's record per message.
  *
  * Order. A lane send publishes its record on the receiver's inbox (a stack
  * pushed with compare-and-swap), so the inbox holds records in the order
@@ -38,28 +41,36 @@
  * at an even ts above the queue's clock, as a transaction of one. Hence:
  *   - a lane message whose send completed before an operation took the
  *     receiver's lock is queued before anything that operation queues there
- *     (causality, SPEC §5.2, through the bus or any side channel); one sent
- *     while the operation holds the lock is concurrent with it and comes
- *     after it;
+ *     (causality, SPEC §5.2, through the bus or any side channel);
  *   - two lane messages to one receiver are queued in the order of their
  *     pushes, which is the order of their sends when one completed before the
- *     other started (§5.1, §5.2);
- *   - a lane message reaches one peer only, so agreement (§5.3) is about the
- *     other messages, which keep the locked path; notifications are queued
- *     under the receiver's lock, after the inbox was moved (§5.4).
+ *     other started (§5.1, §5.2).
+ * That is enough for an operation that queues on one peer: its place there
+ * is one moment. One that queues on several (a multicast, a destroy and its
+ * notifications, a flush) holds their locks over a stretch of time, and a
+ * lane message pushed in that stretch would come after it on a queue it had
+ * locked but before it on one it locks later, while the sender's next
+ * message went the other way round: no one order (§5.3, §5.4). So such a
+ * transaction cuts all its inboxes at one moment (lane_cut): it takes a
+ * number from the bus's cut counter when it first stages, and on every queue
+ * it stages on queues first the records stamped below it (a lane send stamps
+ * its record with the counter as it pushes) and defers the rest until it is
+ * over. Whatever started after the cut comes after the transaction
+ * everywhere; whatever was pushed before comes before it wherever it had
+ * been pushed by then, and is concurrent with it otherwise.
  * The clock of the sender does not learn a lane message's ts: nothing later
  * needs it, since anything the sender does next that reaches the receiver is
- * queued after the inbox is moved. A lane message sent while its node is
- * being destroyed may be ordered after the destruction and then never
- * delivered, as a locked send staged before a destruction and committed
- * after it would be (SPEC §4).
+ * queued after the inbox is moved. A lane message whose send overlaps the
+ * destruction of its node (the sender checked the node before the destroy
+ * took the receiver's lock and pushed after its cut) is ordered after the
+ * destruction and not delivered: the send and the destroy were concurrent.
  *
  * The inbox is moved only when the queue holds no staged entry (staged
  * entries are the last ones, and must stay so until their commit, tx.ts): a
  * call takes the receiver's lock before it stages there, and a push that
  * lands after that is concurrent with the call.
  *
- * Quota. Unspent credit is charged to the receiver and its user but is no
+ * Quota. Unspent credit (`credit` and `returned`) is charged to the receiver and its user but is no
  * message: whatever looks at the charges takes it off first. The receiver's
  * stats and the inspection subtract it (lanes_unspent); a charge that
  * fails, a new limit and the end of a lane take it back (lanes_revoke,
@@ -93,13 +104,13 @@ import { Entry, entry, entry_staged, queue_link, KIND_DATA, ENTRY_LANE, ENTRY_FR
 import { Handle, Node, node_of } from "./handle";
 import { User, user_lock, user_unlock } from "./user";
 import { Ctx } from "./tx";
-import { heap_calloc, heap_free } from "./bus";
+import { heap_calloc, heap_free, root } from "./bus";
 import { map_reserve } from "./map";
 import { handle_maybe_free } from "./node";
 
 /** Bytes of a lane's arena (a power of two). */
 // @ts-ignore: decorator
-@inline export const LANE_BYTES: u32 = 32768;
+@inline export const LANE_BYTES: u32 = 16384;
 // @ts-ignore: decorator
 @inline const LANE_MASK: u32 = LANE_BYTES - 1;
 /** The largest record a lane takes (a larger message takes the locked path). */
@@ -111,13 +122,15 @@ import { handle_maybe_free } from "./node";
 /** Locked sends through a handle before it gets a lane. */
 // @ts-ignore: decorator
 @inline const LANE_AFTER: u32 = 8;
-/** Lanes one peer sends on at most. */
+/** Lanes one peer sends on at most, and receives from at most: a peer's lanes take at most 2 × 8 × 16.6 KB. */
 // @ts-ignore: decorator
-@inline const LANES_PER_PEER: u32 = 32;
+@inline const LANES_PER_PEER: u32 = 8;
 // @ts-ignore: decorator
 @inline const LANE_HEADER: u32 = 192;
 // @ts-ignore: decorator
 @inline const LANE_CLOSED: u32 = 1;
+/** Ctx.cut of a transaction on one queue: it needs no cut. */
+export const CUT_NONE: u64 = u64.MAX_VALUE;
 /** Credit and revoked words: slices in the high half, bytes in the low. */
 // @ts-ignore: decorator
 @inline const ONE_SLICE: u64 = <u64>1 << 32;
@@ -140,6 +153,8 @@ import { handle_maybe_free } from "./node";
   // the receiver's line (+128)
   tail: u32;
   end: u32;
+  /** Charges of freed records, kept for the lane: credit the next refill takes (atomic). */
+  returned: u64;
 }
 
 // @ts-ignore: decorator
@@ -157,6 +172,11 @@ import { handle_maybe_free } from "./node";
 // @ts-ignore: decorator
 @inline function credit_at(l: Lane): usize {
   return changetype<usize>(l) + offsetof<Lane>("credit");
+}
+
+// @ts-ignore: decorator
+@inline function returned_at(l: Lane): usize {
+  return changetype<usize>(l) + offsetof<Lane>("returned");
 }
 
 // ---- the sender ---------------------------------------------------------------------
@@ -243,6 +263,8 @@ export function lane_commit(c: Ctx): void {
   c.laneMsg = 0;
   let q = changetype<Peer>(lane_of(m).receiver);
   let at = changetype<usize>(q) + offsetof<Peer>("inbox");
+  // the stamp: a transaction that cut before this push counts it before (lane_cut)
+  m.ts = atomic.load<u64>(root().cuts);
   while (true) {
     let top = atomic.load<u32>(at);
     m.txNext = top;
@@ -262,47 +284,135 @@ export function lane_cancel(c: Ctx): void {
 
 // ---- the receiver -------------------------------------------------------------------
 
+/** Queues one lane record on `q`, at an even ts above its clock. Under `q`'s lock, with no staged entry. */
+function lane_queue(q: Peer, m: Message): void {
+  m.txNext = 0;
+  let ts = q.clock + 2;
+  m.ts = ts;
+  q.clock = ts;
+  queue_link(q, m);
+  changetype<Handle>(m.dest).msgs++;
+  // the receiver's bound on its walk of freed records: the end of this one
+  let l = lane_of(m);
+  let pos = <u32>(changetype<usize>(m) - lane_arena(l));
+  let endPos = l.end & LANE_MASK;
+  if (pos != endPos) l.end += LANE_BYTES - endPos;
+  l.end += MESSAGE_SIZE + m.c2;
+}
+
 /**
  * Folds credit taken back by calls that did not hold `q`'s lock into its
- * usage, and moves what lane sends pushed on its inbox to its queue, oldest
- * first, unless the queue holds a staged entry. Under `q`'s lock: the lock
- * set calls it whenever it takes one.
+ * usage: whatever reads `q`'s usage under its lock calls it first (it may
+ * have been taken back while this call held the lock). Under `q`'s lock.
  */
-export function lane_settle(q: Peer): void {
+export function lane_fold(q: Peer): void {
   let rv = changetype<usize>(q) + offsetof<Peer>("revoked");
-  if (atomic.load<u64>(rv)) {
-    let v = atomic.xchg<u64>(rv, 0);
-    q.use0 -= <u32>(v >> 32);
-    q.use2 -= <u32>v;
+  if (!atomic.load<u64>(rv)) return;
+  let v = atomic.xchg<u64>(rv, 0);
+  q.use0 -= <u32>(v >> 32);
+  q.use2 -= <u32>v;
+}
+
+/**
+ * The lock set took `q`'s lock for call `c`: a transaction that has cut
+ * already cuts `q` too (it may stage there later), anything else queues
+ * the whole inbox.
+ */
+export function lane_locked(c: Ctx, q: Peer): void {
+  if (c.open && c.cut != 0 && c.cut != CUT_NONE) {
+    lane_fold(q);
+    lane_cut(c, q);
+  } else {
+    lane_settle(q);
   }
-  let at = changetype<usize>(q) + offsetof<Peer>("inbox");
-  if (!atomic.load<u32>(at)) return;
-  if (q.qTail && entry_staged(entry(q.qTail))) return;
-  let top = atomic.xchg<u32>(at, 0);
+}
+
+/** Takes `q`'s inbox, oldest first, and puts it after the records deferred before: the list's first record. */
+function lane_take(q: Peer): u32 {
+  let top = atomic.xchg<u32>(changetype<usize>(q) + offsetof<Peer>("inbox"), 0);
   // the stack holds the newest first
-  let oldest: u32 = 0;
+  let oldest: u32 = 0, newest = top;
   while (top) {
     let next = entry(top).txNext;
     entry(top).txNext = oldest;
     oldest = top;
     top = next;
   }
-  while (oldest) {
-    let m = changetype<Message>(oldest);
-    oldest = m.txNext;
-    m.txNext = 0;
-    let ts = q.clock + 2;
-    m.ts = ts;
-    q.clock = ts;
-    queue_link(q, m);
-    changetype<Handle>(m.dest).msgs++;
-    // the receiver's bound on its walk of freed records: the end of this one
-    let l = lane_of(m);
-    let pos = <u32>(changetype<usize>(m) - lane_arena(l));
-    let endPos = l.end & LANE_MASK;
-    if (pos != endPos) l.end += LANE_BYTES - endPos;
-    l.end += MESSAGE_SIZE + m.c2;
+  if (!q.deferHead) return oldest;
+  let first = q.deferHead;
+  entry(q.deferTail).txNext = oldest;
+  q.deferHead = 0;
+  q.deferTail = 0;
+  return first;
+}
+
+/**
+ * Folds credit taken back by calls that did not hold `q`'s lock into its
+ * usage, and queues what lane sends pushed on its inbox, oldest first,
+ * unless the queue holds a staged entry. Under `q`'s lock: the lock set
+ * calls it whenever it takes one.
+ */
+export function lane_settle(q: Peer): void {
+  lane_fold(q);
+  if (!q.deferHead && !atomic.load<u32>(changetype<usize>(q) + offsetof<Peer>("inbox"))) return;
+  if (q.qTail && entry_staged(entry(q.qTail))) return;
+  let m = lane_take(q);
+  while (m) {
+    let next = entry(m).txNext;
+    lane_queue(q, changetype<Message>(m));
+    m = next;
   }
+}
+
+/**
+ * A transaction that may queue on several peers stages on `q`: the lane
+ * records pushed before its cut are queued first, those pushed after it
+ * wait until it is over (deferHead). The cut is one moment for all the
+ * transaction's queues: it adds one to the bus's cut counter when it first
+ * stages, and a lane send stamps its record with the counter as it pushes
+ * it. Without it, a lane message pushed after the transaction took one
+ * receiver's lock would come after it there, while a later message of the
+ * same sender to a receiver the transaction locked later could come before
+ * it there: no one order. With it, whatever starts after the cut is
+ * stamped at or above it and comes after the transaction everywhere;
+ * whatever was pushed before it comes before it where it was already
+ * pushed, and after it where it was pushed later (concurrent with the
+ * transaction: either way). Under `q`'s lock; once per queue (then the
+ * queue holds the transaction's staged entry).
+ */
+export function lane_cut(c: Ctx, q: Peer): void {
+  if (q.qTail && entry_staged(entry(q.qTail))) return;
+  if (!q.deferHead && !atomic.load<u32>(changetype<usize>(q) + offsetof<Peer>("inbox"))) {
+    if (!c.cut) c.cut = atomic.add<u64>(root().cuts, 1) + 1;
+    return;
+  }
+  if (!c.cut) c.cut = atomic.add<u64>(root().cuts, 1) + 1;
+  let m = lane_take(q);
+  while (m) {
+    let next = entry(m).txNext;
+    if (entry(m).ts < c.cut) {
+      lane_queue(q, changetype<Message>(m));
+    } else {
+      entry(m).txNext = 0;
+      if (q.deferTail) entry(q.deferTail).txNext = m;
+      else q.deferHead = m;
+      q.deferTail = m;
+    }
+    m = next;
+  }
+}
+
+/**
+ * The receiver is done with lane record `m`: if its lane is open, its charge
+ * stays, as credit the lane takes back at its next refill (no lock of the
+ * user, no change of usage per message). False if the lane is closed: then
+ * the caller gives the charge back. Under the receiver's lock.
+ */
+export function lane_keep_charge(m: Message): bool {
+  let l = lane_of(m);
+  if (l.flags & LANE_CLOSED) return false;
+  atomic.add<u64>(returned_at(l), ONE_SLICE | <u64>m.c2);
+  return true;
 }
 
 /** Frees a lane record the receiver `q` is done with (pool_free's part for lanes). Under `q`'s lock. */
@@ -340,7 +450,7 @@ export function lane_refill(p: Peer, dh: Handle, q: Peer, size: u32): void {
   if (MESSAGE_SIZE + size > LANE_RECORD_MAX) return;
   let l = changetype<Lane>(dh.lane);
   if (!l) {
-    if (++dh.sends < LANE_AFTER || p.nLanes >= LANES_PER_PEER) return;
+    if (++dh.sends < LANE_AFTER || p.nLanes >= LANES_PER_PEER || q.nLanesIn >= LANES_PER_PEER) return;
     let lp = heap_calloc(LANE_HEADER + LANE_BYTES);
     if (!lp) return;
     l = changetype<Lane>(lp);
@@ -354,6 +464,7 @@ export function lane_refill(p: Peer, dh: Handle, q: Peer, size: u32): void {
     l.user = <u32>changetype<usize>(u);
     dh.lane = <u32>lp;
     p.nLanes++;
+    q.nLanesIn++;
     user_lock(u);
     l.next = u.lanes;
     if (u.lanes) changetype<Lane>(u.lanes).prev = <u32>lp;
@@ -361,13 +472,20 @@ export function lane_refill(p: Peer, dh: Handle, q: Peer, size: u32): void {
     user_unlock(u);
   }
   let at = credit_at(l);
-  if ((atomic.load<u64>(at) >> 32) >= LANE_CREDIT / 2) return;
+  // what the receiver freed comes back first: it is still charged
+  let r = atomic.xchg<u64>(returned_at(l), 0);
+  if (r) atomic.add<u64>(at, r);
+  let v = atomic.load<u64>(at);
+  let haveS = <u32>(v >> 32), haveB = <u32>v;
+  if (haveS >= LANE_CREDIT / 2 && haveB >= LANE_BYTES / 2) return;
+  lane_fold(q);
   let u = peer_user(q);
   user_lock(u);
-  // at most a quarter of what the peer and the user have free, so credit
-  // seldom stands in anyone's way (and when it does, it is taken back)
-  let slices = LANE_CREDIT;
-  let bytes = LANE_BYTES;
+  // up to LANE_CREDIT messages and LANE_BYTES, and at most a quarter of what
+  // the peer and the user have free, so credit seldom stands in anyone's way
+  // (and when it does, it is taken back)
+  let slices = haveS < LANE_CREDIT ? LANE_CREDIT - haveS : 0;
+  let bytes = haveB < LANE_BYTES ? LANE_BYTES - haveB : 0;
   let f = q.lim0 > q.use0 ? (q.lim0 - q.use0) >> 2 : 0;
   if (f < slices) slices = f;
   f = u.lim0 > u.use0 ? (u.lim0 - u.use0) >> 2 : 0;
@@ -376,7 +494,7 @@ export function lane_refill(p: Peer, dh: Handle, q: Peer, size: u32): void {
   if (f < bytes) bytes = f;
   f = u.lim2 > u.use2 ? (u.lim2 - u.use2) >> 2 : 0;
   if (f < bytes) bytes = f;
-  if (slices && bytes && map_reserve(slice_map(q), q.use0 + slices)) {
+  if ((slices || bytes) && map_reserve(slice_map(q), q.use0 + slices)) {
     q.use0 += slices;
     q.use2 += bytes;
     u.use0 += slices;
@@ -388,7 +506,7 @@ export function lane_refill(p: Peer, dh: Handle, q: Peer, size: u32): void {
 
 /** Takes a lane's unspent credit off its receiver (if `locked`, else into its `revoked` word) and its user. Under the user's lock. */
 function lane_take_credit(l: Lane, u: User, locked: usize): bool {
-  let v = atomic.xchg<u64>(credit_at(l), 0);
+  let v = atomic.xchg<u64>(credit_at(l), 0) + atomic.xchg<u64>(returned_at(l), 0);
   if (!v) return false;
   let s = <u32>(v >> 32), b = <u32>v;
   u.use0 -= s;
@@ -430,7 +548,7 @@ export function lanes_unspent(u: User, q: usize): u64 {
   while (l) {
     let lane = changetype<Lane>(l);
     if (!q || lane.receiver == <u32>q) {
-      let v = atomic.load<u64>(credit_at(lane));
+      let v = atomic.load<u64>(credit_at(lane)) + atomic.load<u64>(returned_at(lane));
       s += v >> 32;
       b += v & 0xFFFF_FFFF;
     }
@@ -450,7 +568,7 @@ export function lane_close(dh: Handle): void {
   let p = changetype<Peer>(l.sender);
   let q = changetype<Peer>(l.receiver);
   p.nLanes--;
-  lane_settle(q);
+  q.nLanesIn--;
   let u = changetype<User>(l.user);
   user_lock(u);
   lane_take_credit(l, u, changetype<usize>(q));

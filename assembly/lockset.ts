@@ -29,7 +29,7 @@ import { Ctx } from "./tx";
 import { heap_free, array_room, array_shrink, thread_tid } from "./bus";
 import { lock_take, lock_try, lock_drop } from "./lock";
 import { Peer, wake_flush } from "./peer";
-import { lane_settle } from "./lane";
+import { lane_settle, lane_locked } from "./lane";
 
 export const ERETRY: i32 = 1000;
 
@@ -77,7 +77,7 @@ export function ls_need(c: Ctx, p: usize): i32 {
   // the first lock of a call: nothing to search, nowhere else to put it
   if (c.nHeld == 0 && c.capHeld != 0) {
     if (!lock_take(p, thread_tid)) return NEED_BROKEN;
-    lane_settle(changetype<Peer>(p));
+    lane_locked(c, changetype<Peer>(p));
     store<u32>(<usize>c.held, <u32>p);
     c.nHeld = 1;
     return 0;
@@ -90,7 +90,7 @@ export function ls_need(c: Ctx, p: usize): i32 {
     if (p == last) return 0;
     if (p > last) {
       if (!lock_take(p, thread_tid)) return NEED_BROKEN;
-      lane_settle(changetype<Peer>(p));
+      lane_locked(c, changetype<Peer>(p));
       store<u32>(<usize>c.held + (<usize>n << 2), <u32>p);
       c.nHeld = n + 1;
       return 0;
@@ -109,7 +109,7 @@ export function ls_need(c: Ctx, p: usize): i32 {
     lock_drop(p);
     return NEED_NOMEM;
   }
-  lane_settle(changetype<Peer>(p));
+  lane_locked(c, changetype<Peer>(p));
   return 0;
 }
 
@@ -144,7 +144,7 @@ export function ls_retry(c: Ctx): i32 {
       c.nHeld = 0;
       return NEED_BROKEN;
     }
-    lane_settle(changetype<Peer>(held_at(c, i)));
+    lane_locked(c, changetype<Peer>(held_at(c, i)));
   }
   return 0;
 }

@@ -56,11 +56,11 @@ import { entry, entry_staged, KIND_DATA } from "./queue";
 import { Node, Handle, node_of, node_live, handle_live, handle_is_owner } from "./handle";
 import { Message, message_cost, pool_free, pool_destroy } from "./pool";
 import { User, user_get, user_put, quota_uncharge, user_lock, user_unlock } from "./user";
-import { lane_settle, lanes_revoke, lanes_unspent } from "./lane";
+import { lane_settle, lane_fold, lanes_revoke, lanes_unspent } from "./lane";
 import { Ctx, CTX_WAKES, ctx_out, tx_begin, tx_commit } from "./tx";
 import { node_ref, handle_die, node_destroy_stage } from "./node";
 import { seed_drop } from "./send";
-import { entry_deliverable, entry_drop, queue_settle } from "./recv";
+import { entry_deliverable, entry_drop, queue_settle, slice_free } from "./recv";
 import { EBADF, EINVAL, ENOMEM, ESHUTDOWN } from "./errno";
 
 // ---- flags of the ABI -----------------------------------------------------------
@@ -151,9 +151,13 @@ export const MSG_FLAG_CONTINUE: u32 = 1;
    * that move between threads: record.ts).
    */
   receiver: u32;
-  /** Lanes this peer sends on (lane.ts). */
+  /** Lanes this peer sends on, and lanes into it (lane.ts). */
   nLanes: u32;
-  _l0: u64; _l1: u64; _l2: u64;
+  nLanesIn: u32;
+  /** Lane records taken off the inbox but left for after a transaction's cut, oldest first (lane.ts). */
+  deferHead: u32;
+  deferTail: u32;
+  _l1: u64; _l2: u64;
   /**
    * Lane records pushed for this peer and not yet queued (lane.ts: a stack,
    * newest first; atomic). On a line of its own with `revoked`: senders
@@ -457,9 +461,7 @@ function peer_flush(c: Ctx, p: Peer): void {
   for (let i: u32 = 0; i < scap; i++) {
     let mp = map_value_at(sm, i);
     if (!mp) continue;
-    let s = changetype<Message>(mp);
-    quota_uncharge(peer_usage(p), peer_user(p), message_cost(s));
-    pool_free(p, s);
+    slice_free(p, changetype<Message>(mp));
   }
   map_clear(sm);
 }
@@ -476,6 +478,7 @@ export function peer_disconnect(c: Ctx, p: Peer): void {
     entry_drop(c, p, entry(e));
     e = next;
   }
+  lane_fold(p);
   assert(map_count(node_map(p)) == 0 && map_count(slice_map(p)) == 0 && !p.seed, "a disconnected peer keeps handles or slices");
   assert((p.use0 | p.use1 | p.use2 | p.use3) == 0, "a disconnected peer is still charged");
   map_clear(id_map(p));
@@ -487,16 +490,21 @@ export function peer_disconnect(c: Ctx, p: Peer): void {
 /** Statistics for tests and benchmarks: writes counters to ctx.out. */
 export function peer_stats(c: Ctx, p: Peer): void {
   let o = ctx_out(c);
-  memory.copy(o, peer_usage(p), 16);
-  // credit lanes took in advance is charged, but to no message
+  // credit lanes took in advance is charged, but to no message; what a call
+  // took back while this one held the lock is still in `revoked` (lane.ts)
+  // (the usage and the credit read together: taking credit back needs the user's lock)
   let u = peer_user(p);
-  if (u.lanes) {
-    user_lock(u);
-    let v = lanes_unspent(u, changetype<usize>(p));
+  let v: u64 = 0;
+  let locked = u.lanes != 0;
+  if (locked) user_lock(u);
+  lane_fold(p);
+  memory.copy(o, peer_usage(p), 16);
+  if (locked) {
+    v = lanes_unspent(u, changetype<usize>(p));
     user_unlock(u);
-    store<u32>(o, load<u32>(o) - <u32>(v >> 32));
-    store<u32>(o, load<u32>(o, 8) - <u32>v, 8);
   }
+  store<u32>(o, load<u32>(o) - <u32>(v >> 32));
+  store<u32>(o, load<u32>(o, 8) - <u32>v, 8);
   store<u32>(o, p.poolBytes, 16);
   store<u32>(o, map_count(id_map(p)), 20);
   store<u32>(o, map_count(node_map(p)), 24);

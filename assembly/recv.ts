@@ -44,7 +44,8 @@
  */
 
 import { map_insert, map_remove } from "./map";
-import { Entry, entry, queue_unlink, queue_front, clock_sync, key_before, KIND_DATA, KIND_DESTROY } from "./queue";
+import { Entry, entry, queue_unlink, queue_front, clock_sync, key_before, KIND_DATA, KIND_DESTROY, ENTRY_LANE } from "./queue";
+import { lane_keep_charge } from "./lane";
 import { Handle, node_of, node_live, handle_live, node_of_release_entry, handle_of_destroy_entry } from "./handle";
 import { Message, message_payload, message_cost, message_handles, message_objects, pool_free } from "./pool";
 import { quota_uncharge, quota_adjust, quota_unshare, RES_HANDLES } from "./user";
@@ -74,7 +75,12 @@ function message_drop(c: Ctx, actor: Peer, q: Peer, m: Message): void {
   d.msgs--;
   handle_maybe_free(d);
   quota_unshare(m.share, message_cost(m));
-  quota_uncharge(peer_usage(q), peer_user(q), message_cost(m));
+  slice_free(q, m);
+}
+
+/** Gives back a slice's charge and its memory (a lane record's charge may stay with its lane, lane.ts). */
+export function slice_free(q: Peer, m: Message): void {
+  if (!(m.state & ENTRY_LANE) || !lane_keep_charge(m)) quota_uncharge(peer_usage(q), peer_user(q), message_cost(m));
   pool_free(q, m);
 }
 
@@ -235,9 +241,7 @@ export function peer_slice_release(c: Ctx, p: Peer, x: f64): i32 {
   if (p.seed && off == <u32>message_payload(changetype<Message>(p.seed))) return fail(c, EPERM, ARG_OFFSET, 0);
   let mp = map_remove(slice_map(p), <u64>off);
   if (!mp) return fail(c, ENXIO, ARG_OFFSET, 0);
-  let m = changetype<Message>(mp);
-  quota_uncharge(peer_usage(p), peer_user(p), message_cost(m));
-  pool_free(p, m);
+  slice_free(p, changetype<Message>(mp));
   return 0;
 }
 

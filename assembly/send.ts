@@ -68,7 +68,7 @@ import {
 } from "./peer";
 import { created_keep, created_undo, handle_resolve, handle_get_or_make, handle_maybe_free, handle_die, node_ref } from "./node";
 import { objects_drop } from "./recv";
-import { lane_send, lane_commit, lane_cancel, lane_refill } from "./lane";
+import { lane_send, lane_commit, lane_cancel, lane_refill, CUT_NONE } from "./lane";
 import { ENOMEM, EINVAL, ENOTUNIQ, EMSGSIZE, EHOSTUNREACH } from "./errno";
 
 // ---- send ----------------------------------------------------------------------------
@@ -202,6 +202,8 @@ function send_unicast(c: Ctx, p: Peer, x: f64, size: u32, bytes: u32, out: usize
     return rc;
   }
   tx_begin(c, p);
+  // one queue: what lane sends land there from now on comes after it, with no cut needed (lane.ts)
+  c.cut = CUT_NONE;
   let err = send_stage(c, p, dh, size, bytes, bytes, 0, 0, 0, 0, out);
   if (err) {
     if (err != -ENOMEM) {

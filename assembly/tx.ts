@@ -48,11 +48,13 @@
  *        never in host code a terminated thread may stop in
  *   +196 laneMsg, +200 laneUndo: the lane record send_begin placed and its
  *        lane's head before it (lane.ts), until send_commit / send_cancel
+ *   +208 cut u64: the open transaction's cut of lane inboxes (lane.ts)
  */
 
 import { Entry, entry, queue_link, queue_unlink, clock_sync, KIND_DESTROY } from "./queue";
 import { Peer, peer_wake } from "./peer";
 import { handle_of_destroy_entry, Node } from "./handle";
+import { lane_cut, CUT_NONE } from "./lane";
 
 @unmanaged export class Ctx {
   actor: u32;
@@ -91,6 +93,9 @@ import { handle_of_destroy_entry, Node } from "./handle";
   laneMsg: u32;
   /** Its lane's head before it was placed. */
   laneUndo: u32;
+  _pad3: u32;
+  /** The open transaction's cut of lane inboxes (lane.ts): 0 none yet, CUT_NONE for a transaction on one queue. */
+  cut: u64;
 }
 
 // @ts-ignore: decorator
@@ -99,7 +104,7 @@ import { handle_of_destroy_entry, Node } from "./handle";
 // @ts-ignore: decorator
 @inline export const CTX_OUT: u32 = 64;
 // @ts-ignore: decorator
-@inline export const CTX_SIZE: u32 = 208;
+@inline export const CTX_SIZE: u32 = 216;
 
 /** The quota cost scratch of a context. */
 // @ts-ignore: decorator
@@ -118,9 +123,12 @@ export function tx_begin(c: Ctx, actor: Peer): void {
   c.maxTs = 0;
   c.seq = ++actor.seq;
   c.open = 1;
+  c.cut = 0;
 }
 
 export function tx_stage(c: Ctx, q: Peer, e: Entry): void {
+  // lane messages pushed before the transaction's cut go before it on every queue (lane.ts)
+  if (c.cut != CUT_NONE) lane_cut(c, q);
   let actor = changetype<Peer>(c.actor);
   let base = q.clock > actor.clock ? q.clock : actor.clock;
   e.ts = base + 1;

@@ -38,7 +38,7 @@ import { lock_take, lock_drop } from "./lock";
 import { map_get, map_insert, map_remove, map_reserve, map_count } from "./map";
 import { EDQUOT, ENOMEM } from "./errno";
 import { Peer } from "./peer";
-import { lanes_revoke } from "./lane";
+import { lanes_revoke, lane_fold } from "./lane";
 
 // @ts-ignore: decorator
 @inline export const RES_SLICES: u32 = 0;
@@ -187,8 +187,13 @@ function share_empty(s: Share): bool {
  * `puse` is the usage of a peer the caller has locked. Under u's lock.
  */
 function quota_fits(plim: usize, puse: usize, u: User, share: usize, cost: usize): i32 {
+  let p = changetype<Peer>(puse - offsetof<Peer>("use0"));
+  lane_fold(p);
   let rc = quota_check(plim, puse, u, share, cost);
-  if (rc == -EDQUOT && u.lanes && lanes_revoke(u, puse - offsetof<Peer>("use0"))) rc = quota_check(plim, puse, u, share, cost);
+  if (rc == -EDQUOT && u.lanes && lanes_revoke(u, changetype<usize>(p))) {
+    lane_fold(p);
+    rc = quota_check(plim, puse, u, share, cost);
+  }
   return rc;
 }
 
