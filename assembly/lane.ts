@@ -46,7 +46,10 @@
  *     pushes, which is the order of their sends when one completed before the
  *     other started (§5.1, §5.2).
  * That is enough for an operation that queues on one peer: its place there
- * is one moment. One that queues on several (a multicast, a destroy and its
+ * is one moment. An entry posted on its own (tx_post) moves the inbox again
+ * first, so its moment is when it is posted: a call that posts on several
+ * queues one after the other (a dropped message's node-release
+ * notifications) posts them in that order in time, too. One that queues on several (a multicast, a destroy and its
  * notifications, a flush) holds their locks over a stretch of time, and a
  * lane message pushed in that stretch would come after it on a queue it had
  * locked but before it on one it locks later, while the sender's next

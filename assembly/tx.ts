@@ -54,7 +54,7 @@
 import { Entry, entry, queue_link, queue_unlink, clock_sync, KIND_DESTROY } from "./queue";
 import { Peer, peer_wake } from "./peer";
 import { handle_of_destroy_entry, Node } from "./handle";
-import { lane_cut, CUT_NONE } from "./lane";
+import { lane_cut, lane_settle, CUT_NONE } from "./lane";
 
 @unmanaged export class Ctx {
   actor: u32;
@@ -183,6 +183,9 @@ export function tx_commit(c: Ctx): u64 {
 
 /** Queues one entry on its own, as a transaction of one. */
 export function tx_post(c: Ctx, actor: Peer, q: Peer, e: Entry): void {
+  // its moment is now: lane messages pushed since the call locked q come first
+  // (a call may post on several queues, locked at other moments: lane.ts)
+  lane_settle(q);
   let base = q.clock > actor.clock ? q.clock : actor.clock;
   let ts = base + 2;
   e.ts = ts;
