@@ -36,20 +36,25 @@
  *
  * Order. A lane send publishes its record on the receiver's inbox (a stack
  * pushed with compare-and-swap), so the inbox holds records in the order
- * their pushes happened: real time. Whoever takes the receiver's lock moves
- * the inbox to the queue first (lane_settle, from the lock set), each record
- * at an even ts above the queue's clock, as a transaction of one. Hence:
- *   - a lane message whose send completed before an operation took the
- *     receiver's lock is queued before anything that operation queues there
- *     (causality, SPEC §5.2, through the bus or any side channel);
+ * their pushes happened: real time. Under the receiver's lock, lane_settle
+ * moves the inbox to the queue, oldest first, each record at an even ts
+ * above the queue's clock, as a transaction of one. It runs before anything
+ * else is queued there on its own (tx_post, and tx_stage of a send to one
+ * destination), and when the receiver finds its queue empty (queue_settle):
+ * everything queued was pushed or queued before anything still in the
+ * inbox, so the receiver may take the queue's front without looking at the
+ * inbox, and a steady flood moves the inbox's line once per batch. Hence:
+ *   - a lane message whose send completed before an operation queued an
+ *     entry on the receiver is queued before that entry (causality, SPEC
+ *     §5.2, through the bus or any side channel), and one pushed after it,
+ *     after it;
  *   - two lane messages to one receiver are queued in the order of their
  *     pushes, which is the order of their sends when one completed before the
  *     other started (§5.1, §5.2).
- * That is enough for an operation that queues on one peer: its place there
- * is one moment. An entry posted on its own (tx_post) moves the inbox again
- * first, so its moment is when it is posted: a call that posts on several
- * queues one after the other (a dropped message's node-release
- * notifications) posts them in that order in time, too. One that queues on several (a multicast, a destroy and its
+ * That is enough for an entry queued on one peer: its place there is one
+ * moment, when it is queued. A call that posts on several queues one after
+ * the other (a dropped message's node-release notifications) posts them in
+ * that order in time, too. One that queues on several (a multicast, a destroy and its
  * notifications, a flush) holds their locks over a stretch of time, and a
  * lane message pushed in that stretch would come after it on a queue it had
  * locked but before it on one it locks later, while the sender's next
@@ -316,18 +321,9 @@ export function lane_fold(q: Peer): void {
   q.use2 -= <u32>v;
 }
 
-/**
- * The lock set took `q`'s lock for call `c`: a transaction that has cut
- * already cuts `q` too (it may stage there later), anything else queues
- * the whole inbox.
- */
-export function lane_locked(c: Ctx, q: Peer): void {
-  if (c.open && c.cut != 0 && c.cut != CUT_NONE) {
-    lane_fold(q);
-    lane_cut(c, q);
-  } else {
-    lane_settle(q);
-  }
+/** True if lane records wait for `q` (deferred, or in its inbox). */
+export function lane_pending(q: Peer): bool {
+  return q.deferHead != 0 || atomic.load<u32>(changetype<usize>(q) + offsetof<Peer>("inbox")) != 0;
 }
 
 /** Takes `q`'s inbox, oldest first, and puts it after the records deferred before: the list's first record. */
@@ -352,8 +348,9 @@ function lane_take(q: Peer): u32 {
 /**
  * Folds credit taken back by calls that did not hold `q`'s lock into its
  * usage, and queues what lane sends pushed on its inbox, oldest first,
- * unless the queue holds a staged entry. Under `q`'s lock: the lock set
- * calls it whenever it takes one.
+ * unless the queue holds a staged entry. Under `q`'s lock: before anything
+ * is queued on `q` on its own (tx_post, a send to one destination), when
+ * its queue has run dry (queue_settle), and before a flush or an inspection.
  */
 export function lane_settle(q: Peer): void {
   lane_fold(q);

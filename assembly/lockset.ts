@@ -14,10 +14,6 @@
  * every lock, takes the whole set again in order, and the call starts over.
  * Sets only grow within one call, so this ends.
  *
- * Whoever takes a peer's lock first moves what lane sends pushed on its
- * inbox to its queue (lane.ts, lane_settle), so a call orders what it
- * queues after every lane message whose send completed before it.
- *
  * The held set is a sorted array of peer addresses in the heap (ctx.held).
  * A pointer in the set may name a peer that went away while the call had
  * dropped its locks for a retry: its record is not freed while the call runs
@@ -29,7 +25,7 @@ import { Ctx } from "./tx";
 import { heap_free, array_room, array_shrink, thread_tid } from "./bus";
 import { lock_take, lock_try, lock_drop } from "./lock";
 import { Peer, wake_flush } from "./peer";
-import { lane_settle, lane_locked } from "./lane";
+import { lane_settle } from "./lane";
 
 export const ERETRY: i32 = 1000;
 
@@ -77,7 +73,6 @@ export function ls_need(c: Ctx, p: usize): i32 {
   // the first lock of a call: nothing to search, nowhere else to put it
   if (c.nHeld == 0 && c.capHeld != 0) {
     if (!lock_take(p, thread_tid)) return NEED_BROKEN;
-    lane_locked(c, changetype<Peer>(p));
     store<u32>(<usize>c.held, <u32>p);
     c.nHeld = 1;
     return 0;
@@ -90,8 +85,7 @@ export function ls_need(c: Ctx, p: usize): i32 {
     if (p == last) return 0;
     if (p > last) {
       if (!lock_take(p, thread_tid)) return NEED_BROKEN;
-      lane_locked(c, changetype<Peer>(p));
-      store<u32>(<usize>c.held + (<usize>n << 2), <u32>p);
+        store<u32>(<usize>c.held + (<usize>n << 2), <u32>p);
       c.nHeld = n + 1;
       return 0;
     }
@@ -109,7 +103,6 @@ export function ls_need(c: Ctx, p: usize): i32 {
     lock_drop(p);
     return NEED_NOMEM;
   }
-  lane_locked(c, changetype<Peer>(p));
   return 0;
 }
 
@@ -144,7 +137,6 @@ export function ls_retry(c: Ctx): i32 {
       c.nHeld = 0;
       return NEED_BROKEN;
     }
-    lane_locked(c, changetype<Peer>(held_at(c, i)));
   }
   return 0;
 }

@@ -45,7 +45,7 @@
 
 import { map_insert, map_remove } from "./map";
 import { Entry, entry, queue_unlink, queue_front, clock_sync, key_before, KIND_DATA, KIND_DESTROY, ENTRY_LANE } from "./queue";
-import { lane_keep_charge } from "./lane";
+import { lane_keep_charge, lane_pending, lane_settle } from "./lane";
 import { Handle, node_of, node_live, handle_live, node_of_release_entry, handle_of_destroy_entry } from "./handle";
 import { Message, message_payload, message_cost, message_handles, message_objects, pool_free } from "./pool";
 import { quota_uncharge, quota_adjust, quota_unshare, RES_HANDLES } from "./user";
@@ -113,6 +113,12 @@ export function entry_drop(c: Ctx, q: Peer, e: Entry): void {
 export function queue_settle(c: Ctx, q: Peer): i32 {
   while (true) {
     let f = queue_front(q);
+    // lane messages wait in the inbox until the queue runs dry: all of them
+    // come after everything queued (lane.ts)
+    if (!f && !q.qHead && lane_pending(q)) {
+      lane_settle(q);
+      f = queue_front(q);
+    }
     if (!f) return 0;
     let rc = need_entry(c, entry(f));
     if (rc) return rc;

@@ -127,8 +127,10 @@ export function tx_begin(c: Ctx, actor: Peer): void {
 }
 
 export function tx_stage(c: Ctx, q: Peer, e: Entry): void {
-  // lane messages pushed before the transaction's cut go before it on every queue (lane.ts)
+  // lane messages pushed before the transaction's cut go before it on every
+  // queue; one on a single queue has its moment now (lane.ts)
   if (c.cut != CUT_NONE) lane_cut(c, q);
+  else lane_settle(q);
   let actor = changetype<Peer>(c.actor);
   let base = q.clock > actor.clock ? q.clock : actor.clock;
   e.ts = base + 1;
