@@ -65,7 +65,7 @@ describe("lanes: an operation that posts on two queues (SPEC §5)", () => {
     const ws = start("lanes-redteam2-lane.mjs", { handle: bus.handle, ref: S.ref, dests: [eS, fS], ctl, tbuf, delayMs: 200 });
     const sDone = result<any>(ws);
     while (Atomics.load(c, 5) === 0) await new Promise((r) => setTimeout(r, 5));
-    const wh = start("lanes-redteam2-hold.mjs", { handle: bus.handle, ref: H.ref, dest: gH, ctl, tbuf, holdMs: 800 });
+    const wh = start("lanes-redteam-hold.mjs", { handle: bus.handle, ref: H.ref, dest: gH, ctl, tbuf, holdMs: 800, waitAt: 7 });
     const hDone = result<any>(wh);
     while (Atomics.load(c, 0) === 0) await new Promise((r) => setTimeout(r, 5));
     Atomics.store(c, 2, 1); Atomics.notify(c, 2);
