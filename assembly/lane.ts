@@ -83,8 +83,10 @@
  * stats and the inspection subtract it (lanes_unspent); a charge that
  * fails, a new limit and the end of a lane take it back (lanes_revoke,
  * lane_close). Taking back credit of a lane whose receiver this call has not
- * locked leaves the receiver's part in its `revoked` word, folded in by
- * the next holder of its lock. So EDQUOT comes exactly where it would without
+ * locked leaves the receiver's part in its `revoked` word, folded in
+ * (lane_fold) by whatever reads that usage under the receiver's lock: a
+ * charge, a refill, stats, an inspection, a disconnect, a move of the inbox.
+ * So EDQUOT comes exactly where it would without
  * lanes, and the usage anyone reads is that of the messages.
  *
  * Life. A lane is made by the locked path (lane_refill) and closed, with the

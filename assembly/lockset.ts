@@ -85,7 +85,7 @@ export function ls_need(c: Ctx, p: usize): i32 {
     if (p == last) return 0;
     if (p > last) {
       if (!lock_take(p, thread_tid)) return NEED_BROKEN;
-        store<u32>(<usize>c.held + (<usize>n << 2), <u32>p);
+      store<u32>(<usize>c.held + (<usize>n << 2), <u32>p);
       c.nHeld = n + 1;
       return 0;
     }
