@@ -90,7 +90,7 @@ import { entry, entry_staged, KIND_DATA, KIND_DESTROY } from "./queue";
 import { Message, message_handles, message_cost } from "./pool";
 import { map_capacity, map_value_at, map_count } from "./map";
 import { User, Share, user_limits, user_usage } from "./user";
-import { lanes_unspent } from "./lane";
+import { usage_of_messages } from "./lane";
 
 /** Version of the stream's format (BUS record, word 1). */
 export const INSPECT_FORMAT: u32 = 1;
@@ -242,11 +242,8 @@ function write_user(buf: usize, cap: u32, at: u32, u: User): u32 {
     put(r, 1, u.id);
     put(r, 2, u.peers);
     put4(r, 3, user_limits(u));
-    put4(r, 7, user_usage(u));
     // lane credit is charged in advance but to no message (lane.ts)
-    let v = lanes_unspent(u, 0);
-    put(r, 7, u.use0 - <u32>(v >> 32));
-    put(r, 9, u.use2 - <u32>v);
+    usage_of_messages(r + (7 << 2), user_usage(u), u, 0);
   }
   at += USER_WORDS << 2;
   let s = <usize>u.shares;
@@ -279,12 +276,9 @@ function write_peer(buf: usize, cap: u32, at: u32, p: Peer): u32 {
     put(r, 5, freed ? NONE : changetype<User>(p.user).id);
     put64(r, 6, p.clock);
     put4(r, 8, peer_limits(p));
-    put4(r, 12, peer_usage(p));
-    if (!freed) {
-      let v = lanes_unspent(changetype<User>(p.user), pp);
-      put(r, 12, p.use0 - <u32>(v >> 32));
-      put(r, 14, p.use2 - <u32>v);
-    }
+    // a closed peer gave its User record back (and has no lanes)
+    if (freed) put4(r, 12, peer_usage(p));
+    else usage_of_messages(r + (12 << 2), peer_usage(p), changetype<User>(p.user), pp);
     put(r, 16, p.poolBytes);
     put(r, 17, map_count(pp + offsetof<Peer>("nodeMap")));
     put(r, 18, map_count(pp + offsetof<Peer>("idMap")));

@@ -80,10 +80,10 @@
  *
  * Quota. Unspent credit (`credit` and `returned`) is charged to the receiver and its user but is no
  * message: whatever looks at the charges takes it off first. The receiver's
- * stats and the inspection subtract it (lanes_unspent); a charge that
+ * stats and the inspection subtract it (usage_of_messages); a charge that
  * fails, a new limit and the end of a lane take it back (lanes_revoke,
- * lane_close). Taking back credit of a lane whose receiver this call has not
- * locked leaves the receiver's part in its `revoked` word, folded in
+ * lane_close). Taking back credit leaves the receiver's part in its
+ * `revoked` word (the receiver may not be locked), folded in
  * (lane_fold) by whatever reads that usage under the receiver's lock: a
  * charge, a refill, stats, an inspection, a disconnect, a move of the inbox.
  * So EDQUOT comes exactly where it would without
@@ -109,7 +109,7 @@
  */
 
 import { Peer, peer_wake, peer_usage, peer_limits, slice_map, peer_user } from "./peer";
-import { Message, MESSAGE_SIZE, message_payload } from "./pool";
+import { Message, MESSAGE_SIZE, message_payload, slice_pad } from "./pool";
 import { Entry, entry, entry_staged, queue_link, KIND_DATA, ENTRY_LANE, ENTRY_FREED } from "./queue";
 import { Handle, Node, node_of } from "./handle";
 import { User, user_lock, user_unlock } from "./user";
@@ -258,8 +258,7 @@ export function lane_send(c: Ctx, p: Peer, dh: Handle, size: u32, bytes: u32, ou
   m.c3 = 0;
   m._pad2 = <u32>changetype<usize>(l);
   let payload = message_payload(m);
-  let padded = (<usize>size + 7) & ~7;
-  if (padded != <usize>size) memory.fill(payload + size, 0, padded - size);
+  slice_pad(payload, size);
   c.laneMsg = <u32>r;
   c.laneUndo = before;
   store<u32>(out, 0);
@@ -332,7 +331,7 @@ export function lane_pending(q: Peer): bool {
 function lane_take(q: Peer): u32 {
   let top = atomic.xchg<u32>(changetype<usize>(q) + offsetof<Peer>("inbox"), 0);
   // the stack holds the newest first
-  let oldest: u32 = 0, newest = top;
+  let oldest: u32 = 0;
   while (top) {
     let next = entry(top).txNext;
     entry(top).txNext = oldest;
@@ -348,6 +347,28 @@ function lane_take(q: Peer): u32 {
 }
 
 /**
+ * Queues the lane records waiting for `q` (deferred ones first, then the
+ * inbox, oldest first) that are stamped below `cut`, and defers the others,
+ * unless the queue ends with a staged entry. Under `q`'s lock.
+ */
+function lane_move(q: Peer, cut: u64): void {
+  if (!lane_pending(q) || (q.qTail && entry_staged(entry(q.qTail)))) return;
+  let m = lane_take(q);
+  while (m) {
+    let next = entry(m).txNext;
+    if (entry(m).ts < cut) {
+      lane_queue(q, changetype<Message>(m));
+    } else {
+      entry(m).txNext = 0;
+      if (q.deferTail) entry(q.deferTail).txNext = m;
+      else q.deferHead = m;
+      q.deferTail = m;
+    }
+    m = next;
+  }
+}
+
+/**
  * Folds credit taken back by calls that did not hold `q`'s lock into its
  * usage, and queues what lane sends pushed on its inbox, oldest first,
  * unless the queue holds a staged entry. Under `q`'s lock: before anything
@@ -356,14 +377,8 @@ function lane_take(q: Peer): u32 {
  */
 export function lane_settle(q: Peer): void {
   lane_fold(q);
-  if (!q.deferHead && !atomic.load<u32>(changetype<usize>(q) + offsetof<Peer>("inbox"))) return;
-  if (q.qTail && entry_staged(entry(q.qTail))) return;
-  let m = lane_take(q);
-  while (m) {
-    let next = entry(m).txNext;
-    lane_queue(q, changetype<Message>(m));
-    m = next;
-  }
+  // no stamp reaches CUT_NONE: everything is queued
+  lane_move(q, CUT_NONE);
 }
 
 /**
@@ -384,24 +399,8 @@ export function lane_settle(q: Peer): void {
  */
 export function lane_cut(c: Ctx, q: Peer): void {
   if (q.qTail && entry_staged(entry(q.qTail))) return;
-  if (!q.deferHead && !atomic.load<u32>(changetype<usize>(q) + offsetof<Peer>("inbox"))) {
-    if (!c.cut) c.cut = atomic.add<u64>(root().cuts, 1) + 1;
-    return;
-  }
   if (!c.cut) c.cut = atomic.add<u64>(root().cuts, 1) + 1;
-  let m = lane_take(q);
-  while (m) {
-    let next = entry(m).txNext;
-    if (entry(m).ts < c.cut) {
-      lane_queue(q, changetype<Message>(m));
-    } else {
-      entry(m).txNext = 0;
-      if (q.deferTail) entry(q.deferTail).txNext = m;
-      else q.deferHead = m;
-      q.deferTail = m;
-    }
-    m = next;
-  }
+  lane_move(q, c.cut);
 }
 
 /**
@@ -442,14 +441,15 @@ export function lane_free(m: Message): void {
 // ---- life ---------------------------------------------------------------------------
 
 /**
- * After a locked send of a plain unicast of `size` slice bytes through `dh`
- * to `q` (a peer of the sender's user): counts it if a lane would take it, makes the handle's lane once it has carried
- * LANE_AFTER of them, and tops its credit up. Under the sender's and `q`'s
+ * After a locked send of a plain unicast of `bytes` slice bytes through
+ * `dh` to `q` (a peer of the sender's user): counts it if a lane would take
+ * it, makes the handle's lane once it has carried LANE_AFTER of them, and
+ * tops its credit up. Under the sender's and `q`'s
  * locks; nothing here can fail a send (no memory or no quota only means no
  * lane, or no credit, for now).
  */
-export function lane_refill(p: Peer, dh: Handle, q: Peer, size: u32): void {
-  if (MESSAGE_SIZE + size > LANE_RECORD_MAX) return;
+export function lane_refill(p: Peer, dh: Handle, q: Peer, bytes: u32): void {
+  if (MESSAGE_SIZE + bytes > LANE_RECORD_MAX) return;
   let l = changetype<Lane>(dh.lane);
   if (!l) {
     if (++dh.sends < LANE_AFTER || p.nLanes >= LANES_PER_PEER || q.nLanesIn >= LANES_PER_PEER) return;
@@ -487,53 +487,49 @@ export function lane_refill(p: Peer, dh: Handle, q: Peer, size: u32): void {
   // the peer and the user have free, so credit seldom stands in anyone's way
   // (and when it does, it is taken back)
   let slices = haveS < LANE_CREDIT ? LANE_CREDIT - haveS : 0;
-  let bytes = haveB < LANE_BYTES ? LANE_BYTES - haveB : 0;
-  let f = q.lim0 > q.use0 ? (q.lim0 - q.use0) >> 2 : 0;
-  if (f < slices) slices = f;
-  f = u.lim0 > u.use0 ? (u.lim0 - u.use0) >> 2 : 0;
-  if (f < slices) slices = f;
-  f = q.lim2 > q.use2 ? (q.lim2 - q.use2) >> 2 : 0;
-  if (f < bytes) bytes = f;
-  f = u.lim2 > u.use2 ? (u.lim2 - u.use2) >> 2 : 0;
-  if (f < bytes) bytes = f;
-  if ((slices || bytes) && map_reserve(slice_map(q), q.use0 + slices)) {
+  slices = min(slices, min(quarter_free(q.lim0, q.use0), quarter_free(u.lim0, u.use0)));
+  let add = haveB < LANE_BYTES ? LANE_BYTES - haveB : 0;
+  add = min(add, min(quarter_free(q.lim2, q.use2), quarter_free(u.lim2, u.use2)));
+  if ((slices || add) && map_reserve(slice_map(q), q.use0 + slices)) {
     q.use0 += slices;
-    q.use2 += bytes;
+    q.use2 += add;
     u.use0 += slices;
-    u.use2 += bytes;
-    atomic.add<u64>(at, (<u64>slices << 32) | <u64>bytes);
+    u.use2 += add;
+    atomic.add<u64>(at, (<u64>slices << 32) | <u64>add);
   }
   user_unlock(u);
 }
 
-/** Takes a lane's unspent credit off its receiver (if `locked`, else into its `revoked` word) and its user. Under the user's lock. */
-function lane_take_credit(l: Lane, u: User, locked: usize): bool {
+/** A quarter of what a limit leaves free. */
+// @ts-ignore: decorator
+@inline function quarter_free(lim: u32, use: u32): u32 {
+  return lim > use ? (lim - use) >> 2 : 0;
+}
+
+/**
+ * Takes a lane's unspent credit off its user, and leaves the receiver's part
+ * in its `revoked` word (the receiver may not be locked by this call:
+ * whatever reads its usage folds it in first, lane_fold). Under the user's
+ * lock.
+ */
+function lane_take_credit(l: Lane, u: User): bool {
   let v = atomic.xchg<u64>(credit_at(l), 0) + atomic.xchg<u64>(returned_at(l), 0);
   if (!v) return false;
-  let s = <u32>(v >> 32), b = <u32>v;
-  u.use0 -= s;
-  u.use2 -= b;
-  let q = changetype<Peer>(l.receiver);
-  if (changetype<usize>(q) == locked) {
-    q.use0 -= s;
-    q.use2 -= b;
-  } else {
-    atomic.add<u64>(changetype<usize>(q) + offsetof<Peer>("revoked"), v);
-  }
+  u.use0 -= <u32>(v >> 32);
+  u.use2 -= <u32>v;
+  atomic.add<u64>(changetype<usize>(l.receiver) + offsetof<Peer>("revoked"), v);
   return true;
 }
 
 /**
  * Takes back the unspent credit of every lane into a peer of `u` (a charge
- * failed, or a limit changed); `locked` is the peer the calling operation
- * has locked, whose usage is corrected at once. True if there was any. Under
- * `u`'s lock.
+ * failed, or a limit changed). True if there was any. Under `u`'s lock.
  */
-export function lanes_revoke(u: User, locked: usize): bool {
+export function lanes_revoke(u: User): bool {
   let any = false;
   let l = u.lanes;
   while (l) {
-    if (lane_take_credit(changetype<Lane>(l), u, locked)) any = true;
+    if (lane_take_credit(changetype<Lane>(l), u)) any = true;
     l = changetype<Lane>(l).next;
   }
   return any;
@@ -560,6 +556,20 @@ export function lanes_unspent(u: User, q: usize): u64 {
 }
 
 /**
+ * Writes the four usage counters at `usage` to `out`, less the unspent credit
+ * of the lanes into `q` (every lane of `u` if `q` is 0): what the messages
+ * are charged. For stats and the inspection; under `u`'s lock, or with every
+ * peer locked.
+ */
+export function usage_of_messages(out: usize, usage: usize, u: User, q: usize): void {
+  memory.copy(out, usage, 16);
+  if (!u.lanes) return;
+  let v = lanes_unspent(u, q);
+  store<u32>(out, load<u32>(out) - <u32>(v >> 32));
+  store<u32>(out, load<u32>(out, 8) - <u32>v, 8);
+}
+
+/**
  * Closes a handle's lane: no send takes it any more, its credit goes back,
  * and it is freed now if no record of it is left (else by the last
  * lane_free). Under the sender's and the receiver's locks.
@@ -573,7 +583,7 @@ export function lane_close(dh: Handle): void {
   q.nLanesIn--;
   let u = changetype<User>(l.user);
   user_lock(u);
-  lane_take_credit(l, u, changetype<usize>(q));
+  lane_take_credit(l, u);
   if (l.prev) changetype<Lane>(l.prev).next = l.next;
   else u.lanes = l.next;
   if (l.next) changetype<Lane>(l.next).prev = l.prev;

@@ -54,9 +54,9 @@ import { lock_take, lock_drop } from "./lock";
 import { map_count, map_capacity, map_value_at, map_clear } from "./map";
 import { entry, entry_staged, KIND_DATA } from "./queue";
 import { Node, Handle, node_of, node_live, handle_live, handle_is_owner } from "./handle";
-import { Message, message_cost, pool_free, pool_destroy } from "./pool";
-import { User, user_get, user_put, quota_uncharge, user_lock, user_unlock } from "./user";
-import { lane_settle, lane_fold, lanes_revoke, lanes_unspent } from "./lane";
+import { Message, pool_destroy } from "./pool";
+import { User, user_get, user_put, user_lock, user_unlock } from "./user";
+import { lane_settle, lane_fold, lanes_revoke, usage_of_messages } from "./lane";
 import { Ctx, CTX_WAKES, ctx_out, tx_begin, tx_commit } from "./tx";
 import { node_ref, handle_die, node_destroy_stage } from "./node";
 import { seed_drop } from "./send";
@@ -165,7 +165,7 @@ export const MSG_FLAG_CONTINUE: u32 = 1;
    */
   inbox: u32;
   _l3: u32;
-  /** Lane credit taken back by a call that did not hold this peer's lock, slices << 32 | bytes (atomic; lane_settle folds it in). */
+  /** Lane credit taken back and not yet taken off `use0`/`use2`, slices << 32 | bytes (atomic; lane_fold folds it in). */
   revoked: u64;
 }
 
@@ -379,7 +379,7 @@ export function peer_reset(c: Ctx, p: Peer, flags: u32, lims: usize): i32 {
   let u = peer_user(p);
   if ((flags & 0xF00) && u.lanes) {
     user_lock(u);
-    lanes_revoke(u, changetype<usize>(p));
+    lanes_revoke(u);
     user_unlock(u);
   }
   if (flags & RESET_FLUSH) peer_flush(c, p);
@@ -494,17 +494,11 @@ export function peer_stats(c: Ctx, p: Peer): void {
   // took back while this one held the lock is still in `revoked` (lane.ts)
   // (the usage and the credit read together: taking credit back needs the user's lock)
   let u = peer_user(p);
-  let v: u64 = 0;
   let locked = u.lanes != 0;
   if (locked) user_lock(u);
   lane_fold(p);
-  memory.copy(o, peer_usage(p), 16);
-  if (locked) {
-    v = lanes_unspent(u, changetype<usize>(p));
-    user_unlock(u);
-  }
-  store<u32>(o, load<u32>(o) - <u32>(v >> 32));
-  store<u32>(o, load<u32>(o, 8) - <u32>v, 8);
+  usage_of_messages(o, peer_usage(p), u, changetype<usize>(p));
+  if (locked) user_unlock(u);
   store<u32>(o, p.poolBytes, 16);
   store<u32>(o, map_count(id_map(p)), 20);
   store<u32>(o, map_count(node_map(p)), 24);

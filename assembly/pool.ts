@@ -153,6 +153,14 @@ function pool_grow(p: Peer, body: u32): bool {
   return true;
 }
 
+/** Zeroes a slice's payload up to its 8-byte padding; returns where its handle slots start. */
+// @ts-ignore: decorator
+@inline export function slice_pad(payload: usize, size: u32): usize {
+  let padded = (<usize>size + 7) & ~7;
+  if (padded != <usize>size) memory.fill(payload + size, 0, padded - size);
+  return payload + padded;
+}
+
 /** Frees a slice; hands its chunk back if that empties it (the last one: see pool_settle). */
 export function pool_free(p: Peer, m: Message): void {
   // a slice in a lane's arena goes back to its lane (lane.ts)

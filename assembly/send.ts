@@ -57,7 +57,7 @@
 import { map_get, map_reserve } from "./map";
 import { entry, KIND_DATA } from "./queue";
 import { Handle, HANDLE_MARK, node_of, node_live, handle_live } from "./handle";
-import { Message, MESSAGE_SIZE, message_payload, message_of_payload, message_cost, message_handles, message_objects, slice_bytes, SLICE_MAX, pool_alloc, pool_free } from "./pool";
+import { Message, MESSAGE_SIZE, message_payload, message_of_payload, message_cost, message_handles, message_objects, slice_bytes, slice_pad, SLICE_MAX, pool_alloc, pool_free } from "./pool";
 import { quota_charge_send, quota_replace, quota_restore, quota_uncharge, quota_unshare } from "./user";
 import { record_bytes } from "./record";
 import { Ctx, ctx_cost, tx_begin, tx_stage, tx_unstage, tx_commit } from "./tx";
@@ -220,14 +220,6 @@ function send_unicast(c: Ctx, p: Peer, x: f64, size: u32, bytes: u32, out: usize
   let q = changetype<Peer>(n.owner);
   if (q !== p && q.user == p.user) lane_refill(p, dh, q, bytes);
   return 1;
-}
-
-/** Zeroes a slice's payload up to its 8-byte padding; returns where its handle slots start (pool.ts). */
-// @ts-ignore: decorator
-@inline function slice_pad(payload: usize, size: u32): usize {
-  let padded = (<usize>size + 7) & ~7;
-  if (padded != <usize>size) memory.fill(payload + size, 0, padded - size);
-  return payload + padded;
 }
 
 /** Writes a slice's object record addresses after its `nHandles` handle slots, and zeroes the pad word. */

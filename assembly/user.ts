@@ -181,22 +181,6 @@ function share_empty(s: Share): bool {
  * `plim`/`puse`) and its user `u`, with `share` the sender's share record
  * (0 when sender and receiver are the same user). Changes nothing.
  */
-/**
- * quota_check, and if it fails while lanes hold unspent credit of `u`, again
- * once that credit is taken back (lane.ts): credit never makes a charge fail.
- * `puse` is the usage of a peer the caller has locked. Under u's lock.
- */
-function quota_fits(plim: usize, puse: usize, u: User, share: usize, cost: usize): i32 {
-  let p = changetype<Peer>(puse - offsetof<Peer>("use0"));
-  lane_fold(p);
-  let rc = quota_check(plim, puse, u, share, cost);
-  if (rc == -EDQUOT && u.lanes && lanes_revoke(u, changetype<usize>(p))) {
-    lane_fold(p);
-    rc = quota_check(plim, puse, u, share, cost);
-  }
-  return rc;
-}
-
 function quota_check(plim: usize, puse: usize, u: User, share: usize, cost: usize): i32 {
   let ulim = user_limits(u), uuse = user_usage(u);
   let n: u64 = 0;
@@ -217,6 +201,23 @@ function quota_check(plim: usize, puse: usize, u: User, share: usize, cost: usiz
     }
   }
   return 0;
+}
+
+/**
+ * quota_check on the peer's usage with taken-back lane credit folded in, and
+ * if it fails while lanes hold unspent credit of `u`, again once that credit
+ * is taken back (lane.ts): credit never makes a charge fail.
+ * `puse` is the usage of a peer the caller has locked. Under u's lock.
+ */
+function quota_fits(plim: usize, puse: usize, u: User, share: usize, cost: usize): i32 {
+  let p = changetype<Peer>(puse - offsetof<Peer>("use0"));
+  lane_fold(p);
+  let rc = quota_check(plim, puse, u, share, cost);
+  if (rc == -EDQUOT && u.lanes && lanes_revoke(u)) {
+    lane_fold(p);
+    rc = quota_check(plim, puse, u, share, cost);
+  }
+  return rc;
 }
 
 /** Charges `cost` if the quota rules allow it (no sender share): 0 or −EDQUOT (nothing charged). */
