@@ -1004,17 +1004,26 @@ describe("a flood of plain sends meeting destruction", () => {
 // ---------------------------------------------------------------------------
 // 5. slices that outlive their sender
 
+/**
+ * A warmed-up bus and its footprint, a receiver R, and a sender whose only
+ * reference is in a worker (`agent`, peer "s"), with its handle `toR` to R.
+ */
+async function senderInWorker() {
+  const bus = await sharedBus();
+  await warmUp(bus);
+  const before = footprint(bus);
+  const S = bus.connect(), R = bus.connect();
+  const toR = R.transfer(4, S);
+  const agent = new Agent(bus);
+  await agent.adopt(S.ref, "s");
+  S.close();
+  return { bus, before, R, toR, agent };
+}
+
 describe("received slices outliving their sender", () => {
   for (const order of ["in order", "in reverse order"] as const) {
     it(`the sender's handle is released and the sender closed; the receiver then releases its 60 slices one by one ${order}: exact stats, intact payloads, memory back to its baseline`, async () => {
-      const bus = await sharedBus();
-      await warmUp(bus);
-      const before = footprint(bus);
-      const S = bus.connect(), R = bus.connect();
-      const toR = R.transfer(4, S);
-      const agent = new Agent(bus);
-      await agent.adopt(S.ref, "s");
-      S.close();
+      const { bus, before, R, toR, agent } = await senderInWorker();
       const rand = xorshift32(order === "in order" ? 51 : 52);
       // mostly small, some large enough that a lane's arena runs full
       const sizes = Array.from({ length: 60 }, () => (rand() < 0.15 ? 9000 + Math.floor(rand() * 11000) : 12 + Math.floor(rand() * 2000)));
@@ -1062,14 +1071,7 @@ describe("releasing slices out of order while more arrive", () => {
   const seeds = process.env.LANES_SEED ? [Number(process.env.LANES_SEED)] : [61, 62];
   for (const seed of seeds) {
     it(`100 messages from a worker, released in a random order (seed ${seed}) interleaved with 300 more steps of sends, receives and releases: payloads intact, exact stats, memory back`, async () => {
-      const bus = await sharedBus();
-      await warmUp(bus);
-      const before = footprint(bus);
-      const S = bus.connect(), R = bus.connect();
-      const toR = R.transfer(4, S);
-      const agent = new Agent(bus);
-      await agent.adopt(S.ref, "s");
-      S.close();
+      const { bus, before, R, toR, agent } = await senderInWorker();
       const rand = xorshift32(seed);
       const sizeOf = () => { const x = rand(); return x < 0.1 ? 9000 + Math.floor(rand() * 11000) : x < 0.3 ? 12 + Math.floor(rand() * 4000) : 12 + Math.floor(rand() * 200); };
       const u = new Usage(R, "R");
