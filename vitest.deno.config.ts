@@ -16,7 +16,7 @@ if (typeof (globalThis as { Deno?: unknown }).Deno === "undefined") {
  * and node:vm).
  * Every other top-level test stays Node-only, for this reason:
  * - threads, concurrency, churn, faults, fuzz-threads, transfer-threads,
- *   transfer-hostile: node:worker_threads workers with workerData/parentPort
+ *   transfer-hostile, drained: node:worker_threads workers with workerData/parentPort
  *   and "exit" events (tests/deno/threads.test.ts runs the ordering checks
  *   of concurrency.test.ts with Deno's Web Workers instead);
  * - served-hostile, bench, fuzz: child processes of `node` (served-hostile,

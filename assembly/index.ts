@@ -31,6 +31,8 @@ export const max_handles: u32 = MAX_HANDLES;
 export const max_vecs: u32 = MAX_VECS;
 export const max_objects: u32 = MAX_OBJECTS;
 export const max_destroy: u32 = MAX_DESTROY;
+/** 1 in a build with the core's assertions on: its host checks what it assumes of the core too. */
+export const assertions: u32 = ASC_NO_ASSERT ? 0 : 1;
 
 /** Lays out a new bus in this memory: 0 or −errno. */
 export function bus_init(maxPages: u32, slices: u32, handles: u32, bytes: u32, objects: u32): i32 {

@@ -115,6 +115,8 @@ export const MSG_DATA: u32 = 1;
 export const MSG_NODE_DESTROY: u32 = 2;
 export const MSG_NODE_RELEASE: u32 = 3;
 export const MSG_FLAG_CONTINUE: u32 = 1;
+/** Nothing else is ready after this message: until the wake word moves, recv finds nothing (ABI.md §5.5). */
+export const MSG_FLAG_DRAINED: u32 = 2;
 
 @unmanaged export class Peer {
   lock: u32;

@@ -24,8 +24,14 @@
  * host object records are noted in ctx.taking for the host to count off
  * (record.ts, records_taken). A notification is only reported. Either way
  * the receiver's clock rises to the entry's ts, and MSG_FLAG_CONTINUE says
- * that the next settled entry belongs to the same transaction. RECV_SEED
- * reports the seed (send.ts) and changes nothing.
+ * that the next settled entry belongs to the same transaction, while
+ * MSG_FLAG_DRAINED says that nothing else is ready. A host may then answer
+ * recv with "nothing" until the peer's wake word moves: everything that
+ * makes an entry ready moves it afterwards (a commit or a post under the
+ * queue's lock, a lane push after the push, a disconnect; peer_wake), and a
+ * staged entry, the one thing settling stops at, is never seen outside the
+ * call that staged it, which holds the queue's lock. RECV_SEED reports the
+ * seed (send.ts) and changes nothing.
  *
  * Invariants: a received slice is in the slice map (keyed by its payload
  * address) until it is released, and the seed's slice never is (EPERM);
@@ -53,7 +59,7 @@ import { records_taking_room } from "./record";
 import { Ctx, ctx_out } from "./tx";
 import {
   Peer, RECV_SEED, HANDLE_INVALID, ID_NONE, ID_SEQ_MAX, ARG_FLAGS, ARG_OFFSET,
-  MSG_DATA, MSG_NODE_DESTROY, MSG_NODE_RELEASE, MSG_FLAG_CONTINUE,
+  MSG_DATA, MSG_NODE_DESTROY, MSG_NODE_RELEASE, MSG_FLAG_CONTINUE, MSG_FLAG_DRAINED,
   MAX_OBJECTS, slice_map, peer_usage, peer_user, fail, need_owner,
 } from "./peer";
 import { node_ref, handle_maybe_free, handle_assign_id } from "./node";
@@ -209,6 +215,9 @@ export function peer_recv(c: Ctx, p: Peer, flags: u32): i32 {
     if (ne.ts == e.ts && ne.sender == e.sender && ne.seq == e.seq) {
       store<u32>(ctx_out(c), MSG_FLAG_CONTINUE, 4);
     }
+  } else if (next == 0) {
+    // whatever makes a message ready later moves the wake word after it (peer_wake)
+    store<u32>(ctx_out(c), MSG_FLAG_DRAINED, 4);
   }
   return 0;
 }

@@ -9,6 +9,9 @@
 //   slot lookup              wake_addr: a call that finds a peer, no lock
 //   call with one lock       query: find the peer, take and drop its lock,
 //                            check it: the frame of every bus1 call
+//   recv, empty queue        the core's recv finding nothing, and the API's
+//                            recv() once the core has said so: it answers
+//                            from the wake word (ABI.md §5.5)
 //   atomic add (JS)          Atomics.add on shared memory
 //   view on shared memory    new Uint8Array(buffer, offset, 64)
 //   core round trip          send_begin, send_commit, recv, slice_release
@@ -142,6 +145,11 @@ export async function run({ rounds, windowMs, log }) {
   const ra = a.ref;
   add("slot lookup, no lock (wake_addr)", measure((n) => { for (let i = 0; i < n; i++) sink += ex.wake_addr(ra.slot, ra.gen); }, rounds, windowMs));
   add("call with one uncontended lock (query)", measure((n) => { for (let i = 0; i < n; i++) sink += ex.query(ctx, ra.slot, ra.gen); }, rounds, windowMs));
+  // a has nothing queued: the core's answer, and the API's once the core has said so
+  add("recv on an empty queue, the core's call (recv)", measure((n) => { for (let i = 0; i < n; i++) sink += ex.recv(ctx, ra.slot, ra.gen, 0); }, rounds, windowMs));
+  add("recv() on an empty queue, through the API (its wake word unmoved)", measure((n) => {
+    for (let i = 0; i < n; i++) sink += a.recv() === null ? 1 : 0;
+  }, rounds, windowMs));
   add("atomic add on shared memory, in JS", measure((n) => { for (let i = 0; i < n; i++) sink += Atomics.add(i32, scratch, 1); }, rounds, windowMs));
   add("view on shared memory (new Uint8Array, 64 B)", measure((n) => {
     for (let i = 0; i < n; i++) sink += new Uint8Array(buffer, 8 * (i & 1023), 64).length;

@@ -12,13 +12,16 @@
 //
 // Main sends for the window, then an end marker; the clock stops when all K
 // workers have reported their counts (each is checked). The figure is time
-// per send (lower is better).
+// per send (lower is better). For bus1-wasm the same windows also give two
+// figures that say what bounds it: the sending thread's CPU time per send
+// (threadCpuMs), and the share of the sending window in which that thread
+// was on a core at all (the rest of the time the 2 cores ran the K workers).
 
 import { BroadcastChannel } from "node:worker_threads";
 import { Bus } from "bus1-wasm";
-import { compare, now, warmUp } from "./harness.js";
+import { compare, now, summarize, warmUp } from "./harness.js";
 import {
-  DATA, END, QUIT, message, checkCount, flood, recvBlocking, sendPatiently, startWorker, exited, closeAll,
+  DATA, END, QUIT, message, checkCount, flood, recvBlocking, sendPatiently, startWorker, exited, closeAll, threadCpuMs,
 } from "./protocol.js";
 
 export const FANOUTS = [1, 2, 4, 8];
@@ -49,9 +52,14 @@ async function bus1Fanout(bus, workers) {
   return {
     name: "bus1-wasm",
     workers: threads,
+    /** Per window: the sending thread's CPU per send (ns) and its share of the window on a core. */
+    cpu: [],
     send(k, payload, ms) {
       const dsts = to.slice(0, k);
+      const cpu = threadCpuMs();
       const { sent, start } = flood(ms, 16, () => sendPatiently(main, dsts, payload));
+      const used = threadCpuMs() - cpu, window = now() - start;
+      this.cpu.push({ perSend: (used * 1e6) / sent, share: used / window });
       sendPatiently(main, dsts, end);
       for (let i = 0; i < k; i++) {
         const reply = recvBlocking(main);
@@ -101,13 +109,22 @@ export async function run({ rounds, windowMs, log }) {
   const workers = Math.max(...FANOUTS);
   const fanouts = [await bus1Fanout(bus, workers), await broadcastFanout(workers)];
   const payload = message(DATA, SIZE);
-  const rows = [];
+  const rows = [], figures = [];
   try {
     for (const k of FANOUTS) {
       const variants = fanouts.map((f) => ({ name: f.name, measure: () => f.send(k, payload, windowMs * 2) }));
       log(`  K = ${k}`);
       await warmUp(variants);
+      const bus1 = fanouts[0];
+      bus1.cpu = [];
       const { result, rerun } = await compare(variants, rounds, log);
+      const perSend = summarize(bus1.cpu.map((c) => c.perSend));
+      const share = summarize(bus1.cpu.map((c) => c.share));
+      figures.push(
+        { group: "multicast 1 KiB", name: `K = ${k}: CPU of bus1-wasm's sending thread per send`, value: perSend.median, unit: "ns", spread: perSend },
+        { group: "multicast 1 KiB", name: `K = ${k}: share of the window bus1-wasm's sending thread was on a core`,
+          value: Math.round(share.median * 100), unit: "%", spread: share },
+      );
       rows.push({
         group: "multicast 1 KiB", case: `K = ${k}`, unit: "ns", per: "send",
         bus1: result["bus1-wasm"], baselines: { BroadcastChannel: result.BroadcastChannel },
@@ -118,5 +135,5 @@ export async function run({ rounds, windowMs, log }) {
     await closeAll(fanouts, log);
     bus.close();
   }
-  return { rows };
+  return { rows, figures };
 }

@@ -47,6 +47,7 @@ export interface CoreExports {
   max_vecs: WebAssembly.Global;
   max_objects: WebAssembly.Global;
   max_destroy: WebAssembly.Global;
+  assertions: WebAssembly.Global;
 }
 
 /** Bounds on the counts of one call, as the core exports them. */
@@ -71,6 +72,8 @@ export const ABI_VERSION = 7;
 export const CTX_SPINNING = 172;
 /** Offset in the root of the count of threads spinning in wait (docs/ABI.md). */
 export const ROOT_SPINNERS = 76;
+/** Offset in the root of the word that says why the bus is broken (0: it is not). */
+export const ROOT_BROKEN = 56;
 /**
  * The bit of a wake word's sleepers word (wake + 4) a sleeper sets after it
  * counts itself and before its last look (ABI.md §5.5): the first send to
@@ -122,6 +125,8 @@ export class Core {
   private scratchSize = 0;
   /** Set when the core trapped: the bus can no longer be trusted. */
   broken: string | null = null;
+  /** A build with the core's assertions on: the host checks its own shortcuts against the core too. */
+  readonly checked: boolean;
 
   /** Instantiates the core on `memory`; throws what the engine throws (LinkError for a memory that does not fit). */
   constructor(module: WebAssembly.Module, memory: WebAssembly.Memory, cloner: Cloner | null) {
@@ -147,6 +152,7 @@ export class Core {
       destinations: ex.max_destinations.value, handles: ex.max_handles.value, vecs: ex.max_vecs.value,
       objects: ex.max_objects.value, destroy: ex.max_destroy.value,
     };
+    this.checked = ex.assertions.value !== 0;
     this.views();
   }
 

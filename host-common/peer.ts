@@ -9,7 +9,7 @@
  * fields.
  */
 import { Bus1Error, codeOf, type ErrorCode } from "./errors.js";
-import { CTX_SPINNING, ROOT_SPINNERS, WAKE_ARMED } from "./core.js";
+import { CoreAssertion, CTX_SPINNING, ROOT_BROKEN, ROOT_SPINNERS, WAKE_ARMED } from "./core.js";
 import { Message, type MessageType } from "./message.js";
 import type { MovePlan, PreparedObjects } from "./objects.js";
 import {
@@ -26,6 +26,7 @@ import {
 const U32_MAX = 0xffffffff;
 // ABI flags (docs/ABI.md)
 const SEND_CONTINUE = 1, SEND_SEED = 2, RECV_SEED = 1, DESTROY_RELEASE_HANDLES = 1;
+const MSG_FLAG_CONTINUE = 1, MSG_FLAG_DRAINED = 2;
 const RESET_FLUSH = 1, RESET_FLUSH_SEED = 2, RESET_LIMIT = 0x100;
 const EAGAIN = 11;
 const TYPES: MessageType[] = ["data", "data", "node-destroy", "node-release"];
@@ -180,6 +181,16 @@ export class Peer {
   #ref: PeerRef | null = null;
   /** Set while a serving holds this reference: told when it is closed. */
   #servedBy: (() => void) | null = null;
+  /** Index (in 32-bit words) of the peer's wake word, once asked of the core; slot memory never moves. */
+  #wake = -1;
+  /**
+   * The core found nothing ready here (recv or ready), and #drainedAt is the
+   * wake word as read before that call. Whatever makes a message ready moves
+   * the word afterwards (ABI.md §5.5), so until it moves, recv() and ready()
+   * answer "nothing" with one atomic load instead of a call.
+   */
+  #drained = false;
+  #drainedAt = 0;
 
   /** @internal Peers are made by bus.connect and bus.adopt. */
   constructor(token: symbol, state: BusState, slot: number, gen: number) {
@@ -402,16 +413,23 @@ export class Peer {
     const s = this.#s, core = s.core;
     // records this thread sent that every receiver is done with go back now
     core.objects.sweep();
+    if (!seed && this.#quiet(op)) return null;
+    const seq = seed ? -1 : this.#wakeNow();
     const rc = s.call(op, () => core.ex.recv(core.ctx, this.#slot, this.#gen, seed ? RECV_SEED : 0));
     if (rc < 0) {
-      if (rc === -EAGAIN) return null;
+      if (rc === -EAGAIN) {
+        if (!seed) this.#drainedSince(seq);
+        return null;
+      }
       throw s.error(op, rc);
     }
     // the message is taken: from here nothing may throw, or it would be lost
     core.views();
     const u32 = core.u32, out = core.out >>> 2;
     const type = TYPES[u32[out]];
-    const cont = (u32[out + 1] & 1) !== 0;
+    const flags = u32[out + 1];
+    const cont = (flags & MSG_FLAG_CONTINUE) !== 0;
+    if (flags & MSG_FLAG_DRAINED) this.#drainedSince(seq);
     const destination = core.f64[(core.out + 8) >>> 3];
     if (type !== "data") {
       s.poke();
@@ -610,10 +628,71 @@ export class Peer {
   /** @internal ready() for operation `op` (its errors name `op`). */
   [READY](op: string): boolean {
     Peer.#checked(this, op);
+    if (this.#quiet(op)) return false;
     const s = this.#s, core = s.core;
+    const seq = this.#wakeNow();
     const rc = s.call(op, () => core.ex.ready(core.ctx, this.#slot, this.#gen));
     if (rc < 0) throw s.error(op, rc);
+    if (rc === 0) this.#drainedSince(seq);
     return rc > 0;
+  }
+
+  /** The wake word's index, asked of the core the first time (−1 if the core does not know the peer). */
+  #wakeWord(): number {
+    if (this.#wake < 0) {
+      const addr = this.#s.core.ex.wake_addr(this.#slot, this.#gen);
+      if (addr > 0) this.#wake = addr >>> 2;
+    }
+    return this.#wake;
+  }
+
+  /** The wake word now, read before a core call that may find nothing ready (−1: unknown). */
+  #wakeNow(): number {
+    const word = this.#wakeWord();
+    return word < 0 ? -1 : Atomics.load(this.#s.core.views().i32, word) >>> 0;
+  }
+
+  /** The core found nothing ready in a call made after the wake word read `seq`. */
+  #drainedSince(seq: number): void {
+    if (seq < 0) return;
+    this.#drained = true;
+    this.#drainedAt = seq;
+  }
+
+  /**
+   * True if nothing can be ready: the core said so and since then the wake
+   * word has not moved and the bus has not broken. A build with the core's
+   * assertions asks the core as well (#confirmQuiet).
+   */
+  #quiet(op: string): boolean {
+    if (!this.#drained) return false;
+    const core = this.#s.core, i32 = core.views().i32;
+    if ((Atomics.load(i32, this.#wake) >>> 0) !== this.#drainedAt || Atomics.load(i32, (core.root + ROOT_BROKEN) >>> 2) !== 0 ||
+        (core.checked && !this.#confirmQuiet(op))) {
+      this.#drained = false;
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * Checks the shortcut against the core: ready() finds nothing, or what it
+   * finds moved the wake word (a lane push moves it just after its record
+   * lands, so the word gets a moment). A message made ready without moving
+   * it is a broken promise of the core: the bus is marked broken.
+   */
+  #confirmQuiet(op: string): boolean {
+    const s = this.#s, core = s.core;
+    const rc = s.call(op, () => core.ex.ready(core.ctx, this.#slot, this.#gen));
+    if (rc === 0) return true;
+    if (rc < 0) return false;
+    const until = performance.now() + 1000;
+    while ((Atomics.load(core.views().i32, this.#wake) >>> 0) === this.#drainedAt) {
+      if (performance.now() > until) {
+        throw s.trap(op, new CoreAssertion(`${op}: a message became ready without moving the peer's wake word`));
+      }
+    }
+    return false;
   }
 
   /** Blocks until recv() would return a message; false on timeout. */
@@ -635,7 +714,7 @@ export class Peer {
       if (timeout > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, timeout);
       return this[READY](op);
     }
-    const word = core.ex.wake_addr(this.#slot, this.#gen) >>> 2;
+    const word = this.#wakeWord();
     const start = performance.now();
     const end = start + timeout;
     if (this.#spin(word, Math.min(end, start + WAIT_SPIN_MS))) return true;
@@ -737,7 +816,7 @@ export class Peer {
       setTimeout(tick, 4);
       return;
     }
-    const word = core.ex.wake_addr(this.#slot, this.#gen) >>> 2;
+    const word = this.#wakeWord();
     const loop = () => {
       if (!s.readers.has(reader)) return;
       const i32 = core.views().i32;
