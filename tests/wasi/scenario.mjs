@@ -25,7 +25,7 @@ export const WASI_BUILD_IMPORTS = [
 
 const EAGAIN = 11, EHOSTUNREACH = 113, EBADF = 9, ESHUTDOWN = 108, EINVAL = 22;
 const ARG_DESTINATIONS = 1, ARG_PEER = 11, ARG_BROKEN = 12;
-const MSG_DATA = 1, MSG_NODE_DESTROY = 2, MSG_NODE_RELEASE = 3, MSG_FLAG_CONTINUE = 1;
+const MSG_DATA = 1, MSG_NODE_DESTROY = 2, MSG_NODE_RELEASE = 3, MSG_FLAG_CONTINUE = 1, MSG_FLAG_DRAINED = 2;
 const RESET_FLUSH = 1;
 const ID_MANAGED = 1, ID_REMOTE = 2;
 const CTX_ERR_ARG = 28, CTX_ERR_INDEX = 32, CTX_OUT = 64, CTX_TID = 96, CTX_SERIAL = 176;
@@ -454,7 +454,9 @@ export async function runScenario(module) {
     check(r2.ready === 1 && r2.got.length === 2, "B woke and received two", r2);
     check(r2.got.every((m) => m.text === "both") && r2.got.map((m) => m.dest).sort().join() === "16,24",
       "one copy per node, with C's own IDs", r2.got);
-    check(r2.got[0].flags === MSG_FLAG_CONTINUE && r2.got[1].flags === 0, "MSG_FLAG_CONTINUE within the transaction", r2.got);
+    // the second is the last: nothing else is ready after it
+    check(r2.got[0].flags === MSG_FLAG_CONTINUE && r2.got[1].flags === MSG_FLAG_DRAINED,
+      "MSG_FLAG_CONTINUE within the transaction, MSG_FLAG_DRAINED after it", r2.got);
     log.push("both", "both");
 
     // -- a lock held by B (send_begin keeps it until send_commit): A's recv waits
