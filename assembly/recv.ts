@@ -29,9 +29,11 @@
  * recv with "nothing" until the peer's wake word moves: everything that
  * makes an entry ready moves it afterwards (a commit or a post under the
  * queue's lock, a lane push after the push, a disconnect; peer_wake), and a
- * staged entry, the one thing settling stops at, is never seen outside the
- * call that staged it, which holds the queue's lock. RECV_SEED reports the
- * seed (send.ts) and changes nothing.
+ * staged entry, the one thing settling stops at, is not seen by another
+ * call while the call that staged it holds the queue's lock (the host
+ * answers from the word only while that lock is free, and asks the core for
+ * the last look before it sleeps: ABI.md §5.5). RECV_SEED reports the seed
+ * (send.ts) and changes nothing.
  *
  * Invariants: a received slice is in the slice map (keyed by its payload
  * address) until it is released, and the seed's slice never is (EPERM);

@@ -27,6 +27,8 @@ const U32_MAX = 0xffffffff;
 // ABI flags (docs/ABI.md)
 const SEND_CONTINUE = 1, SEND_SEED = 2, RECV_SEED = 1, DESTROY_RELEASE_HANDLES = 1;
 const MSG_FLAG_CONTINUE = 1, MSG_FLAG_DRAINED = 2;
+// offsets in the Peer record (ABI.md §7.5)
+const PEER_LOCK = 0, PEER_RECEIVER = 156;
 const RESET_FLUSH = 1, RESET_FLUSH_SEED = 2, RESET_LIMIT = 0x100;
 const EAGAIN = 11;
 const TYPES: MessageType[] = ["data", "data", "node-destroy", "node-release"];
@@ -75,10 +77,11 @@ export class Reader {
               readonly reject: (e: unknown) => void, readonly signal: AbortSignal | undefined,
               readonly onAbort: () => void) {}
 
-  check(): void {
+  /** Settles the reader if a message is ready; `armed`: the last look of the wake-word protocol (see Peer[READY]). */
+  check(armed = false): void {
     let ready: boolean;
     try {
-      ready = this.peer[READY]("readable");
+      ready = this.peer[READY]("readable", armed);
     } catch (e) {
       this.fail(e);
       return;
@@ -183,11 +186,14 @@ export class Peer {
   #servedBy: (() => void) | null = null;
   /** Index (in 32-bit words) of the peer's wake word, once asked of the core; slot memory never moves. */
   #wake = -1;
+  /** Indexes of the Peer record's lock word and receiver hint (ABI.md §7.5): the record stays while a reference is open. */
+  #lockWord = -1;
+  #receiverWord = -1;
   /**
    * The core found nothing ready here (recv or ready), and #drainedAt is the
    * wake word as read before that call. Whatever makes a message ready moves
    * the word afterwards (ABI.md §5.5), so until it moves, recv() and ready()
-   * answer "nothing" with one atomic load instead of a call.
+   * may answer "nothing" without a call (#quiet).
    */
   #drained = false;
   #drainedAt = 0;
@@ -626,9 +632,17 @@ export class Peer {
   }
 
   /** @internal ready() for operation `op` (its errors name `op`). */
-  [READY](op: string): boolean {
+  /**
+   * Whether recv() would return a message. `armed`: this is the last look of
+   * the wake-word protocol, after the waiter armed (ABI.md §5.5); it always
+   * asks the core, whose lock orders it against a send that read the
+   * sleepers word before the arm. A lane send pushes without that lock, so
+   * an answer from the word there could miss one whose bump is still to come
+   * (tests/wake-model.test.ts).
+   */
+  [READY](op: string, armed = false): boolean {
     Peer.#checked(this, op);
-    if (this.#quiet(op)) return false;
+    if (!armed && this.#quiet(op)) return false;
     const s = this.#s, core = s.core;
     const seq = this.#wakeNow();
     const rc = s.call(op, () => core.ex.ready(core.ctx, this.#slot, this.#gen));
@@ -640,8 +654,15 @@ export class Peer {
   /** The wake word's index, asked of the core the first time (−1 if the core does not know the peer). */
   #wakeWord(): number {
     if (this.#wake < 0) {
-      const addr = this.#s.core.ex.wake_addr(this.#slot, this.#gen);
-      if (addr > 0) this.#wake = addr >>> 2;
+      const core = this.#s.core;
+      const addr = core.ex.wake_addr(this.#slot, this.#gen);
+      if (addr > 0) {
+        // the word is at slot entry + 8; the entry's first word is the Peer record (ABI.md §7.4)
+        const rec = core.views().u32[(addr - 8) >>> 2];
+        this.#lockWord = (rec + PEER_LOCK) >>> 2;
+        this.#receiverWord = (rec + PEER_RECEIVER) >>> 2;
+        this.#wake = addr >>> 2;
+      }
     }
     return this.#wake;
   }
@@ -660,14 +681,20 @@ export class Peer {
   }
 
   /**
-   * True if nothing can be ready: the core said so and since then the wake
-   * word has not moved and the bus has not broken. A build with the core's
-   * assertions asks the core as well (#confirmQuiet).
+   * True if the answer is "nothing" without a call: the core said so, and
+   * since then the wake word has not moved and the bus has not broken. Two
+   * more things send the look to the core: the peer's lock is held (a call
+   * in the middle of changing it; should its thread have died there, the
+   * core is what notices, after LOCK_STALE_MS), and another thread took
+   * over receiving for the peer (recv and ready tell the core which thread
+   * receives: where senders move host objects, SPEC "Which thread"). A build
+   * with the core's assertions asks the core as well (#confirmQuiet).
    */
   #quiet(op: string): boolean {
     if (!this.#drained) return false;
     const core = this.#s.core, i32 = core.views().i32;
     if ((Atomics.load(i32, this.#wake) >>> 0) !== this.#drainedAt || Atomics.load(i32, (core.root + ROOT_BROKEN) >>> 2) !== 0 ||
+        Atomics.load(i32, this.#lockWord) !== 0 || (Atomics.load(i32, this.#receiverWord) >>> 0) !== core.serial ||
         (core.checked && !this.#confirmQuiet(op))) {
       this.#drained = false;
       return false;
@@ -706,6 +733,7 @@ export class Peer {
     // records this thread sent that every receiver is done with go back before it blocks
     core.objects.sweep();
     if (this[READY](op)) return true;
+    if (timeout === 0) return false;
     if (!s.shared) {
       // one thread, private memory: nothing can arrive while we block
       if (timeout >= FOREVER_MS) {
@@ -723,7 +751,7 @@ export class Peer {
       const seq = Atomics.load(i32, word);
       countAndArm(i32, word);
       try {
-        if (this[READY](op)) return true;
+        if (this[READY](op, true)) return true;
         const left = end - performance.now();
         if (left <= 0) return false;
         Atomics.wait(i32, word, seq, left === Infinity ? undefined : left);
@@ -823,7 +851,7 @@ export class Peer {
       // the wake-word protocol (ABI.md §5.5): read the word, count this waiter and arm, look, sleep
       const seq = Atomics.load(i32, word);
       countAndArm(i32, word);
-      reader.check();
+      reader.check(true);
       if (!s.readers.has(reader)) {
         Atomics.sub(i32, word + 1, 1);
         return;

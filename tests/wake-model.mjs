@@ -11,9 +11,17 @@
 //   BLOCKED -> (notify) L5 | (timeout, budget) L5; L5 Sc-- -> L1
 //   RECV recv(): takes one message if any -> START
 // Senders: a list of calls; each call = list of destination peers (multicast /
-// transaction) or {close: peer} (disconnect, then the slot is reused by `reuse`).
+// transaction) or {close: peer} (disconnect, then the slot is reused by `reuse`)
+// or {lane: peer} (a lane send: it pushes its message without the peer's lock).
 //   lock all dests; commit (q++ on each); per dest: peer_wake = load S; [take arm];
 //   W++ ; record (dedup; list of CAP, overflow -> notify at once); unlock; notify list one by one.
+//   A lane send: push (q++), then the same peer_wake steps, no lock.
+// cfg.drained (the host's drained queue, ABI.md §5.5): a look that finds
+// nothing, or a recv that takes the last message, notes dAt = W; while W is
+// still dAt (and the peer's lock is free: the host checks the lock word), a
+// look answers 0 without the core. "unarmed": only looks before arming do so
+// (Peer[READY] without `armed`); "armed": the last look after arming too (a
+// mutant, which a lane send defeats).
 // Violation: a state whose only enabled steps are timeouts, while a live waiter
 // is BLOCKED and (its peer has a message queued, or its peer is disconnected).
 
@@ -46,7 +54,7 @@ export function check(V0 = "new", cfg = {}) {
       W: Array(nslots).fill(0), Sc: Array(nslots).fill(0), Sa: Array(nslots).fill(cfg.staleArm ? 1 : 0),
       q: peers.map(() => 0), disc: peers.map(() => 0), live: initialLive.map((x) => (x ? 1 : 0)),
       lock: peers.map(() => -1),
-      w: waiterPeers.map((p) => ({ p, pc: "START", seq: 0, seq0: 0, to: TIMEOUTS, dead: 0 })),
+      w: waiterPeers.map((p) => ({ p, pc: "START", seq: 0, seq0: 0, to: TIMEOUTS, dead: 0, dAt: -1 })),
       s: senders.map(() => ({ pc: "IDLE", call: 0, k: 0, sv: 0, nt: 0, list: [] })),
     };
   }
@@ -66,7 +74,7 @@ export function check(V0 = "new", cfg = {}) {
     const ws = x.w.map((o, i) => {
       const W = x.W[peers[o.p].slot];
       const code = o.dead ? "D" : PCS.indexOf(o.pc).toString(36) + (SEQ_PCS.has(o.pc) && o.seq !== W ? "s" : "") +
-        (o.pc === "SPIN1" && o.seq0 !== W ? "z" : "") + o.to;
+        (o.pc === "SPIN1" && o.seq0 !== W ? "z" : "") + (o.dAt === W ? "d" : "") + o.to;
       return { g: cfg.sym && i !== KILL ? "p" + o.p : "i" + i, code };
     });
     if (cfg.sym) ws.sort((u, v) => (u.g < v.g ? -1 : u.g > v.g ? 1 : u.code < v.code ? -1 : u.code > v.code ? 1 : 0));
@@ -90,7 +98,16 @@ export function check(V0 = "new", cfg = {}) {
     return x.q[p] > 0 ? 1 : 0;
   }
 
-  function destsOf(call) { return Array.isArray(call) ? call : [call.close]; }
+  function destsOf(call) { return Array.isArray(call) ? call : call.lane !== undefined ? [call.lane] : [call.close]; }
+
+  // Peer[READY] with the drained queue: `early` is a look before arming
+  function hostLook(x, me, p, early) {
+    const sl = peers[p].slot;
+    if (cfg.drained && (early || cfg.drained === "armed") && me.dAt === x.W[sl]) return 0;
+    const r = look(x, p);
+    if (cfg.drained && r === 0) me.dAt = x.W[sl];
+    return r;
+  }
 
   function peerWake(x, t, S, p) {
     const sl = peers[p].slot;
@@ -136,7 +153,7 @@ export function check(V0 = "new", cfg = {}) {
         case "START":
           if (!lockFree) break;
           go("ready() first look", (y, me) => {
-            const r = look(y, P);
+            const r = hostLook(y, me, P, true);
             me.pc = r === 1 ? "RECV" : r < 0 ? "EXIT" : SPIN ? "SPIN0" : "L1";
           });
           break;
@@ -151,7 +168,7 @@ export function check(V0 = "new", cfg = {}) {
           break;
         case "SPINREADY":
           if (!lockFree) break;
-          go("spin: ready()", (y, me) => { const r = look(y, P); me.pc = r === 1 ? "RECV" : r < 0 ? "EXIT" : "L1"; });
+          go("spin: ready()", (y, me) => { const r = hostLook(y, me, P, true); me.pc = r === 1 ? "RECV" : r < 0 ? "EXIT" : "L1"; });
           break;
         case "L1":
           go(`seq = W (${x.W[sl]})`, (y, me) => { me.seq = y.W[sl]; me.pc = WSWAP ? "L2a" : V === "orFirst" ? "L2b" : "L2a"; });
@@ -165,7 +182,7 @@ export function check(V0 = "new", cfg = {}) {
         case "L3":
           if (!lookFree) break;
           go("ready()", (y, me) => {
-            const r = look(y, P);
+            const r = hostLook(y, me, P, false);
             me.pc = r === 1 ? "L3T" : r < 0 ? "L3E" : WSWAP ? "L2b" : "L4";
           });
           break;
@@ -188,6 +205,8 @@ export function check(V0 = "new", cfg = {}) {
           if (!lockFree) break;
           go("recv()", (y, me) => {
             if (y.live[P] && !y.disc[P] && y.q[P] > 0) y.q[P]--;
+            // MSG_FLAG_DRAINED (or EAGAIN): nothing else ready
+            if (cfg.drained && y.live[P] && !y.disc[P] && y.q[P] === 0) me.dAt = y.W[sl];
             me.pc = "START";
           });
           break;
@@ -206,6 +225,13 @@ export function check(V0 = "new", cfg = {}) {
           if (S.call >= calls.length) break;
           const ds = destsOf(call);
           if (ds.some((d) => !x.live[d])) break; // a peer not connected yet (slot reuse)
+          if (call.lane !== undefined) {
+            go(`lane push to ${call.lane}`, (y, me) => {
+              if (!y.disc[call.lane]) y.q[call.lane]++;
+              me.pc = "WAKE"; me.k = 0; me.list = [];
+            });
+            break;
+          }
           if (!ds.every((d) => x.lock[d] === -1)) break;
           go(`lock ${ds} and commit`, (y, me) => {
             for (const d of ds) y.lock[d] = i;
@@ -217,10 +243,11 @@ export function check(V0 = "new", cfg = {}) {
         }
         case "WAKE": {
           const ds = destsOf(call);
-          if (S.k >= ds.length) { go("unlock", (y, me) => {
+          if (S.k >= ds.length) { go(call.lane !== undefined ? "lane send done" : "unlock", (y, me) => {
             // cfg.lateCommit: the message becomes visible only after its peer_wake (a wrong order)
             if (cfg.lateCommit && Array.isArray(call)) { for (const d of ds) if (!y.disc[d]) y.q[d]++; }
-            for (const d of ds) y.lock[d] = -1; me.pc = "FLUSH";
+            if (call.lane === undefined) for (const d of ds) y.lock[d] = -1;
+            me.pc = "FLUSH";
           }); break; }
           const d = ds[S.k], sl = peers[d].slot;
           if (V === "bumpFirst") {

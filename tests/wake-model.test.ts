@@ -25,6 +25,11 @@ const CONFIGS: [string, object][] = [
     { peers: [{ slot: 0 }, { slot: 0, later: true }], waiters: [0, 0, 1], senders: [[{ close: 0, reuse: 1 }, [1]]] }],
   ["a transaction to two peers with a wake list of one (it overflows)",
     { peers: [{ slot: 0 }, { slot: 1 }], waiters: [0, 1], senders: [[[0, 1, 1, 0]], [[1]]], cap: 1 }],
+  ["a lane send (no lock) and a locked send", { senders: [[{ lane: 0 }], [[0]]] }],
+  ["the host's drained queue (looks before arming answered from the word): a lane send and a locked send",
+    { drained: "unarmed", senders: [[{ lane: 0 }], [[0]]] }],
+  ["the host's drained queue: two waiters, two lane sends", { drained: "unarmed", waiters: [0, 0], senders: [[{ lane: 0 }, { lane: 0 }]] }],
+  ["the host's drained queue: a disconnect and a lane send", { drained: "unarmed", waiters: [0, 0], senders: [[{ close: 0 }], [{ lane: 0 }]] }],
 ];
 
 describe("the wake-word protocol, every interleaving", () => {
@@ -40,6 +45,13 @@ describe("the wake-word protocol, every interleaving", () => {
     expect(r.violation).toMatch(/sleeps while peer 0 has 1 message/);
     // the shortest trace: a send reads the sleepers word unarmed, the waiter arms and sleeps, the send bumps
     expect(r.trace!.length).toBeGreaterThan(5);
+  }, 60_000);
+
+  it("a host that answers even the look after arming from the drained queue's word loses a lane send's wake-up", () => {
+    const r = run("new", { drained: "armed", waiters: [0], senders: [[{ lane: 0 }]], spin: false });
+    expect(r.violation).toMatch(/sleeps while peer 0 has 1 message/);
+    // the lane push lands and reads the sleepers word unarmed; the waiter arms, answers from the word, sleeps; the bump comes
+    expect(r.trace!.join("\n")).toMatch(/lane push[\s\S]*Sa = 1[\s\S]*Atomics.wait[\s\S]*W\+\+/);
   }, 60_000);
 
   it("a send that bumps the word before it takes the arm loses one when the other waiter leaves", () => {
