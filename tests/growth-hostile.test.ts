@@ -339,6 +339,10 @@ describe("hostile: injected growth after core exports", () => {
     const value = { some: "object" };
     a.send(toB, bytes(8, 4), { handles: [toB], objects: [value] });
     const reader = pendingReader(idle);
+    // idle's queue is drained, so its reader's look asks the core only once idle's wake word
+    // moved (ABI.md §5.5, a drained queue): move it, as a spurious wake-up would
+    const core = coreOf(bus);
+    Atomics.add(core.views().i32, core.ex.wake_addr(idle.ref.slot, idle.ref.gen) >>> 2, 1);
     const word8 = new Uint32Array(bus.handle.memory.buffer, 8, 1)[0];
     const g = growAfter(bus, ["ready"]);
     let m: Message | null = null;
