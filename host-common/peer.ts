@@ -436,6 +436,7 @@ export class Peer {
     const flags = u32[out + 1];
     const cont = (flags & MSG_FLAG_CONTINUE) !== 0;
     if (flags & MSG_FLAG_DRAINED) this.#drainedSince(seq);
+    else this.#drained = false;
     const destination = core.f64[(core.out + 8) >>> 3];
     if (type !== "data") {
       s.poke();
@@ -647,7 +648,10 @@ export class Peer {
     const seq = this.#wakeNow();
     const rc = s.call(op, () => core.ex.ready(core.ctx, this.#slot, this.#gen));
     if (rc < 0) throw s.error(op, rc);
+    // something ready ends the drained state, also when the word has not moved yet (a lane
+    // send's record lands before its bump: the last look of a wait may find it first)
     if (rc === 0) this.#drainedSince(seq);
+    else this.#drained = false;
     return rc > 0;
   }
 
