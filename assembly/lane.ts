@@ -16,7 +16,7 @@
  * A Lane belongs to one handle of the sender (Handle.lane) to a node of
  * another peer of the same user (the fair share between users is not
  * involved, SPEC §6). It holds:
- *   - an arena of LANE_BYTES inside the lane's record, the "sender-owned
+ *   - an arena inside the lane's record, the "sender-owned
  *     region of the receiver's pool": slices are records (a Message, then the
  *     payload) placed one after the other; `head` counts the bytes ever placed
  *     (the sender's, under its lock), `tail` those ever given back (the
@@ -24,10 +24,18 @@
  *     end are skipped (a filler record marks them when a Message fits there).
  *     The receiver frees records in any order (ENTRY_FREED) and moves `tail`
  *     over the freed ones from the oldest; the sender reads `tail` only when
- *     its last look says the arena is full.
+ *     its last look says the arena is full. A new lane's arena is
+ *     LANE_BYTES; a sender that finds it full has run a whole arena ahead of
+ *     its receiver, and its next locked send replaces the lane with one four
+ *     times as large (lane_refill), up to LANE_BYTES_MAX and an eighth of the
+ *     receiver's byte limit, so that a flood whose receiver falls behind keeps
+ *     to its lane instead of taking the locked path for all but an arena's
+ *     worth of its messages (docs/PERFORMANCE.md measured 1–3% on the lane
+ *     with 16 KiB arenas). The old lane closes and goes when its records do.
  *   - credit: quota taken from the receiver and its user in advance, a chunk
  *     at a time, by the locked path (lane_refill: at most a quarter of what is
- *     free, LANE_CREDIT messages or LANE_BYTES). A send spends one slice and
+ *     free, LANE_CREDIT messages per LANE_BYTES of arena, and what the arena
+ *     holds). A send spends one slice and
  *     its bytes from it; when the credit or the arena runs short the message
  *     takes the locked path, which tops the credit up. A freed record's
  *     charge stays with an open lane (`returned`, taken back into the credit
@@ -118,21 +126,22 @@ import { heap_calloc, heap_free, root } from "./bus";
 import { map_reserve } from "./map";
 import { handle_maybe_free } from "./node";
 
-/** Bytes of a lane's arena (a power of two). */
+/** Bytes of a new lane's arena (a power of two). */
 // @ts-ignore: decorator
 @inline export const LANE_BYTES: u32 = 16384;
+/** Bytes a lane's arena grows to at most (LANE_BYTES × 4^k). */
 // @ts-ignore: decorator
-@inline const LANE_MASK: u32 = LANE_BYTES - 1;
+@inline const LANE_BYTES_MAX: u32 = 1 << 20;
 /** The largest record a lane takes (a larger message takes the locked path). */
 // @ts-ignore: decorator
 @inline const LANE_RECORD_MAX: u32 = LANE_BYTES / 4;
-/** Messages of credit a refill asks for at most. */
+/** Messages of credit a refill asks for at most, per LANE_BYTES of arena. */
 // @ts-ignore: decorator
 @inline const LANE_CREDIT: u32 = 64;
 /** Locked sends through a handle before it gets a lane. */
 // @ts-ignore: decorator
 @inline const LANE_AFTER: u32 = 8;
-/** Lanes one peer sends on at most, and receives from at most: a peer's lanes take at most 2 × 8 × 16.6 KB. */
+/** Lanes one peer sends on at most, and receives from at most (their arenas into a peer: at most its byte limit, see lane_refill). */
 // @ts-ignore: decorator
 @inline const LANES_PER_PEER: u32 = 8;
 // @ts-ignore: decorator
@@ -158,7 +167,11 @@ export const CUT_NONE: u64 = u64.MAX_VALUE;
   prev: u32;
   next: u32;
   flags: u32;
-  _s0: u64; _s1: u64; _s2: u64; _s3: u64; _s4: u64;
+  /** Bytes of the arena (a power of two, set when the lane is made). */
+  size: u32;
+  /** 1 once a send found the arena full: the next refill makes a larger lane. */
+  full: u32;
+  _s1: u64; _s2: u64; _s3: u64; _s4: u64;
   _s5: u64; _s6: u64; _s7: u64; _s8: u64; _s9: u64;
   // the receiver's line (+128)
   tail: u32;
@@ -196,13 +209,16 @@ export const CUT_NONE: u64 = u64.MAX_VALUE;
  * arena has no room for it now. Under the sender's lock.
  */
 function lane_place(l: Lane, len: u32): usize {
-  let h = l.head;
-  let pos = h & LANE_MASK;
-  let skip: u32 = pos + len > LANE_BYTES ? LANE_BYTES - pos : 0;
+  let h = l.head, size = l.size;
+  let pos = h & (size - 1);
+  let skip: u32 = pos + len > size ? size - pos : 0;
   let need = skip + len;
-  if (h + need - l.tailSeen > LANE_BYTES) {
+  if (h + need - l.tailSeen > size) {
     l.tailSeen = atomic.load<u32>(changetype<usize>(l) + offsetof<Lane>("tail"));
-    if (h + need - l.tailSeen > LANE_BYTES) return 0;
+    if (h + need - l.tailSeen > size) {
+      l.full = 1;
+      return 0;
+    }
   }
   let base = lane_arena(l);
   if (skip >= MESSAGE_SIZE) {
@@ -304,8 +320,8 @@ function lane_queue(q: Peer, m: Message): void {
   // the receiver's bound on its walk of freed records: the end of this one
   let l = lane_of(m);
   let pos = <u32>(changetype<usize>(m) - lane_arena(l));
-  let endPos = l.end & LANE_MASK;
-  if (pos != endPos) l.end += LANE_BYTES - endPos;
+  let endPos = l.end & (l.size - 1);
+  if (pos != endPos) l.end += l.size - endPos;
   l.end += MESSAGE_SIZE + m.c2;
 }
 
@@ -423,10 +439,11 @@ export function lane_free(m: Message): void {
   let base = lane_arena(l);
   let t = l.tail;
   let end = l.end;
+  let size = l.size;
   while (t != end) {
-    let pos = t & LANE_MASK;
-    if (LANE_BYTES - pos < MESSAGE_SIZE) {
-      t += LANE_BYTES - pos;
+    let pos = t & (size - 1);
+    if (size - pos < MESSAGE_SIZE) {
+      t += size - pos;
       continue;
     }
     let r = changetype<Message>(base + pos);
@@ -453,25 +470,24 @@ export function lane_refill(p: Peer, dh: Handle, q: Peer, bytes: u32): void {
   let l = changetype<Lane>(dh.lane);
   if (!l) {
     if (++dh.sends < LANE_AFTER || p.nLanes >= LANES_PER_PEER || q.nLanesIn >= LANES_PER_PEER) return;
-    let lp = heap_calloc(LANE_HEADER + LANE_BYTES);
+    let lp = lane_make(p, dh, q, LANE_BYTES);
     if (!lp) return;
     l = changetype<Lane>(lp);
-    let d = changetype<Handle>(node_of(dh).ownerHandle);
-    d.lanes++;
-    l.sender = <u32>changetype<usize>(p);
-    l.handle = <u32>changetype<usize>(dh);
-    l.receiver = <u32>changetype<usize>(q);
-    l.dest = <u32>changetype<usize>(d);
-    let u = peer_user(q);
-    l.user = <u32>changetype<usize>(u);
-    dh.lane = <u32>lp;
-    p.nLanes++;
-    q.nLanesIn++;
-    user_lock(u);
-    l.next = u.lanes;
-    if (u.lanes) changetype<Lane>(u.lanes).prev = <u32>lp;
-    u.lanes = <u32>lp;
-    user_unlock(u);
+  } else if (l.full) {
+    // the sender ran a whole arena ahead of its receiver: the locked path took
+    // its messages since. A lane four times as large takes its place (the old
+    // one closes and goes once its records are freed), up to LANE_BYTES_MAX and
+    // an eighth of the receiver's byte limit: the arenas of the at most
+    // LANES_PER_PEER lanes into it hold no more than its limit lets it hold.
+    l.full = 0;
+    let size = l.size << 2;
+    if (size <= LANE_BYTES_MAX && size <= q.lim2 >> 3) {
+      let g = lane_make(p, dh, q, size);
+      if (g) {
+        lane_shut(l);
+        l = changetype<Lane>(g);
+      }
+    }
   }
   let at = credit_at(l);
   // what the receiver freed comes back first: it is still charged
@@ -479,16 +495,18 @@ export function lane_refill(p: Peer, dh: Handle, q: Peer, bytes: u32): void {
   if (r) atomic.add<u64>(at, r);
   let v = atomic.load<u64>(at);
   let haveS = <u32>(v >> 32), haveB = <u32>v;
-  if (haveS >= LANE_CREDIT / 2 && haveB >= LANE_BYTES / 2) return;
+  // credit for as many messages and bytes as the arena holds: LANE_CREDIT per LANE_BYTES
+  let wantS = LANE_CREDIT * (l.size / LANE_BYTES), wantB = l.size;
+  if (haveS >= wantS / 2 && haveB >= wantB / 2) return;
   lane_fold(q);
   let u = peer_user(q);
   user_lock(u);
-  // up to LANE_CREDIT messages and LANE_BYTES, and at most a quarter of what
-  // the peer and the user have free, so credit seldom stands in anyone's way
-  // (and when it does, it is taken back)
-  let slices = haveS < LANE_CREDIT ? LANE_CREDIT - haveS : 0;
+  // up to that, and at most a quarter of what the peer and the user have
+  // free, so credit seldom stands in anyone's way (and when it does, it is
+  // taken back)
+  let slices = haveS < wantS ? wantS - haveS : 0;
   slices = min(slices, min(quarter_free(q.lim0, q.use0), quarter_free(u.lim0, u.use0)));
-  let add = haveB < LANE_BYTES ? LANE_BYTES - haveB : 0;
+  let add = haveB < wantB ? wantB - haveB : 0;
   add = min(add, min(quarter_free(q.lim2, q.use2), quarter_free(u.lim2, u.use2)));
   if ((slices || add) && map_reserve(slice_map(q), q.use0 + slices)) {
     q.use0 += slices;
@@ -498,6 +516,35 @@ export function lane_refill(p: Peer, dh: Handle, q: Peer, bytes: u32): void {
     atomic.add<u64>(at, (<u64>slices << 32) | <u64>add);
   }
   user_unlock(u);
+}
+
+/**
+ * Makes `dh`'s lane to `q` with an arena of `size` bytes (its old lane, if
+ * any, is the caller's to shut); 0 without memory. Under the sender's and
+ * `q`'s locks.
+ */
+function lane_make(p: Peer, dh: Handle, q: Peer, size: u32): usize {
+  let lp = heap_calloc(LANE_HEADER + size);
+  if (!lp) return 0;
+  let l = changetype<Lane>(lp);
+  let d = changetype<Handle>(node_of(dh).ownerHandle);
+  d.lanes++;
+  l.size = size;
+  l.sender = <u32>changetype<usize>(p);
+  l.handle = <u32>changetype<usize>(dh);
+  l.receiver = <u32>changetype<usize>(q);
+  l.dest = <u32>changetype<usize>(d);
+  let u = peer_user(q);
+  l.user = <u32>changetype<usize>(u);
+  dh.lane = <u32>lp;
+  p.nLanes++;
+  q.nLanesIn++;
+  user_lock(u);
+  l.next = u.lanes;
+  if (u.lanes) changetype<Lane>(u.lanes).prev = <u32>lp;
+  u.lanes = <u32>lp;
+  user_unlock(u);
+  return lp;
 }
 
 /** A quarter of what a limit leaves free. */
@@ -577,6 +624,11 @@ export function usage_of_messages(out: usize, usage: usize, u: User, q: usize): 
 export function lane_close(dh: Handle): void {
   let l = changetype<Lane>(dh.lane);
   dh.lane = 0;
+  lane_shut(l);
+}
+
+/** lane_close's part for the lane itself (its handle has let go of it, or holds a larger one). */
+function lane_shut(l: Lane): void {
   let p = changetype<Peer>(l.sender);
   let q = changetype<Peer>(l.receiver);
   p.nLanes--;

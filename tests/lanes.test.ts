@@ -1469,3 +1469,66 @@ describe("a replayable random model of queues and usage on one thread", () => {
     }, 60_000);
   }
 });
+
+describe("a lane that grows when its sender runs an arena ahead", () => {
+  /** a sends `n` 64-byte messages to b through `to` without b receiving, then b takes and releases them all. */
+  function flood(a: Peer, b: Peer, to: number, n: number): void {
+    for (let i = 0; i < n; i++) a.send(to, new Uint8Array(64).fill(i & 0xff));
+    for (let i = 0; i < n; i++) {
+      const m = b.recv()!;
+      expect(m.payload[0]).toBe(i & 0xff);
+      m.release();
+    }
+    expect(b.recv()).toBeNull();
+  }
+
+  it("keeps a flood off the locked path: once grown, its sends do not wait for a thread that holds the receiver's lock", async () => {
+    const bus = await sharedBus();
+    const a = bus.connect(), b = bus.connect(), h = bus.connect({ user: 5 });
+    const to = b.transfer(8, a);
+    // 8 locked sends make the lane (16 KiB: about 110 such messages); floods that run it full grow it to 1 MiB
+    flood(a, b, to, 8);
+    for (let round = 0; round < 4; round++) flood(a, b, to, 8000);
+    // another user's send holds b's lock between its two calls (its own worker), for 3 s
+    const ctl = new Int32Array(new SharedArrayBuffer(32));
+    const holder = startWorker(bus, { ref: h.ref, dest: b.transfer(16, h), ctl: ctl.buffer, holdMs: 3000 }, "lanes-redteam-hold.mjs");
+    while (Atomics.load(ctl, 0) === 0) Atomics.wait(ctl, 0, 0, 10);
+    // a's sends while the lock is held: every one that takes the locked path waits out the hold
+    const t0 = performance.now();
+    let sent = 0;
+    while (sent < 2000 && performance.now() - t0 < 1000) {
+      a.send(to, new Uint8Array(64));
+      sent++;
+    }
+    const held = Atomics.load(ctl, 1) === 0;
+    expect(held, "the lock was still held after the sends").toBe(true);
+    expect(sent).toBe(2000);
+    await holder.result();
+    // the held send, then a's 2000, in the order the receiver took them in
+    let got = 0;
+    for (let m = b.recv(); m; m = b.recv()) {
+      if (m.payload.length === 64) got++;
+      m.release();
+    }
+    expect(got).toBe(2000);
+  }, 30_000);
+
+  it("gives back every arena it grew through: the heap returns to its baseline", async () => {
+    const bus = await sharedBus();
+    const round = (n: number) => {
+      const a = bus.connect(), b = bus.connect();
+      const to = b.transfer(8, a);
+      flood(a, b, to, 8);
+      for (let i = 0; i < 4; i++) flood(a, b, to, n);
+      return [a, b];
+    };
+    // what a bus keeps after its first peers came and went (this thread's buffers)
+    for (const p of round(50)) p.close();
+    const base = bus.stats().usedBytes;
+    const [a, b] = round(8000);
+    expect(bus.stats().usedBytes - base, "a lane of 1 MiB").toBeGreaterThan(1 << 20);
+    a.close();
+    b.close();
+    expect(bus.stats().usedBytes).toBe(base);
+  });
+});
