@@ -27,8 +27,10 @@
  *     its last look says the arena is full. A new lane's arena is
  *     LANE_BYTES; a sender that finds it full has run a whole arena ahead of
  *     its receiver, and its next locked send replaces the lane with one four
- *     times as large (lane_refill), up to LANE_BYTES_MAX and an eighth of the
- *     receiver's byte limit, so that a flood whose receiver falls behind keeps
+ *     times as large (lane_refill), up to LANE_BYTES_MAX, an eighth of the
+ *     receiver's byte limit and a 64th of the bus's memory bound, while the arenas into the receiver's user stay
+ *     within a quarter of its byte limit (lane_make), so that a flood whose
+ *     receiver falls behind keeps
  *     to its lane instead of taking the locked path for all but an arena's
  *     worth of its messages (docs/PERFORMANCE.md measured 1–3% on the lane
  *     with 16 KiB arenas). The old lane closes and goes when its records do.
@@ -470,19 +472,20 @@ export function lane_refill(p: Peer, dh: Handle, q: Peer, bytes: u32): void {
   let l = changetype<Lane>(dh.lane);
   if (!l) {
     if (++dh.sends < LANE_AFTER || p.nLanes >= LANES_PER_PEER || q.nLanesIn >= LANES_PER_PEER) return;
-    let lp = lane_make(p, dh, q, LANE_BYTES);
+    let lp = lane_make(p, dh, q, LANE_BYTES, false);
     if (!lp) return;
     l = changetype<Lane>(lp);
   } else if (l.full) {
     // the sender ran a whole arena ahead of its receiver: the locked path took
     // its messages since. A lane four times as large takes its place (the old
-    // one closes and goes once its records are freed), up to LANE_BYTES_MAX and
-    // an eighth of the receiver's byte limit: the arenas of the at most
-    // LANES_PER_PEER lanes into it hold no more than its limit lets it hold.
+    // one closes and goes once its records are freed), up to LANE_BYTES_MAX,
+    // an eighth of the receiver's byte limit (the arenas of the at most
+    // LANES_PER_PEER lanes into it hold no more than its limit lets it hold)
+    // and a 64th of what the bus's memory may grow to
     l.full = 0;
     let size = l.size << 2;
-    if (size <= LANE_BYTES_MAX && size <= q.lim2 >> 3) {
-      let g = lane_make(p, dh, q, size);
+    if (size <= LANE_BYTES_MAX && size <= q.lim2 >> 3 && <u64>size <= (<u64>root().maxPages << 16) >> 6) {
+      let g = lane_make(p, dh, q, size, true);
       if (g) {
         lane_shut(l);
         l = changetype<Lane>(g);
@@ -520,30 +523,38 @@ export function lane_refill(p: Peer, dh: Handle, q: Peer, bytes: u32): void {
 
 /**
  * Makes `dh`'s lane to `q` with an arena of `size` bytes (its old lane, if
- * any, is the caller's to shut); 0 without memory. Under the sender's and
- * `q`'s locks.
+ * any, is the caller's to shut); 0 without memory. A lane that `grows` one
+ * is made only while the arenas of every lane into `q`'s user, open or not
+ * yet freed, stay within a quarter of that user's byte limit: what lanes
+ * hold in memory stays of the order of what the user may hold in messages.
+ * Under the sender's and `q`'s locks.
  */
-function lane_make(p: Peer, dh: Handle, q: Peer, size: u32): usize {
-  let lp = heap_calloc(LANE_HEADER + size);
-  if (!lp) return 0;
+function lane_make(p: Peer, dh: Handle, q: Peer, size: u32, grows: bool): usize {
+  let u = peer_user(q);
+  user_lock(u);
+  let lp: usize = 0;
+  if (!grows || <u64>u.laneBytes + size <= <u64>(u.lim2 >> 2)) lp = heap_calloc(LANE_HEADER + size);
+  if (!lp) {
+    user_unlock(u);
+    return 0;
+  }
   let l = changetype<Lane>(lp);
-  let d = changetype<Handle>(node_of(dh).ownerHandle);
-  d.lanes++;
   l.size = size;
   l.sender = <u32>changetype<usize>(p);
   l.handle = <u32>changetype<usize>(dh);
   l.receiver = <u32>changetype<usize>(q);
-  l.dest = <u32>changetype<usize>(d);
-  let u = peer_user(q);
   l.user = <u32>changetype<usize>(u);
-  dh.lane = <u32>lp;
-  p.nLanes++;
-  q.nLanesIn++;
-  user_lock(u);
   l.next = u.lanes;
   if (u.lanes) changetype<Lane>(u.lanes).prev = <u32>lp;
   u.lanes = <u32>lp;
+  u.laneBytes += size;
   user_unlock(u);
+  let d = changetype<Handle>(node_of(dh).ownerHandle);
+  d.lanes++;
+  l.dest = <u32>changetype<usize>(d);
+  dh.lane = <u32>lp;
+  p.nLanes++;
+  q.nLanesIn++;
   return lp;
 }
 
@@ -647,6 +658,10 @@ function lane_shut(l: Lane): void {
 /** Frees a closed lane with nothing left in it, and lets go of its destination. Under the receiver's lock. */
 function lane_destroy(l: Lane): void {
   let d = changetype<Handle>(l.dest);
+  let u = changetype<User>(l.user);
+  user_lock(u);
+  u.laneBytes -= l.size;
+  user_unlock(u);
   heap_free(changetype<usize>(l));
   d.lanes--;
   handle_maybe_free(d);

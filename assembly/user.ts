@@ -25,8 +25,8 @@
  * the rest stays on the receiver until the slice is released or, for
  * handles, until the handle is gone.
  *
- * User (60 bytes): id, next (unused), limits[4], usage[4], shares, holders,
- * lock (2), peers. A user's usage and shares change under its lock (a leaf
+ * User (68 bytes): id, next (unused), limits[4], usage[4], shares, holders,
+ * lock (2), peers, lanes, laneBytes (lane.ts). A user's usage and shares change under its lock (a leaf
  * lock: taken after peer locks, before the heap lock); a peer's usage under
  * the peer's lock; `peers` and the user map under the misc lock.
  * Share (32 bytes): user id, next, share[4], owner (the receiving User).
@@ -61,6 +61,8 @@ import { lanes_revoke, lane_fold } from "./lane";
   peers: u32;
   /** Lanes into this user's peers (lane.ts), under the lock. */
   lanes: u32;
+  /** Bytes of the arenas of the lanes into its peers, open or closed and not yet freed (lane.ts), under the lock. */
+  laneBytes: u32;
 }
 
 @unmanaged export class Share {

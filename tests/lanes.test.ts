@@ -1532,3 +1532,47 @@ describe("a lane that grows when its sender runs an arena ahead", () => {
     expect(bus.stats().usedBytes).toBe(base);
   });
 });
+
+describe("how large lanes grow", () => {
+  /**
+   * Floods each receiver from its sender (`pairs` of them, one user) in six
+   * rounds of 3000 messages of 64 B that run the lanes full, each drained;
+   * returns the heap in use above the start once the last is drained: the
+   * lanes' arenas, and the tables their credit reserved.
+   */
+  async function grown(options: Parameters<typeof Bus.create>[0], pairs = 1): Promise<number> {
+    const bus = await sharedBus(options);
+    const base = bus.stats().usedBytes;
+    const ends = Array.from({ length: pairs }, () => {
+      const a = bus.connect(), b = bus.connect();
+      return { a, b, to: b.transfer(8, a) };
+    });
+    for (let r = 0; r < 6; r++) {
+      for (const { a, b, to } of ends) {
+        for (let i = 0; i < 3000; i++) a.send(to, new Uint8Array(64));
+        for (let m = b.recv(); m; m = b.recv()) m.release();
+      }
+    }
+    return bus.stats().usedBytes - base;
+  }
+
+  it("to 1 MiB by default, to 256 KiB for a receiver whose byte limit is 2 MiB (a lane: an eighth of it)", async () => {
+    expect(await grown({})).toBeGreaterThan(1 << 20);
+    const small = await grown({ limits: { maxInflightBytes: 2 << 20 } });
+    expect(small).toBeGreaterThan(256 << 10);
+    expect(small).toBeLessThan(768 << 10);
+  });
+
+  it("the arenas into one user's peers stay within a quarter of its byte limit: four grown lanes of 1 MiB would be 4 MiB", async () => {
+    // a byte limit of 8 MiB: each lane may reach 1 MiB, all four into the user's peers 2 MiB together
+    const all = await grown({ limits: { maxInflightBytes: 8 << 20 } }, 4);
+    expect(all).toBeGreaterThan(1 << 20);
+    expect(all).toBeLessThan(3 << 20);
+  });
+
+  it("to 64 KiB on a bus of 8 MiB (a lane: a 64th of the memory bound)", async () => {
+    const small = await grown({ maxMemoryBytes: 8 << 20 });
+    expect(small).toBeGreaterThan(64 << 10);
+    expect(small).toBeLessThan((256 << 10) + (64 << 10));
+  });
+});
