@@ -27,13 +27,12 @@
  *     its last look says the arena is full. A new lane's arena is
  *     LANE_BYTES; a sender that finds it full has run a whole arena ahead of
  *     its receiver, and its next locked send replaces the lane with one four
- *     times as large (lane_refill), up to LANE_BYTES_MAX, an eighth of the
- *     receiver's byte limit and a 64th of the bus's memory bound, while the arenas into the receiver's user stay
- *     within a quarter of its byte limit (lane_make), so that a flood whose
- *     receiver falls behind keeps
- *     to its lane instead of taking the locked path for all but an arena's
- *     worth of its messages (docs/PERFORMANCE.md measured 1–3% on the lane
- *     with 16 KiB arenas). The old lane closes and goes when its records do.
+ *     times as large (lane_refill), within bounds tied to the receiver's and
+ *     its user's byte limits and to the bus's memory (lane_make), so that a
+ *     flood whose receiver falls behind keeps to its lane instead of taking
+ *     the locked path for all but an arena's worth of its messages
+ *     (docs/PERFORMANCE.md counted 1–3% on the lane with 16 KiB arenas). The
+ *     old lane closes and goes when its records do.
  *   - credit: quota taken from the receiver and its user in advance, a chunk
  *     at a time, by the locked path (lane_refill: at most a quarter of what is
  *     free, LANE_CREDIT messages per LANE_BYTES of arena, and what the arena
@@ -476,20 +475,15 @@ export function lane_refill(p: Peer, dh: Handle, q: Peer, bytes: u32): void {
     if (!lp) return;
     l = changetype<Lane>(lp);
   } else if (l.full) {
-    // the sender ran a whole arena ahead of its receiver: the locked path took
-    // its messages since. A lane four times as large takes its place (the old
-    // one closes and goes once its records are freed), up to LANE_BYTES_MAX,
-    // an eighth of the receiver's byte limit (the arenas of the at most
-    // LANES_PER_PEER lanes into it hold no more than its limit lets it hold)
-    // and a 64th of what the bus's memory may grow to
+    // the sender ran a whole arena ahead of its receiver, and the locked path
+    // took its messages since: a lane four times as large takes its place, if
+    // it may grow (lane_make), and the old one closes and goes once its
+    // records are freed
     l.full = 0;
-    let size = l.size << 2;
-    if (size <= LANE_BYTES_MAX && size <= q.lim2 >> 3 && <u64>size <= (<u64>root().maxPages << 16) >> 6) {
-      let g = lane_make(p, dh, q, size, true);
-      if (g) {
-        lane_shut(l);
-        l = changetype<Lane>(g);
-      }
+    let g = lane_make(p, dh, q, l.size << 2, true);
+    if (g) {
+      lane_shut(l);
+      l = changetype<Lane>(g);
     }
   }
   let at = credit_at(l);
@@ -524,16 +518,22 @@ export function lane_refill(p: Peer, dh: Handle, q: Peer, bytes: u32): void {
 /**
  * Makes `dh`'s lane to `q` with an arena of `size` bytes (its old lane, if
  * any, is the caller's to shut); 0 without memory. A lane that `grows` one
- * is made only while the arenas of every lane into `q`'s user, open or not
- * yet freed, stay within a quarter of that user's byte limit: what lanes
- * hold in memory stays of the order of what the user may hold in messages.
+ * is made only within every bound on arenas: LANE_BYTES_MAX; an eighth of
+ * `q`'s byte limit (the arenas of the at most LANES_PER_PEER lanes into it
+ * hold no more than its limit lets it hold); a 64th of what the bus's memory
+ * may grow to; and, with it, the arenas of every lane into `q`'s user, open
+ * or not yet freed, within a quarter of that user's byte limit (what lanes
+ * hold in memory stays of the order of what the user may hold in messages).
  * Under the sender's and `q`'s locks.
  */
 function lane_make(p: Peer, dh: Handle, q: Peer, size: u32, grows: bool): usize {
   let u = peer_user(q);
   user_lock(u);
   let lp: usize = 0;
-  if (!grows || <u64>u.laneBytes + size <= <u64>(u.lim2 >> 2)) lp = heap_calloc(LANE_HEADER + size);
+  if (!grows || (size <= LANE_BYTES_MAX && size <= q.lim2 >> 3 && <u64>size <= (<u64>root().maxPages << 16) >> 6 &&
+                 <u64>u.laneBytes + size <= <u64>(u.lim2 >> 2))) {
+    lp = heap_calloc(LANE_HEADER + size);
+  }
   if (!lp) {
     user_unlock(u);
     return 0;

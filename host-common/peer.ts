@@ -424,7 +424,7 @@ export class Peer {
     const rc = s.call(op, () => core.ex.recv(core.ctx, this.#slot, this.#gen, seed ? RECV_SEED : 0));
     if (rc < 0) {
       if (rc === -EAGAIN) {
-        if (!seed) this.#drainedSince(seq);
+        this.#drainedSince(seq); // (a seed's look read no word: seq −1)
         return null;
       }
       throw s.error(op, rc);
@@ -632,9 +632,9 @@ export class Peer {
     return this[READY]("ready");
   }
 
-  /** @internal ready() for operation `op` (its errors name `op`). */
   /**
-   * Whether recv() would return a message. `armed`: this is the last look of
+   * @internal ready() for operation `op` (its errors name `op`): whether
+   * recv() would return a message. `armed`: this is the last look of
    * the wake-word protocol, after the waiter armed (ABI.md §5.5); it always
    * asks the core, whose lock orders it against a send that read the
    * sleepers word before the arm. A lane send pushes without that lock, so
