@@ -19,8 +19,9 @@ if (typeof (globalThis as { Deno?: unknown }).Deno === "undefined") {
  *   transfer-hostile, drained: node:worker_threads workers with workerData/parentPort
  *   and "exit" events (tests/deno/threads.test.ts runs the ordering checks
  *   of concurrency.test.ts with Deno's Web Workers instead);
- * - served-hostile, bench, fuzz: child processes of `node` (served-hostile,
- *   fuzz's isolation) or the Node benchmark runner;
+ * - served-hostile, bench, fuzz, builds: child processes of `node`
+ *   (served-hostile, fuzz's isolation, Binaryen's wasm-dis reading the
+ *   builds) or the Node benchmark runner;
  * - inspect-threads: node:worker_threads workers (inspect.test.ts runs here).
  */
 

@@ -76,6 +76,7 @@
  * is freed and unpinned.
  */
 
+import { sync_load, sync_store } from "./sync";
 import { tlsf_init, tlsf_add_region, tlsf_extend_region, tlsf_alloc, tlsf_free, block_body, block_of_body, block_tag, block_set_tag, TLSF_SIZE, BLOCK_HEADER } from "./tlsf";
 import { lock_take, lock_drop } from "./lock";
 
@@ -384,12 +385,12 @@ export function slot_wake(i: u32): usize {
 /** Announces that this thread is in a call (see "Freeing peers"). */
 // @ts-ignore: decorator
 @inline export function epoch_enter(inCall: usize): void {
-  atomic.store<u32>(inCall, atomic.load<u32>(root_addr() + offsetof<Root>("epoch")) + 1);
+  sync_store<u32>(inCall, sync_load<u32>(root_addr() + offsetof<Root>("epoch")) + 1);
 }
 
 // @ts-ignore: decorator
 @inline export function epoch_leave(inCall: usize): void {
-  atomic.store<u32>(inCall, 0);
+  sync_store<u32>(inCall, 0);
 }
 
 /** The limbo list of epoch `e` (0, 2 or 4). */
@@ -427,7 +428,7 @@ export function limbo_advance(): void {
   for (let i: u32 = 0; i < r.threadsHigh; i++) {
     let c = <usize>load<u32>(t + (i << 2));
     if (!c) continue;
-    let seen = atomic.load<u32>(c + CTX_IN_CALL);
+    let seen = sync_load<u32>(c + CTX_IN_CALL);
     if (seen != 0 && seen != e + 1) return;
   }
   let next = e == 4 ? 0 : e + 2;
@@ -435,7 +436,7 @@ export function limbo_advance(): void {
   let list = limbo_list(next == 0 ? 2 : next == 2 ? 4 : 0);
   let p = <usize>load<u32>(list);
   store<u32>(list, 0);
-  atomic.store<u32>(changetype<usize>(r) + offsetof<Root>("epoch"), next);
+  sync_store<u32>(changetype<usize>(r) + offsetof<Root>("epoch"), next);
   while (p) {
     let after = <usize>load<u32>(p + LIMBO_LINK);
     heap_free(p);

@@ -8,6 +8,7 @@
  * ctx.errIndex say which argument was at fault. docs/ABI.md is the reference.
  */
 
+import { sync_load, sync_sub, sync_xchg } from "./sync";
 import { bus_setup, root, root_addr, Root, slot_lookup, slot_wake, heap_alloc, heap_calloc, heap_free, heap_bytes, misc_lock, misc_unlock, thread_set, array_room, array_shrink, epoch_enter, epoch_leave, limbo_drain, BUS1_MAGIC, ABI_VERSION, MAX_THREADS } from "./bus";
 import { record_new, record_free, record_release, records_orphan, records_taken } from "./record";
 import { user_count } from "./user";
@@ -140,7 +141,7 @@ export function thread_exit(c: Ctx, hostThread: u32): i32 {
     for (let tid: u32 = 0; tid < r.threadsHigh; tid++) {
       let dp = <usize>load<u32>(r.threads + (tid << 2));
       if (!dp || dp == changetype<usize>(c) || changetype<Ctx>(dp).hostThread != hostThread) continue;
-      if (atomic.load<u32>(dp + offsetof<Ctx>("inCall"))) {
+      if (sync_load<u32>(dp + offsetof<Ctx>("inCall"))) {
         misc_unlock();
         bus_break(BROKEN_THREAD_DIED);
         return broken(c);
@@ -152,8 +153,8 @@ export function thread_exit(c: Ctx, hostThread: u32): i32 {
     misc_unlock();
     if (!dead) return closed;
     // it died spinning in a wait: it no longer takes a processor
-    if (atomic.xchg<u32>(changetype<usize>(dead) + offsetof<Ctx>("spinning"), 0)) {
-      atomic.sub<u32>(changetype<usize>(r) + offsetof<Root>("spinners"), 1);
+    if (sync_xchg<u32>(changetype<usize>(dead) + offsetof<Ctx>("spinning"), 0)) {
+      sync_sub<u32>(changetype<usize>(r) + offsetof<Root>("spinners"), 1);
     }
     while (dead.nRefs) {
       let at = <usize>dead.refs + (<usize>(dead.nRefs - 1) << 3);
@@ -179,7 +180,7 @@ export function bus_fail(): void {
 
 /** Why the bus is broken (lock.ts BROKEN_*), or 0. */
 export function bus_broken_reason(): u32 {
-  return atomic.load<u32>(changetype<usize>(root()) + offsetof<Root>("broken"));
+  return sync_load<u32>(changetype<usize>(root()) + offsetof<Root>("broken"));
 }
 
 function refs_add(c: Ctx, slot: u32, gen: u32): bool {
@@ -268,7 +269,7 @@ export function object_record_free(c: Ctx, rec: usize): void {
 export function object_record_release(c: Ctx, rec: usize): i32 {
   let inCall = changetype<usize>(c) + offsetof<Ctx>("inCall");
   // also called from objects_drop, inside a call
-  let outer = atomic.load<u32>(inCall) != 0;
+  let outer = sync_load<u32>(inCall) != 0;
   if (!outer) epoch_enter(inCall);
   let rc = record_release(c, rec);
   if (!outer) epoch_leave(inCall);
@@ -284,7 +285,7 @@ export function recv_taken(c: Ctx): i32 {
   c.errArg = 0;
   if (bus_broken()) return broken(c);
   let inCall = changetype<usize>(c) + offsetof<Ctx>("inCall");
-  if (atomic.load<u32>(inCall)) return -EBUSY;
+  if (sync_load<u32>(inCall)) return -EBUSY;
   epoch_enter(inCall);
   records_taken(c);
   epoch_leave(inCall);
@@ -309,7 +310,7 @@ export function bus_stats(c: Ctx): i32 {
   store<u32>(o, r.peers, 8);
   store<u32>(o, user_count(), 12);
   store<u32>(o, r.nThreads, 16);
-  store<u32>(o, atomic.load<u32>(changetype<usize>(r) + offsetof<Root>("records")), 20);
+  store<u32>(o, sync_load<u32>(changetype<usize>(r) + offsetof<Root>("records")), 20);
   misc_unlock();
   return 0;
 }
@@ -325,7 +326,7 @@ export function bus_inspect(c: Ctx, buf: usize, cap: u32): i32 {
   c.errArg = 0;
   if (bus_broken()) return broken(c);
   // between send_begin and send_commit the lock set is the send's
-  if (atomic.load<u32>(changetype<usize>(c) + offsetof<Ctx>("inCall"))) return -EBUSY;
+  if (sync_load<u32>(changetype<usize>(c) + offsetof<Ctx>("inCall"))) return -EBUSY;
   epoch_enter(changetype<usize>(c) + offsetof<Ctx>("inCall"));
   let rc = inspect_lock(c);
   if (rc == 0) {

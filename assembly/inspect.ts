@@ -80,6 +80,7 @@
  * the same for the node's whole life, but a later node may get it again.
  */
 
+import { sync_load } from "./sync";
 import { root, root_addr, Root, slot_addr, misc_lock, misc_unlock, heap_bytes, thread_tid } from "./bus";
 import { lock_take, lock_drop } from "./lock";
 import { ls_need, ls_retry, ls_holds, ERETRY, NEED_BROKEN } from "./lockset";
@@ -143,11 +144,11 @@ function need_owners(c: Ctx, p: Peer): i32 {
  * 0, −ERETRY, NEED_BROKEN or NEED_NOMEM.
  */
 function inspect_need(c: Ctx): i32 {
-  let n = atomic.load<u32>(root_addr() + offsetof<Root>("peerSlots"));
+  let n = sync_load<u32>(root_addr() + offsetof<Root>("peerSlots"));
   for (let i: u32 = 0; i < n; i++) {
     let e = slot_addr(i);
     if (!e) continue;
-    let p = <usize>atomic.load<u32>(e);
+    let p = <usize>sync_load<u32>(e);
     if (!p || (p & 1)) continue;
     let rc = ls_need(c, p);
     if (!rc) rc = need_owners(c, changetype<Peer>(p));

@@ -117,6 +117,7 @@
  * atomic store; the inbox and `revoked` are atomic words of the receiver.
  */
 
+import { sync_add, sync_cas, sync_load, sync_store, sync_xchg } from "./sync";
 import { Peer, peer_wake, peer_usage, peer_limits, slice_map, peer_user } from "./peer";
 import { Message, MESSAGE_SIZE, message_payload, slice_pad } from "./pool";
 import { Entry, entry, entry_staged, queue_link, KIND_DATA, ENTRY_LANE, ENTRY_FREED } from "./queue";
@@ -215,7 +216,7 @@ function lane_place(l: Lane, len: u32): usize {
   let skip: u32 = pos + len > size ? size - pos : 0;
   let need = skip + len;
   if (h + need - l.tailSeen > size) {
-    l.tailSeen = atomic.load<u32>(changetype<usize>(l) + offsetof<Lane>("tail"));
+    l.tailSeen = sync_load<u32>(changetype<usize>(l) + offsetof<Lane>("tail"));
     if (h + need - l.tailSeen > size) {
       l.full = 1;
       return 0;
@@ -244,14 +245,14 @@ export function lane_send(c: Ctx, p: Peer, dh: Handle, size: u32, bytes: u32, ou
   let at = credit_at(l);
   let cost = ONE_SLICE | <u64>bytes;
   while (true) {
-    let v = atomic.load<u64>(at);
+    let v = sync_load<u64>(at);
     if ((v >> 32) == 0 || (v & 0xFFFF_FFFF) < <u64>bytes) return false;
-    if (atomic.cmpxchg<u64>(at, v, v - cost) == v) break;
+    if (sync_cas<u64>(at, v, v - cost) == v) break;
   }
   let before = l.head;
   let r = lane_place(l, len);
   if (!r) {
-    atomic.add<u64>(at, cost);
+    sync_add<u64>(at, cost);
     return false;
   }
   let m = changetype<Message>(r);
@@ -290,11 +291,11 @@ export function lane_commit(c: Ctx): void {
   let q = changetype<Peer>(lane_of(m).receiver);
   let at = changetype<usize>(q) + offsetof<Peer>("inbox");
   // the stamp: a transaction that cut before this push counts it before (lane_cut)
-  m.ts = atomic.load<u64>(root().cuts);
+  m.ts = sync_load<u64>(root().cuts);
   while (true) {
-    let top = atomic.load<u32>(at);
+    let top = sync_load<u32>(at);
     m.txNext = top;
-    if (atomic.cmpxchg<u32>(at, top, <u32>changetype<usize>(m)) == top) break;
+    if (sync_cas<u32>(at, top, <u32>changetype<usize>(m)) == top) break;
   }
   peer_wake(c, q);
 }
@@ -305,7 +306,7 @@ export function lane_cancel(c: Ctx): void {
   c.laneMsg = 0;
   let l = lane_of(m);
   l.head = c.laneUndo;
-  atomic.add<u64>(credit_at(l), ONE_SLICE | <u64>m.c2);
+  sync_add<u64>(credit_at(l), ONE_SLICE | <u64>m.c2);
 }
 
 // ---- the receiver -------------------------------------------------------------------
@@ -333,20 +334,20 @@ function lane_queue(q: Peer, m: Message): void {
  */
 export function lane_fold(q: Peer): void {
   let rv = changetype<usize>(q) + offsetof<Peer>("revoked");
-  if (!atomic.load<u64>(rv)) return;
-  let v = atomic.xchg<u64>(rv, 0);
+  if (!sync_load<u64>(rv)) return;
+  let v = sync_xchg<u64>(rv, 0);
   q.use0 -= <u32>(v >> 32);
   q.use2 -= <u32>v;
 }
 
 /** True if lane records wait for `q` (deferred, or in its inbox). */
 export function lane_pending(q: Peer): bool {
-  return q.deferHead != 0 || atomic.load<u32>(changetype<usize>(q) + offsetof<Peer>("inbox")) != 0;
+  return q.deferHead != 0 || sync_load<u32>(changetype<usize>(q) + offsetof<Peer>("inbox")) != 0;
 }
 
 /** Takes `q`'s inbox, oldest first, and puts it after the records deferred before: the list's first record. */
 function lane_take(q: Peer): u32 {
-  let top = atomic.xchg<u32>(changetype<usize>(q) + offsetof<Peer>("inbox"), 0);
+  let top = sync_xchg<u32>(changetype<usize>(q) + offsetof<Peer>("inbox"), 0);
   // the stack holds the newest first
   let oldest: u32 = 0;
   while (top) {
@@ -416,7 +417,7 @@ export function lane_settle(q: Peer): void {
  */
 export function lane_cut(c: Ctx, q: Peer): void {
   if (q.qTail && entry_staged(entry(q.qTail))) return;
-  if (!c.cut) c.cut = atomic.add<u64>(root().cuts, 1) + 1;
+  if (!c.cut) c.cut = sync_add<u64>(root().cuts, 1) + 1;
   lane_move(q, c.cut);
 }
 
@@ -429,7 +430,7 @@ export function lane_cut(c: Ctx, q: Peer): void {
 export function lane_keep_charge(m: Message): bool {
   let l = lane_of(m);
   if (l.flags & LANE_CLOSED) return false;
-  atomic.add<u64>(returned_at(l), ONE_SLICE | <u64>m.c2);
+  sync_add<u64>(returned_at(l), ONE_SLICE | <u64>m.c2);
   return true;
 }
 
@@ -452,7 +453,7 @@ export function lane_free(m: Message): void {
     t += MESSAGE_SIZE + r.c2;
   }
   if (t == l.tail) return;
-  atomic.store<u32>(changetype<usize>(l) + offsetof<Lane>("tail"), t);
+  sync_store<u32>(changetype<usize>(l) + offsetof<Lane>("tail"), t);
   if ((l.flags & LANE_CLOSED) && t == l.head) lane_destroy(l);
 }
 
@@ -488,9 +489,9 @@ export function lane_refill(p: Peer, dh: Handle, q: Peer, bytes: u32): void {
   }
   let at = credit_at(l);
   // what the receiver freed comes back first: it is still charged
-  let r = atomic.xchg<u64>(returned_at(l), 0);
-  if (r) atomic.add<u64>(at, r);
-  let v = atomic.load<u64>(at);
+  let r = sync_xchg<u64>(returned_at(l), 0);
+  if (r) sync_add<u64>(at, r);
+  let v = sync_load<u64>(at);
   let haveS = <u32>(v >> 32), haveB = <u32>v;
   // credit for as many messages and bytes as the arena holds: LANE_CREDIT per LANE_BYTES
   let wantS = LANE_CREDIT * (l.size / LANE_BYTES), wantB = l.size;
@@ -510,7 +511,7 @@ export function lane_refill(p: Peer, dh: Handle, q: Peer, bytes: u32): void {
     q.use2 += add;
     u.use0 += slices;
     u.use2 += add;
-    atomic.add<u64>(at, (<u64>slices << 32) | <u64>add);
+    sync_add<u64>(at, (<u64>slices << 32) | <u64>add);
   }
   user_unlock(u);
 }
@@ -571,11 +572,11 @@ function lane_make(p: Peer, dh: Handle, q: Peer, size: u32, grows: bool): usize 
  * lock.
  */
 function lane_take_credit(l: Lane, u: User): bool {
-  let v = atomic.xchg<u64>(credit_at(l), 0) + atomic.xchg<u64>(returned_at(l), 0);
+  let v = sync_xchg<u64>(credit_at(l), 0) + sync_xchg<u64>(returned_at(l), 0);
   if (!v) return false;
   u.use0 -= <u32>(v >> 32);
   u.use2 -= <u32>v;
-  atomic.add<u64>(changetype<usize>(l.receiver) + offsetof<Peer>("revoked"), v);
+  sync_add<u64>(changetype<usize>(l.receiver) + offsetof<Peer>("revoked"), v);
   return true;
 }
 
@@ -604,7 +605,7 @@ export function lanes_unspent(u: User, q: usize): u64 {
   while (l) {
     let lane = changetype<Lane>(l);
     if (!q || lane.receiver == <u32>q) {
-      let v = atomic.load<u64>(credit_at(lane)) + atomic.load<u64>(returned_at(lane));
+      let v = sync_load<u64>(credit_at(lane)) + sync_load<u64>(returned_at(lane));
       s += v >> 32;
       b += v & 0xFFFF_FFFF;
     }

@@ -31,6 +31,7 @@
  * Node host compiles the core with it turned off (host-node/index.ts).
  */
 
+import { sync_add, sync_cas, sync_load, sync_notify, sync_store, sync_sub, sync_wait32 } from "./sync";
 import { root, Root } from "./bus";
 
 // @ts-ignore: decorator
@@ -67,9 +68,9 @@ function wasi_now(tid: u32): f64 {
   let at = changetype<usize>(memory.data(WASI_CLOCK_SLOTS << 3, 8)) + (<usize>(tid & (WASI_CLOCK_SLOTS - 1)) << 3);
   for (let i = 0; i < 64; i++) {
     if (wasi_clock_time_get(WASI_CLOCK_MONOTONIC, 1000, at) != 0) return NaN;
-    let a = atomic.load<u64>(at);
+    let a = sync_load<u64>(at);
     if (wasi_clock_time_get(WASI_CLOCK_MONOTONIC, 1000, at) != 0) return NaN;
-    let b = atomic.load<u64>(at);
+    let b = sync_load<u64>(at);
     if (a != 0 && b >= a && b - a < WASI_CLOCK_AGREE_NS) return <f64>b / 1e6;
   }
   return NaN;
@@ -96,12 +97,12 @@ export function lock_set_can_block(v: bool): void {
 
 // @ts-ignore: decorator
 @inline export function bus_broken(): bool {
-  return atomic.load<u32>(changetype<usize>(root()) + offsetof<Root>("broken")) != 0;
+  return sync_load<u32>(changetype<usize>(root()) + offsetof<Root>("broken")) != 0;
 }
 
 /** Marks the bus broken with a reason code (BROKEN_*), once. */
 export function bus_break(reason: u32): void {
-  atomic.cmpxchg<u32>(changetype<usize>(root()) + offsetof<Root>("broken"), 0, reason);
+  sync_cas<u32>(changetype<usize>(root()) + offsetof<Root>("broken"), 0, reason);
 }
 
 export const BROKEN_STALE_LOCK: u32 = 1;
@@ -119,25 +120,25 @@ let acquisitions: u32 = 0;
 /** Tries once; true if taken. */
 // @ts-ignore: decorator
 @inline export function lock_try(l: usize, tid: u32): bool {
-  return atomic.cmpxchg<u32>(l, 0, holder_value(tid)) == 0;
+  return sync_cas<u32>(l, 0, holder_value(tid)) == 0;
 }
 
 /** Takes the lock; false if the bus broke while waiting. */
 export function lock_take(l: usize, tid: u32): bool {
-  if (atomic.cmpxchg<u32>(l, 0, holder_value(tid)) == 0) return true;
+  if (sync_cas<u32>(l, 0, holder_value(tid)) == 0) return true;
   return lock_take_slow(l, tid);
 }
 
 function lock_take_slow(l: usize, tid: u32): bool {
   for (let i: u32 = 0; i < SPINS; i++) {
-    if (atomic.load<u32>(l) == 0 && atomic.cmpxchg<u32>(l, 0, holder_value(tid)) == 0) return true;
+    if (sync_load<u32>(l) == 0 && sync_cas<u32>(l, 0, holder_value(tid)) == 0) return true;
   }
   let start: f64 = -1;
   let last: u32 = 0;
   while (true) {
-    let h = atomic.load<u32>(l);
+    let h = sync_load<u32>(l);
     if (h == 0) {
-      if (atomic.cmpxchg<u32>(l, 0, holder_value(tid)) == 0) return true;
+      if (sync_cas<u32>(l, 0, holder_value(tid)) == 0) return true;
       continue;
     }
     if (bus_broken()) return false;
@@ -150,16 +151,16 @@ function lock_take_slow(l: usize, tid: u32): bool {
       return false;
     }
     if (canBlock) {
-      atomic.add<u32>(l + 4, 1);
-      memory.atomic.wait32(l, h, SLICE_NS);
-      atomic.sub<u32>(l + 4, 1);
+      sync_add<u32>(l + 4, 1);
+      sync_wait32(l, h, SLICE_NS);
+      sync_sub<u32>(l + 4, 1);
     } else {
-      for (let i: u32 = 0; i < SPINS && atomic.load<u32>(l) != 0; i++) {}
+      for (let i: u32 = 0; i < SPINS && sync_load<u32>(l) != 0; i++) {}
     }
   }
 }
 
 export function lock_drop(l: usize): void {
-  atomic.store<u32>(l, 0);
-  if (atomic.load<u32>(l + 4)) atomic.notify(l, 1);
+  sync_store<u32>(l, 0);
+  if (sync_load<u32>(l + 4)) sync_notify(l, 1);
 }

@@ -48,6 +48,7 @@
  * (flush_need).
  */
 
+import { sync_add, sync_and, sync_load, sync_notify, sync_store } from "./sync";
 import { root, heap_calloc, heap_free, slot_take, slot_free, slot_gen, slot_wake, misc_lock, misc_unlock, thread_tid, limbo_retire } from "./bus";
 import { ls_need, NEED_BROKEN, NEED_NOMEM } from "./lockset";
 import { lock_take, lock_drop } from "./lock";
@@ -176,7 +177,7 @@ export const MSG_FLAG_DRAINED: u32 = 2;
 @inline export function peer_set_receiver(c: Ctx, p: Peer): void {
   // written only when it changes: a store on every recv would take the line from the senders that read it
   let at = changetype<usize>(p) + offsetof<Peer>("receiver");
-  if (atomic.load<u32>(at) != c.serial) atomic.store<u32>(at, c.serial);
+  if (sync_load<u32>(at) != c.serial) sync_store<u32>(at, c.serial);
 }
 
 // @ts-ignore: decorator
@@ -234,16 +235,16 @@ export const WAKE_ARMED: u32 = 0x8000_0000;
  */
 export function peer_wake(c: Ctx, p: Peer): void {
   let w = <usize>p.wake;
-  let s = atomic.load<u32>(w + 4);
+  let s = sync_load<u32>(w + 4);
   let notify = (s & WAKE_SLEEPERS) != 0 && (s & WAKE_ARMED) != 0 &&
-    (atomic.and<u32>(w + 4, ~WAKE_ARMED) & WAKE_ARMED) != 0;
-  atomic.add<u32>(w, 1);
+    (sync_and<u32>(w + 4, ~WAKE_ARMED) & WAKE_ARMED) != 0;
+  sync_add<u32>(w, 1);
   if (!notify) return;
   let n = c.nWake;
   let list = changetype<usize>(c) + offsetof<Ctx>("wake0");
   for (let i: u32 = 0; i < n; i++) if (load<u32>(list + (i << 2)) == <u32>w) return;
   if (n == CTX_WAKES) {
-    atomic.notify(w, u32.MAX_VALUE);
+    sync_notify(w, u32.MAX_VALUE);
     return;
   }
   store<u32>(list + (n << 2), <u32>w);
@@ -253,7 +254,7 @@ export function peer_wake(c: Ctx, p: Peer): void {
 /** Notifies the sleepers peer_wake recorded; call with no lock held. */
 export function wake_flush(c: Ctx): void {
   let list = changetype<usize>(c) + offsetof<Ctx>("wake0");
-  for (let i: u32 = 0; i < c.nWake; i++) atomic.notify(<usize>load<u32>(list + (i << 2)), u32.MAX_VALUE);
+  for (let i: u32 = 0; i < c.nWake; i++) sync_notify(<usize>load<u32>(list + (i << 2)), u32.MAX_VALUE);
   c.nWake = 0;
 }
 

@@ -42,6 +42,7 @@
  * atomic words; the heap lock guards the memory.
  */
 
+import { sync_add, sync_cas, sync_load, sync_store, sync_sub } from "./sync";
 import { root, Root, heap_alloc, heap_free } from "./bus";
 import { Ctx } from "./tx";
 import { MAX_OBJECTS } from "./peer";
@@ -72,31 +73,31 @@ export function record_new(c: Ctx, slot: u32, length: u32): usize {
   store<u32>(rec, c.records, 20);
   if (c.records) store<u32>(<usize>c.records, <u32>rec, 16);
   c.records = <u32>rec;
-  atomic.add<u32>(records_counter(), 1);
+  sync_add<u32>(records_counter(), 1);
   return rec;
 }
 
 /** Frees a record whose freeing the caller claimed (pending −1); `c` is its owner unless it is an orphan. */
 export function record_free(c: Ctx, rec: usize): void {
-  if (atomic.load<u32>(rec) != RECORD_ORPHAN) {
+  if (sync_load<u32>(rec) != RECORD_ORPHAN) {
     let prev = <usize>load<u32>(rec, 16), next = <usize>load<u32>(rec, 20);
     if (prev) store<u32>(prev, <u32>next, 20);
     else c.records = <u32>next;
     if (next) store<u32>(next, <u32>prev, 16);
   }
   heap_free(rec);
-  atomic.sub<u32>(records_counter(), 1);
+  sync_sub<u32>(records_counter(), 1);
 }
 
 /** One message carrying `rec` is gone; an orphan nobody carries any more is freed (its owner's host frees the others). */
 export function record_drop(c: Ctx, rec: usize): void {
-  if (atomic.sub<i32>(rec + 8, 1) != 1) return;
-  if (atomic.load<u32>(rec) == RECORD_ORPHAN && atomic.cmpxchg<i32>(rec + 8, 0, -1) == 0) record_free(c, rec);
+  if (sync_sub<i32>(rec + 8, 1) != 1) return;
+  if (sync_load<u32>(rec) == RECORD_ORPHAN && sync_cas<i32>(rec + 8, 0, -1) == 0) record_free(c, rec);
 }
 
 /** Frees `rec` if no message carries it (claims it: `pending` 0 → −1); 1 if freed. `c` is its owner, unless it is an orphan. */
 export function record_release(c: Ctx, rec: usize): i32 {
-  if (atomic.cmpxchg<i32>(rec + 8, 0, -1) != 0) return 0;
+  if (sync_cas<i32>(rec + 8, 0, -1) != 0) return 0;
   record_free(c, rec);
   return 1;
 }
@@ -123,10 +124,10 @@ export function records_orphan(c: Ctx): void {
   c.records = 0;
   while (rec) {
     let next = <usize>load<u32>(rec, 20);
-    atomic.store<u32>(rec, RECORD_ORPHAN);
-    if (atomic.cmpxchg<i32>(rec + 8, 0, -1) == 0) {
+    sync_store<u32>(rec, RECORD_ORPHAN);
+    if (sync_cas<i32>(rec + 8, 0, -1) == 0) {
       heap_free(rec);
-      atomic.sub<u32>(records_counter(), 1);
+      sync_sub<u32>(records_counter(), 1);
     }
     rec = next;
   }

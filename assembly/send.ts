@@ -54,6 +54,7 @@
  * while the send still holds the receiver's lock.
  */
 
+import { sync_load } from "./sync";
 import { map_get, map_reserve } from "./map";
 import { entry, KIND_DATA } from "./queue";
 import { Handle, HANDLE_MARK, node_of, node_live, handle_live } from "./handle";
@@ -284,7 +285,7 @@ function send_stage(c: Ctx, p: Peer, dh: Handle, size: u32, bytes: u32, charged:
 export function staged_receiver(payload: usize): u32 {
   let m = message_of_payload(payload);
   let q = changetype<Peer>(node_of(changetype<Handle>(m.dest)).owner);
-  return atomic.load<u32>(changetype<usize>(q) + offsetof<Peer>("receiver"));
+  return sync_load<u32>(changetype<usize>(q) + offsetof<Peer>("receiver"));
 }
 
 /** Undoes a destination's charge and the receiver handles made for it. */

@@ -16,6 +16,10 @@
 //   view on shared memory    new Uint8Array(buffer, offset, 64)
 //   core round trip          send_begin, send_commit, recv, slice_release
 //                            called directly (64 B, no copy, no JS objects)
+//   ... on a private bus     the call with one lock and the core round trip
+//                            again, in the build of a bus made with
+//                            shared: false, which has no atomics
+//                            (assembly/sync.ts): what they cost the frame
 //   hand-off by spinning     two threads pass a turn back and forth on one
 //                            shared word, both spinning: the cost of moving
 //                            a cache line between the cores, one way
@@ -157,6 +161,15 @@ export async function run({ rounds, windowMs, log }) {
   log("  the core alone");
   add("core round trip, 64 B: send_begin, send_commit, recv, slice_release", measure(roundTrip, rounds, windowMs));
   bus.close();
+  // the same calls in the build of a private bus, which has no atomics (assembly/sync.ts)
+  const privateBus = await Bus.create({ shared: false });
+  const pa = privateBus.connect(), pb = privateBus.connect();
+  const pCore = coreOf(privateBus), pr = pa.ref;
+  add("call with one uncontended lock, private bus (query)", measure((n) => {
+    for (let i = 0; i < n; i++) sink += pCore.ex.query(pCore.ctx, pr.slot, pr.gen);
+  }, rounds, windowMs));
+  add("core round trip, 64 B, private bus", measure(coreRoundTrip(privateBus, pa, pb, pb.transfer(4, pa), 64), rounds, windowMs));
+  privateBus.close();
   log("  hand-offs between two threads");
   add("hand-off between threads by spinning (one way)", await handOff(false, rounds, windowMs));
   add("hand-off between threads by futex wait/notify (one way)", await handOff(true, rounds, windowMs));

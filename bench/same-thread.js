@@ -11,6 +11,9 @@
 //   its core alone  send_begin, send_commit, recv and slice_release called
 //                   directly on the wasm exports (no API, no copy, no JS
 //                   objects): the part of the round trip the core takes.
+//   on a private bus  the same API loop on a bus made with shared: false,
+//                   whose core has no atomics (assembly/sync.ts): what
+//                   the shared memory's atomics cost this loop.
 // The payload is a Uint8Array of 0 B, 64 B, 1 KiB or 64 KiB.
 
 import { MessageChannel, receiveMessageOnPort } from "node:worker_threads";
@@ -61,6 +64,10 @@ export async function run({ rounds, windowMs, log }) {
   const sender = bus.connect();
   const receiver = bus.connect();
   const dst = receiver.transfer(4, sender);
+  const privateBus = await Bus.create({ shared: false });
+  const pSender = privateBus.connect();
+  const pReceiver = privateBus.connect();
+  const pDst = pReceiver.transfer(4, pSender);
   const { port1, port2 } = new MessageChannel();
   const shared = new Uint8Array(new SharedArrayBuffer(2 * 65536));
   const rows = [];
@@ -99,6 +106,16 @@ export async function run({ rounds, windowMs, log }) {
         name: "its core alone",
         measure: () => timeLoop(coreOnly, windowMs),
       },
+      {
+        // not a baseline either: the same loop without the atomics
+        name: "on a private bus",
+        measure: () => timeLoop((n) => {
+          for (let i = 0; i < n; i++) {
+            pSender.send(pDst, payload);
+            pReceiver.recv().release();
+          }
+        }, windowMs),
+      },
     ];
     log(`  ${label}`);
     await warmUp(variants);
@@ -108,14 +125,16 @@ export async function run({ rounds, windowMs, log }) {
       bus1: result["bus1-wasm"],
       baselines: {
         MessageChannel: result.MessageChannel, "copy into SAB": result["copy into SAB"], "its core alone": result["its core alone"],
+        "on a private bus": result["on a private bus"],
       },
       targets: TARGETS[label] ?? {},
-      breakdown: ["its core alone"],
+      breakdown: ["its core alone", "on a private bus"],
       rerun,
     });
   }
 
   port1.close();
   bus.close();
+  privateBus.close();
   return { rows };
 }
