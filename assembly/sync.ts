@@ -21,8 +21,9 @@
  * and compare-exchange ones). A wait in a private build cannot sleep (no
  * other thread could wake it) and returns at once as if the word had changed
  * ("not-equal", 1); a notify there wakes no one (0). Neither is reached by a
- * private bus: its locks are never contended, since one thread holds them
- * only inside a call, and no thread sleeps on its words.
+ * private bus: its one thread holds a lock only inside a call, so it never
+ * finds one taken (lock.ts breaks the bus at once if it does), and no thread
+ * sleeps on its words.
  */
 
 // @ts-ignore: decorator

@@ -8,6 +8,9 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";
+import { Bus, Bus1Error } from "bus1-wasm";
+// internals: the core's exports and views, to leave a lock taken
+import { coreOf } from "../dist/host-common/bus.js";
 
 const require = createRequire(import.meta.url);
 const wasmDis = join(dirname(require.resolve("binaryen/package.json")), "bin", "wasm-dis");
@@ -36,4 +39,29 @@ describe("builds", () => {
     expect(found["memory.atomic.wait32"]).toBeGreaterThan(0);
     expect(found["memory.atomic.notify"]).toBeGreaterThan(0);
   });
+
+  test("a private bus whose one thread finds a lock taken (a call that never ended) breaks at once", async () => {
+    const bus = await Bus.create({ shared: false });
+    try {
+      const a = bus.connect();
+      const core = coreOf(bus);
+      // the Peer record's first word is its lock (docs/ABI.md §7.5); the slot entry's first word is the record
+      const record = core.views().u32[(core.ex.wake_addr(a.ref.slot, a.ref.gen) - 8) >>> 2];
+      core.views().u32[record >>> 2] = (1 << 10) | 1;
+      const started = performance.now();
+      let error: unknown = null;
+      try {
+        a.recv();
+      } catch (e) {
+        error = e;
+      }
+      expect(performance.now() - started).toBeLessThan(1000);
+      expect(error).toBeInstanceOf(Bus1Error);
+      expect((error as Bus1Error).code).toBe("ESHUTDOWN");
+      expect(() => bus.connect()).toThrow(expect.objectContaining({ code: "ESHUTDOWN" }));
+    } finally {
+      bus.close();
+    }
+  });
 });
+
