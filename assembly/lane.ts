@@ -36,12 +36,14 @@
  *   - credit: quota taken from the receiver and its user in advance, a chunk
  *     at a time, by the locked path (lane_refill: at most a quarter of what is
  *     free, LANE_CREDIT messages per LANE_BYTES of arena, and what the arena
- *     holds). A send spends one slice and
- *     its bytes from it; when the credit or the arena runs short the message
- *     takes the locked path, which tops the credit up. A freed record's
- *     charge stays with an open lane (`returned`, taken back into the credit
- *     by the next refill), so a steady lane changes neither the receiver's
- *     usage nor its user's record per message.
+ *     holds). A send spends one slice and its bytes from it. A freed
+ *     record's charge stays with an open lane (`returned`), and a send that
+ *     finds the credit short takes it back into the credit first, under the
+ *     user's lock but not the receiver's (lane_reuse); when the credit or
+ *     the arena is still short the message takes the locked path, which
+ *     tops the credit up. So a steady lane changes neither the receiver's
+ *     usage nor its user's record per message, and a lane whose receiver
+ *     caught up goes on without the receiver's lock.
  *
  * Order. A lane send publishes its record on the receiver's inbox (a stack
  * pushed with compare-and-swap), so the inbox holds records in the order
@@ -131,9 +133,9 @@ import { handle_maybe_free } from "./node";
 /** Bytes of a new lane's arena (a power of two). */
 // @ts-ignore: decorator
 @inline export const LANE_BYTES: u32 = 16384;
-/** Bytes a lane's arena grows to at most (LANE_BYTES × 4^k). */
+/** Bytes a lane's arena grows to at most (a power of two; the limits bound it first: lane_make). */
 // @ts-ignore: decorator
-@inline const LANE_BYTES_MAX: u32 = 1 << 20;
+@inline const LANE_BYTES_MAX: u32 = 4 << 20;
 /** The largest record a lane takes (a larger message takes the locked path). */
 // @ts-ignore: decorator
 @inline const LANE_RECORD_MAX: u32 = LANE_BYTES / 4;
@@ -246,7 +248,17 @@ export function lane_send(c: Ctx, p: Peer, dh: Handle, size: u32, bytes: u32, ou
   let cost = ONE_SLICE | <u64>bytes;
   while (true) {
     let v = sync_load<u64>(at);
-    if ((v >> 32) == 0 || (v & 0xFFFF_FFFF) < <u64>bytes) return false;
+    if ((v >> 32) == 0 || (v & 0xFFFF_FFFF) < <u64>bytes) {
+      // what the receiver freed is credit too: taken here, so that a lane
+      // whose receiver caught up does not need its lock to go on
+      if (!sync_load<u64>(returned_at(l))) return false;
+      let u = changetype<User>(l.user);
+      user_lock(u);
+      let any = lane_reuse(l);
+      user_unlock(u);
+      if (!any) return false;
+      continue;
+    }
     if (sync_cas<u64>(at, v, v - cost) == v) break;
   }
   let before = l.head;
@@ -472,32 +484,35 @@ export function lane_refill(p: Peer, dh: Handle, q: Peer, bytes: u32): void {
   let l = changetype<Lane>(dh.lane);
   if (!l) {
     if (++dh.sends < LANE_AFTER || p.nLanes >= LANES_PER_PEER || q.nLanesIn >= LANES_PER_PEER) return;
-    let lp = lane_make(p, dh, q, LANE_BYTES, false);
+    let lp = lane_make(p, dh, q, LANE_BYTES, 0);
     if (!lp) return;
     l = changetype<Lane>(lp);
   } else if (l.full) {
     // the sender ran a whole arena ahead of its receiver, and the locked path
-    // took its messages since: a lane four times as large takes its place, if
-    // it may grow (lane_make), and the old one closes and goes once its
-    // records are freed
+    // took its messages since: a lane four times as large takes its place, or
+    // as large as the bounds let it be if that is still larger (lane_make),
+    // and the old one closes and goes once its records are freed
     l.full = 0;
-    let g = lane_make(p, dh, q, l.size << 2, true);
+    let g = lane_make(p, dh, q, l.size << 2, l.size);
     if (g) {
       lane_shut(l);
       l = changetype<Lane>(g);
     }
   }
   let at = credit_at(l);
+  let u = peer_user(q);
   // what the receiver freed comes back first: it is still charged
-  let r = sync_xchg<u64>(returned_at(l), 0);
-  if (r) sync_add<u64>(at, r);
+  if (sync_load<u64>(returned_at(l))) {
+    user_lock(u);
+    lane_reuse(l);
+    user_unlock(u);
+  }
   let v = sync_load<u64>(at);
   let haveS = <u32>(v >> 32), haveB = <u32>v;
   // credit for as many messages and bytes as the arena holds: LANE_CREDIT per LANE_BYTES
   let wantS = LANE_CREDIT * (l.size / LANE_BYTES), wantB = l.size;
   if (haveS >= wantS / 2 && haveB >= wantB / 2) return;
   lane_fold(q);
-  let u = peer_user(q);
   user_lock(u);
   // up to that, and at most a quarter of what the peer and the user have
   // free, so credit seldom stands in anyone's way (and when it does, it is
@@ -517,24 +532,29 @@ export function lane_refill(p: Peer, dh: Handle, q: Peer, bytes: u32): void {
 }
 
 /**
- * Makes `dh`'s lane to `q` with an arena of `size` bytes (its old lane, if
- * any, is the caller's to shut); 0 without memory. A lane that `grows` one
- * is made only within every bound on arenas: LANE_BYTES_MAX; an eighth of
- * `q`'s byte limit (the arenas of the at most LANES_PER_PEER lanes into it
- * hold no more than its limit lets it hold); a 64th of what the bus's memory
- * may grow to; and, with it, the arenas of every lane into `q`'s user, open
- * or not yet freed, within a quarter of that user's byte limit (what lanes
- * hold in memory stays of the order of what the user may hold in messages).
- * Under the sender's and `q`'s locks.
+ * Makes `dh`'s lane to `q` with an arena of `size` bytes, a power of two (its
+ * old lane, if any, is the caller's to shut); 0 without memory. A lane that
+ * replaces one of `above` bytes (grows) gets at most `size` bytes, and only
+ * as many as every bound on arenas lets it have, rounded down to a power of
+ * two; 0 if that is not more than `above`. The bounds: LANE_BYTES_MAX; an
+ * eighth of `q`'s byte limit (the arenas of the at most LANES_PER_PEER
+ * lanes into it hold no more than its limit lets it hold); a 64th of what
+ * the bus's memory may grow to; and, with it, the arenas of every lane into
+ * `q`'s user, open or not yet freed, within a quarter of that user's byte
+ * limit (what lanes hold in memory stays of the order of what the user may
+ * hold in messages). Under the sender's and `q`'s locks.
  */
-function lane_make(p: Peer, dh: Handle, q: Peer, size: u32, grows: bool): usize {
+function lane_make(p: Peer, dh: Handle, q: Peer, size: u32, above: u32): usize {
   let u = peer_user(q);
   user_lock(u);
-  let lp: usize = 0;
-  if (!grows || (size <= LANE_BYTES_MAX && size <= q.lim2 >> 3 && <u64>size <= (<u64>root().maxPages << 16) >> 6 &&
-                 <u64>u.laneBytes + size <= <u64>(u.lim2 >> 2))) {
-    lp = heap_calloc(LANE_HEADER + size);
+  if (above) {
+    let room = min<u64>(<u64>min(LANE_BYTES_MAX, q.lim2 >> 3), (<u64>root().maxPages << 16) >> 6);
+    let userRoom = <u64>(u.lim2 >> 2);
+    room = min(room, userRoom > <u64>u.laneBytes ? userRoom - <u64>u.laneBytes : 0);
+    if (<u64>size > room) size = room ? <u32>(1 << (63 - <u32>clz(room))) : 0;
   }
+  let lp: usize = 0;
+  if (size > above) lp = heap_calloc(LANE_HEADER + size);
   if (!lp) {
     user_unlock(u);
     return 0;
@@ -563,6 +583,18 @@ function lane_make(p: Peer, dh: Handle, q: Peer, size: u32, grows: bool): usize 
 // @ts-ignore: decorator
 @inline function quarter_free(lim: u32, use: u32): u32 {
   return lim > use ? (lim - use) >> 2 : 0;
+}
+
+/**
+ * Moves the charges of the records the receiver freed (`returned`) into the
+ * credit; true if there were any. Under the lane's user's lock: a revoke
+ * (lane_take_credit) then finds every unspent charge in one word or the
+ * other, never in neither while it moves.
+ */
+function lane_reuse(l: Lane): bool {
+  let r = sync_xchg<u64>(returned_at(l), 0);
+  if (r) sync_add<u64>(credit_at(l), r);
+  return r != 0;
 }
 
 /**

@@ -1482,11 +1482,12 @@ describe("a lane that grows when its sender runs an arena ahead", () => {
     expect(b.recv()).toBeNull();
   }
 
-  it("keeps a flood off the locked path: once grown, its sends do not wait for a thread that holds the receiver's lock", async () => {
+  it("keeps a flood off the locked path: once grown, with what the receiver freed as its credit again, 6000 sends do not wait for a thread that holds the receiver's lock", async () => {
     const bus = await sharedBus();
     const a = bus.connect(), b = bus.connect(), h = bus.connect({ user: 5 });
     const to = b.transfer(8, a);
-    // 8 locked sends make the lane (16 KiB: about 110 such messages); floods that run it full grow it to 1 MiB
+    // 8 locked sends make the lane (16 KiB: about 110 such messages); floods that run it full grow it to 2 MiB
+    // (an eighth of b's byte limit); what b freed is the lane's credit again
     flood(a, b, to, 8);
     for (let round = 0; round < 4; round++) flood(a, b, to, 8000);
     // another user's send holds b's lock between its two calls (its own worker), for 3 s
@@ -1496,21 +1497,21 @@ describe("a lane that grows when its sender runs an arena ahead", () => {
     // a's sends while the lock is held: every one that takes the locked path waits out the hold
     const t0 = performance.now();
     let sent = 0;
-    while (sent < 2000 && performance.now() - t0 < 1000) {
+    while (sent < 6000 && performance.now() - t0 < 1000) {
       a.send(to, new Uint8Array(64));
       sent++;
     }
     const held = Atomics.load(ctl, 1) === 0;
     expect(held, "the lock was still held after the sends").toBe(true);
-    expect(sent).toBe(2000);
+    expect(sent).toBe(6000);
     await holder.result();
-    // the held send, then a's 2000, in the order the receiver took them in
+    // the held send, then a's 6000, in the order the receiver took them in
     let got = 0;
     for (let m = b.recv(); m; m = b.recv()) {
       if (m.payload.length === 64) got++;
       m.release();
     }
-    expect(got).toBe(2000);
+    expect(got).toBe(6000);
   }, 30_000);
 
   it("gives back every arena it grew through: the heap returns to its baseline", async () => {
@@ -1536,31 +1537,42 @@ describe("a lane that grows when its sender runs an arena ahead", () => {
 describe("how large lanes grow", () => {
   /**
    * Floods each receiver from its sender (`pairs` of them, one user) in six
-   * rounds of 3000 messages of 64 B that run the lanes full, each drained;
-   * returns the heap in use above the start once the last is drained: the
-   * lanes' arenas, and the tables their credit reserved.
+   * rounds of `n` messages of 64 B (144 bytes of arena each) that run the
+   * lanes full, each drained; returns the heap that goes when the senders
+   * then release their handles, which ends their lanes: the lanes' records
+   * and arenas (the handles' own records are a few dozen bytes).
    */
-  async function grown(options: Parameters<typeof Bus.create>[0], pairs = 1): Promise<number> {
+  async function grown(options: Parameters<typeof Bus.create>[0], pairs = 1, n = 3000): Promise<number> {
     const bus = await sharedBus(options);
-    const base = bus.stats().usedBytes;
     const ends = Array.from({ length: pairs }, () => {
       const a = bus.connect(), b = bus.connect();
       return { a, b, to: b.transfer(8, a) };
     });
     for (let r = 0; r < 6; r++) {
       for (const { a, b, to } of ends) {
-        for (let i = 0; i < 3000; i++) a.send(to, new Uint8Array(64));
+        for (let i = 0; i < n; i++) a.send(to, new Uint8Array(64));
         for (let m = b.recv(); m; m = b.recv()) m.release();
       }
     }
-    return bus.stats().usedBytes - base;
+    const before = bus.stats().usedBytes;
+    for (const { a, to } of ends) a.release(to);
+    return before - bus.stats().usedBytes;
   }
 
-  it("to 1 MiB by default, to 256 KiB for a receiver whose byte limit is 2 MiB (a lane: an eighth of it)", async () => {
-    expect(await grown({})).toBeGreaterThan(1 << 20);
-    const small = await grown({ limits: { maxInflightBytes: 2 << 20 } });
-    expect(small).toBeGreaterThan(256 << 10);
-    expect(small).toBeLessThan(768 << 10);
+  /** The arena in what grown() saw go: a power of two, with less than 1 KiB of records around it. */
+  const arena = (bytes: number) => {
+    const size = 2 ** Math.floor(Math.log2(bytes));
+    expect(bytes - size).toBeLessThan(1024);
+    return size;
+  };
+
+  it("to 2 MiB by default, to 256 KiB for a receiver whose byte limit is 2 MiB (a lane: an eighth of it)", async () => {
+    expect(arena(await grown({}, 1, 8000))).toBe(2 << 20);
+    expect(arena(await grown({ limits: { maxInflightBytes: 2 << 20 } }))).toBe(256 << 10);
+  });
+
+  it("to the largest power of two within its bounds: 1 MiB for a byte limit of 12 MiB (an eighth: 1.5 MiB)", async () => {
+    expect(arena(await grown({ limits: { maxInflightBytes: 12 << 20 } }, 1, 8000))).toBe(1 << 20);
   });
 
   it("the arenas into one user's peers stay within a quarter of its byte limit: four grown lanes of 1 MiB would be 4 MiB", async () => {
@@ -1570,9 +1582,7 @@ describe("how large lanes grow", () => {
     expect(all).toBeLessThan(3 << 20);
   });
 
-  it("to 64 KiB on a bus of 8 MiB (a lane: a 64th of the memory bound)", async () => {
-    const small = await grown({ maxMemoryBytes: 8 << 20 });
-    expect(small).toBeGreaterThan(64 << 10);
-    expect(small).toBeLessThan((256 << 10) + (64 << 10));
+  it("to 128 KiB on a bus of 8 MiB (a lane: a 64th of the memory bound)", async () => {
+    expect(arena(await grown({ maxMemoryBytes: 8 << 20 }))).toBe(128 << 10);
   });
 });
