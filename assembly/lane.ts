@@ -120,7 +120,7 @@
  */
 
 import { sync_add, sync_cas, sync_load, sync_store, sync_xchg } from "./sync";
-import { Peer, peer_wake, peer_usage, peer_limits, slice_map, peer_user } from "./peer";
+import { Peer, wake_bump, peer_usage, peer_limits, slice_map, peer_user } from "./peer";
 import { Message, MESSAGE_SIZE, message_payload, slice_pad } from "./pool";
 import { Entry, entry, entry_staged, queue_link, KIND_DATA, ENTRY_LANE, ENTRY_FREED } from "./queue";
 import { Handle, Node, node_of } from "./handle";
@@ -175,7 +175,9 @@ export const CUT_NONE: u64 = u64.MAX_VALUE;
   size: u32;
   /** 1 once a send found the arena full: the next refill makes a larger lane. */
   full: u32;
-  _s1: u64; _s2: u64; _s3: u64; _s4: u64;
+  /** The receiver's wake word (Peer.wake, fixed): a commit bumps it without reading the receiver's record. */
+  wake: u32;
+  _s1: u32; _s2: u64; _s3: u64; _s4: u64;
   _s5: u64; _s6: u64; _s7: u64; _s8: u64; _s9: u64;
   // the receiver's line (+128)
   tail: u32;
@@ -300,8 +302,9 @@ export function lane_send(c: Ctx, p: Peer, dh: Handle, size: u32, bytes: u32, ou
 export function lane_commit(c: Ctx): void {
   let m = changetype<Message>(c.laneMsg);
   c.laneMsg = 0;
-  let q = changetype<Peer>(lane_of(m).receiver);
-  let at = changetype<usize>(q) + offsetof<Peer>("inbox");
+  let l = lane_of(m);
+  // the receiver's inbox and wake word: its record's lock line is not read (the receiver writes it)
+  let at = <usize>l.receiver + offsetof<Peer>("inbox");
   // the stamp: a transaction that cut before this push counts it before (lane_cut)
   m.ts = sync_load<u64>(root().cuts);
   while (true) {
@@ -309,7 +312,7 @@ export function lane_commit(c: Ctx): void {
     m.txNext = top;
     if (sync_cas<u32>(at, top, <u32>changetype<usize>(m)) == top) break;
   }
-  peer_wake(c, q);
+  wake_bump(c, <usize>l.wake);
 }
 
 /** Takes back the record lane_send placed (its payload could not be copied). */
@@ -564,6 +567,7 @@ function lane_make(p: Peer, dh: Handle, q: Peer, size: u32, above: u32): usize {
   l.sender = <u32>changetype<usize>(p);
   l.handle = <u32>changetype<usize>(dh);
   l.receiver = <u32>changetype<usize>(q);
+  l.wake = q.wake;
   l.user = <u32>changetype<usize>(u);
   l.next = u.lanes;
   if (u.lanes) changetype<Lane>(u.lanes).prev = <u32>lp;

@@ -233,8 +233,13 @@ export const WAKE_ARMED: u32 = 0x8000_0000;
  * of the call, or a lock retry (ls_retry flushes before it takes the locks
  * again), so at most a send's payload copy (made with the locks held).
  */
-export function peer_wake(c: Ctx, p: Peer): void {
-  let w = <usize>p.wake;
+// @ts-ignore: decorator
+@inline export function peer_wake(c: Ctx, p: Peer): void {
+  wake_bump(c, <usize>p.wake);
+}
+
+/** peer_wake of the peer whose wake word is at `w` (a lane keeps it: its sends read no line of the receiver's record). */
+export function wake_bump(c: Ctx, w: usize): void {
   let s = sync_load<u32>(w + 4);
   let notify = (s & WAKE_SLEEPERS) != 0 && (s & WAKE_ARMED) != 0 &&
     (sync_and<u32>(w + 4, ~WAKE_ARMED) & WAKE_ARMED) != 0;
