@@ -39,7 +39,8 @@
  *     holds). A send spends one slice and its bytes from it. A freed
  *     record's charge stays with an open lane (`returned`), and a send that
  *     finds the credit short takes it back into the credit first, under the
- *     user's lock but not the receiver's (lane_reuse); when the credit or
+ *     user's lock but not the receiver's, while the receiver and its user
+ *     are within their limits (lane_within, lane_reuse); when the credit or
  *     the arena is still short the message takes the locked path, which
  *     tops the credit up. So a steady lane changes neither the receiver's
  *     usage nor its user's record per message, and a lane whose receiver
@@ -256,7 +257,7 @@ export function lane_send(c: Ctx, p: Peer, dh: Handle, size: u32, bytes: u32, ou
       if (!sync_load<u64>(returned_at(l))) return false;
       let u = changetype<User>(l.user);
       user_lock(u);
-      let any = lane_reuse(l);
+      let any = lane_within(changetype<Peer>(l.receiver), u) && lane_reuse(l);
       user_unlock(u);
       if (!any) return false;
       continue;
@@ -587,6 +588,18 @@ function lane_make(p: Peer, dh: Handle, q: Peer, size: u32, above: u32): usize {
 // @ts-ignore: decorator
 @inline function quarter_free(lim: u32, use: u32): u32 {
   return lim > use ? (lim - use) >> 2 : 0;
+}
+
+/**
+ * True if the receiver `q` and its user `u` hold no more than their limits,
+ * credit included: then a freed record's charge may go to a new message, as
+ * a release and a send would (after a limit was lowered below what they
+ * hold, only the locked path, which checks, may send until they are under
+ * it again). `q`'s usage is read without its lock: a charge taken back and
+ * not yet folded (`revoked`) only makes it look higher. Under `u`'s lock.
+ */
+function lane_within(q: Peer, u: User): bool {
+  return q.use0 <= q.lim0 && q.use2 <= q.lim2 && u.use0 <= u.lim0 && u.use2 <= u.lim2;
 }
 
 /**

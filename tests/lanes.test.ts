@@ -1586,3 +1586,31 @@ describe("how large lanes grow", () => {
     expect(arena(await grown({ maxMemoryBytes: 8 << 20 }))).toBe(128 << 10);
   });
 });
+
+describe("a limit lowered below what the receiver holds", () => {
+  for (const shared of [false, true]) {
+    it(`refuses every lane send until the receiver is under it again: a freed record's charge is no credit then (${shared ? "shared" : "private"} bus)`, async () => {
+      const bus = await Bus.create({ shared });
+      buses.push(bus);
+      const q = bus.connect(), p = bus.connect();
+      const to = q.transfer(8, p);
+      // 8 locked sends make the lane, 40 go through it
+      for (let i = 0; i < 48; i++) p.send(to, new Uint8Array(8));
+      q.reset({ limits: { maxSlices: 10 } });
+      for (let i = 0; i < 9; i++) q.recv()!.release();
+      expect(q.stats().slices).toBe(39);
+      // each release frees a lane record's charge; without lanes each send is EDQUOT while 38 + 1 > 10
+      for (let held = 39; held > 10; held--) {
+        expect(() => p.send(to, new Uint8Array(8)), `with ${held - 1} held`).toThrow(expect.objectContaining({ code: "EDQUOT" }));
+        q.recv()!.release();
+      }
+      // 10 held: at the limit, a send still does not fit; one fewer, and it does
+      expect(() => p.send(to, new Uint8Array(8))).toThrow(expect.objectContaining({ code: "EDQUOT" }));
+      q.recv()!.release();
+      p.send(to, new Uint8Array(8));
+      expect(q.stats().slices).toBe(10);
+      for (let m = q.recv(); m; m = q.recv()) m.release();
+      expect(q.stats()).toMatchObject({ slices: 0, bytes: 0 });
+    });
+  }
+});
