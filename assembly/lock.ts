@@ -20,7 +20,9 @@
  * every later call fails with ESHUTDOWN and a reason, instead of hanging or
  * reading state the dead thread left half-changed. A host that learns of a
  * thread's death first (a Worker's exit event) marks it at once
- * (thread_exit in index.ts).
+ * (thread_exit in index.ts). In the private builds (one thread, no atomics:
+ * sync.ts) a lock found taken can only be this thread's own, left by a call
+ * that never ended, so the taker marks the bus broken at once.
  *
  * Lock order (deadlock freedom): peer locks in address order (a lock set,
  * see lockset.ts), then the misc lock, then a user's lock, then the heap
