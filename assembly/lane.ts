@@ -27,7 +27,8 @@
  *     its last look says the arena is full. A new lane's arena is
  *     LANE_BYTES; a sender that finds it full has run a whole arena ahead of
  *     its receiver, and its next locked send replaces the lane with one four
- *     times as large (lane_refill), within bounds tied to the receiver's and
+ *     times as large, or the largest power of two its bounds allow if that
+ *     is larger (lane_refill), the bounds tied to the receiver's and
  *     its user's byte limits and to the bus's memory (lane_make), so that a
  *     flood whose receiver falls behind keeps to its lane instead of taking
  *     the locked path for all but an arena's worth of its messages
@@ -254,12 +255,7 @@ export function lane_send(c: Ctx, p: Peer, dh: Handle, size: u32, bytes: u32, ou
     if ((v >> 32) == 0 || (v & 0xFFFF_FFFF) < <u64>bytes) {
       // what the receiver freed is credit too: taken here, so that a lane
       // whose receiver caught up does not need its lock to go on
-      if (!sync_load<u64>(returned_at(l))) return false;
-      let u = changetype<User>(l.user);
-      user_lock(u);
-      let any = lane_within(changetype<Peer>(l.receiver), u) && lane_reuse(l);
-      user_unlock(u);
-      if (!any) return false;
+      if (!lane_reuse(l)) return false;
       continue;
     }
     if (sync_cas<u64>(at, v, v - cost) == v) break;
@@ -504,19 +500,15 @@ export function lane_refill(p: Peer, dh: Handle, q: Peer, bytes: u32): void {
     }
   }
   let at = credit_at(l);
-  let u = peer_user(q);
   // what the receiver freed comes back first: it is still charged
-  if (sync_load<u64>(returned_at(l))) {
-    user_lock(u);
-    lane_reuse(l);
-    user_unlock(u);
-  }
+  lane_reuse(l);
   let v = sync_load<u64>(at);
   let haveS = <u32>(v >> 32), haveB = <u32>v;
   // credit for as many messages and bytes as the arena holds: LANE_CREDIT per LANE_BYTES
   let wantS = LANE_CREDIT * (l.size / LANE_BYTES), wantB = l.size;
   if (haveS >= wantS / 2 && haveB >= wantB / 2) return;
   lane_fold(q);
+  let u = peer_user(q);
   user_lock(u);
   // up to that, and at most a quarter of what the peer and the user have
   // free, so credit seldom stands in anyone's way (and when it does, it is
@@ -604,13 +596,23 @@ function lane_within(q: Peer, u: User): bool {
 
 /**
  * Moves the charges of the records the receiver freed (`returned`) into the
- * credit; true if there were any. Under the lane's user's lock: a revoke
+ * credit, if the receiver and its user are within their limits
+ * (lane_within; a locked send that passed its check does not show that: a
+ * message without bytes is not checked against the byte limit); true if it
+ * moved any. Under the lane's user's lock, which it takes: a revoke
  * (lane_take_credit) then finds every unspent charge in one word or the
  * other, never in neither while it moves.
  */
 function lane_reuse(l: Lane): bool {
-  let r = sync_xchg<u64>(returned_at(l), 0);
-  if (r) sync_add<u64>(credit_at(l), r);
+  if (!sync_load<u64>(returned_at(l))) return false;
+  let u = changetype<User>(l.user);
+  user_lock(u);
+  let r: u64 = 0;
+  if (lane_within(changetype<Peer>(l.receiver), u)) {
+    r = sync_xchg<u64>(returned_at(l), 0);
+    if (r) sync_add<u64>(credit_at(l), r);
+  }
+  user_unlock(u);
   return r != 0;
 }
 

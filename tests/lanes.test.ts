@@ -1612,5 +1612,20 @@ describe("a limit lowered below what the receiver holds", () => {
       for (let m = q.recv(); m; m = q.recv()) m.release();
       expect(q.stats()).toMatchObject({ slices: 0, bytes: 0 });
     });
+
+    it(`a send with no bytes, which fits while the bytes are over the limit, gives the lane no bytes to spend (${shared ? "shared" : "private"} bus)`, async () => {
+      const bus = await Bus.create({ shared });
+      buses.push(bus);
+      const q = bus.connect(), p = bus.connect();
+      const to = q.transfer(8, p);
+      for (let i = 0; i < 48; i++) p.send(to, new Uint8Array(64));
+      q.reset({ limits: { maxInflightBytes: 1024 } });
+      for (let i = 0; i < 9; i++) q.recv()!.release();
+      expect(q.stats()).toMatchObject({ slices: 39, bytes: 39 * 64 });
+      // the bytes limit does not bind a message without bytes (the locked path's check, too)
+      p.send(to, new Uint8Array(0));
+      expect(() => p.send(to, new Uint8Array(64))).toThrow(expect.objectContaining({ code: "EDQUOT" }));
+      expect(q.stats()).toMatchObject({ slices: 40, bytes: 39 * 64 });
+    });
   }
 });
